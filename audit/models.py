@@ -1,0 +1,50 @@
+"""Append-only, hash-chained audit trail.
+
+Each row stores the SHA-256 of the previous row of its chain, so an edit or a deletion
+breaks the chain. Chains are per scope (one per merchant, plus "system"), so two
+merchants' webhooks never wait on each other for the chain head.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class AuditChain(models.Model):
+    """The head of one chain; its row is locked while a new link is appended."""
+
+    scope = models.CharField(max_length=64, primary_key=True)
+    seq = models.BigIntegerField(default=0)
+    head_hash = models.CharField(max_length=64, default="0" * 64)
+
+
+class AuditEvent(models.Model):
+    scope = models.CharField(max_length=64)
+    seq = models.BigIntegerField()
+    created_at = models.DateTimeField()
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=100)
+    subject_type = models.CharField(max_length=100)
+    subject_id = models.CharField(max_length=100)
+    account_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["scope", "seq"]
+        constraints = [models.UniqueConstraint(fields=["scope", "seq"], name="audit_unique_scope_seq")]
+        indexes = [models.Index(fields=["subject_type", "subject_id"]), models.Index(fields=["action"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.subject_type}:{self.subject_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit events are append-only.")

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class InvoicesAppConfig(AppConfig):
+    name = "invoices_app"
+    verbose_name = "Invoices and fulfilment"

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import hmac
+
+from rest_framework import authentication
+
+from keys_app.keygen import hash_key, parse_key
+from keys_app.models import ApiKey
+from keys_app.selectors import key_get_by_hash
+from keys_app.services import key_touch
+from payments_site.errors import ApiError
+
+HEADER = "HTTP_X_API_KEY"
+
+
+def _unauthorized(code: str, message: str) -> ApiError:
+    return ApiError(code, message, status_code=401)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`X-API-Key: sk_test_…`. The request's user is the merchant Account; auth is the ApiKey."""
+
+    def authenticate(self, request):
+        raw = request.META.get(HEADER)
+        if raw is None:
+            raise _unauthorized("api_key_missing", "Send your API key in the X-API-Key header.")
+        raw = raw.strip()
+        if parse_key(raw) is None:
+            raise _unauthorized("api_key_malformed", "The API key is malformed (wrong format or checksum).")
+        digest = hash_key(raw)
+        key = key_get_by_hash(key_hash=digest)
+        # The lookup is by a hash of the key, so timing reveals nothing about stored keys;
+        # the comparison guards against a collation-insensitive match all the same.
+        if key is None or not hmac.compare_digest(key.key_hash, digest):
+            raise _unauthorized("api_key_invalid", "Unknown API key.")
+        if key.status == ApiKey.Status.REVOKED:
+            raise _unauthorized("api_key_revoked", "This API key has been revoked.")
+        if key.is_expired():
+            raise _unauthorized("api_key_expired", "This API key has expired.")
+        key_touch(key=key)
+        return key.account, key
+
+    def authenticate_header(self, request):
+        return "X-API-Key"

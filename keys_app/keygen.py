@@ -1,0 +1,51 @@
+"""API key format: sk_{test|live}_ + 24 base62 chars (~143 bits) + 6-char checksum.
+
+The checksum lets us reject a mistyped or truncated key without touching the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+import zlib
+
+ALPHABET = string.digits + string.ascii_letters
+BODY_LEN = 24
+CHECK_LEN = 6
+KEY_RE = re.compile(r"^sk_(test|live)_([0-9A-Za-z]{%d})([0-9A-Za-z]{%d})$" % (BODY_LEN, CHECK_LEN))
+PREFIX_LEN = 12  # "sk_test_" + 4 characters of the body
+
+
+def _base62(number: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        number, rem = divmod(number, 62)
+        out.append(ALPHABET[rem])
+    return "".join(reversed(out))
+
+
+def _checksum(head: str) -> str:
+    return _base62(zlib.crc32(head.encode()), CHECK_LEN)
+
+
+def generate_key(mode: str) -> str:
+    head = f"sk_{mode}_" + "".join(secrets.choice(ALPHABET) for _ in range(BODY_LEN))
+    return head + _checksum(head)
+
+
+def parse_key(raw: str) -> str | None:
+    """Return the key's mode if it is well-formed with a valid checksum, else None."""
+    match = KEY_RE.match(raw)
+    if not match:
+        return None
+    head = raw[: -CHECK_LEN]
+    if not hmac.compare_digest(_checksum(head), match.group(3)):
+        return None
+    return match.group(1)
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()

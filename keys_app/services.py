@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import audit_record
+from keys_app.keygen import generate_key, hash_key
+from keys_app.models import Account, ApiKey, Mode
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key together with its plain text, which exists only here and is never stored."""
+
+    api_key: ApiKey
+    plaintext: str
+
+
+def _key_summary(key: ApiKey) -> dict[str, Any]:
+    return {"id": key.pk, "display": key.display, "mode": key.mode, "status": key.status,
+            "expires_at": key.expires_at}
+
+
+@transaction.atomic
+def key_issue(
+    *, account: Account, mode: str = Mode.TEST, label: str = "", actor: str = "system",
+    source_session_id=None,
+) -> IssuedKey:
+    plaintext = generate_key(mode)
+    key = ApiKey.objects.create(
+        account=account,
+        mode=mode,
+        key_hash=hash_key(plaintext),
+        prefix=plaintext[:12],
+        last4=plaintext[-4:],
+        label=label,
+        source_session_id=source_session_id,
+    )
+    audit_record(action="key.issued", subject_type="api_key", subject_id=key.pk, account_id=account.pk,
+                 actor=actor, after=_key_summary(key))
+    return IssuedKey(api_key=key, plaintext=plaintext)
+
+
+@transaction.atomic
+def merchant_create(*, name: str, email: str, live: bool = False, actor: str = "system") -> tuple[Account, IssuedKey]:
+    account = Account.objects.create(kind=Account.Kind.MERCHANT, name=name, email=email)
+    audit_record(action="account.created", subject_type="account", subject_id=account.pk, account_id=account.pk,
+                 actor=actor, after={"name": name, "email": email, "kind": account.kind})
+    issued = key_issue(account=account, mode=Mode.LIVE if live else Mode.TEST, label="initial", actor=actor)
+    return account, issued
+
+
+ACCOUNT_EDITABLE_FIELDS = ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix")
+
+
+@transaction.atomic
+def account_update(*, account: Account, actor: str, **changes: Any) -> Account:
+    account = Account.objects.select_for_update().get(pk=account.pk)
+    before = {f: getattr(account, f) for f in changes}
+    for field, value in changes.items():
+        if field not in ACCOUNT_EDITABLE_FIELDS:
+            raise ValueError(f"{field} is not editable")
+        setattr(account, field, value)
+    account.full_clean()
+    account.save(update_fields=list(changes) or None)
+    audit_record(action="account.updated", subject_type="account", subject_id=account.pk, account_id=account.pk,
+                 actor=actor, before=before, after={f: getattr(account, f) for f in changes})
+    return account
+
+
+@transaction.atomic
+def key_revoke(*, key: ApiKey, actor: str) -> ApiKey:
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.status == ApiKey.Status.REVOKED:
+        return key
+    before = _key_summary(key)
+    key.status = ApiKey.Status.REVOKED
+    key.revoked_at = timezone.now()
+    key.save(update_fields=["status", "revoked_at"])
+    audit_record(action="key.revoked", subject_type="api_key", subject_id=key.pk, account_id=key.account_id,
+                 actor=actor, before=before, after=_key_summary(key))
+    transaction.on_commit(lambda: key_cache_forget(key_hash=key.key_hash))
+    return key
+
+
+ROTATION_OVERLAPS = {"0": timedelta(0), "1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+@transaction.atomic
+def key_rotate(*, key: ApiKey, overlap: timedelta, actor: str) -> IssuedKey:
+    """Issue a successor of the same mode; the old key keeps working for `overlap`."""
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.status != ApiKey.Status.ACTIVE:
+        raise ValueError("Only an active key can be rotated.")
+    issued = key_issue(account=key.account, mode=key.mode, label=key.label, actor=actor)
+    before = _key_summary(key)
+    key.replaced_by = issued.api_key
+    if overlap <= timedelta(0):
+        key.status = ApiKey.Status.REVOKED
+        key.revoked_at = timezone.now()
+    else:
+        key.expires_at = min(key.expires_at or timezone.now() + overlap, timezone.now() + overlap)
+    key.save(update_fields=["replaced_by", "status", "revoked_at", "expires_at"])
+    audit_record(action="key.rotated", subject_type="api_key", subject_id=key.pk, account_id=key.account_id,
+                 actor=actor, before=before, after={**_key_summary(key), "replaced_by": issued.api_key.pk})
+    transaction.on_commit(lambda: key_cache_forget(key_hash=key.key_hash))
+    return issued
+
+
+@transaction.atomic
+def key_upgrade_live(*, account: Account, actor: str) -> IssuedKey:
+    """Staff approval: give an account a live key (its test keys stay as they are)."""
+    issued = key_issue(account=account, mode=Mode.LIVE, label="live", actor=actor)
+    audit_record(action="key.upgraded", subject_type="account", subject_id=account.pk, account_id=account.pk,
+                 actor=actor, after={"live_key": issued.api_key.pk})
+    return issued
+
+
+def key_touch(*, key: ApiKey) -> None:
+    """Record use at most once per interval: a conditional UPDATE, not a write per request."""
+    now = timezone.now()
+    threshold = now - timedelta(seconds=settings.API_KEY_TOUCH_INTERVAL_SECONDS)
+    if key.last_used_at is None or key.last_used_at < threshold:
+        ApiKey.objects.filter(pk=key.pk).exclude(last_used_at__gte=threshold).update(last_used_at=now)
+        key.last_used_at = now
+
+
+def key_cache_forget(*, key_hash: str) -> None:
+    from keys_app.selectors import key_cache_key
+    from django.core.cache import cache
+
+    cache.delete(key_cache_key(key_hash))

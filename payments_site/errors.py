@@ -1,0 +1,83 @@
+"""The one error shape of the API: {"error": {"code", "message", "field"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+# DRF's generic codes get the field name in front ("amount_required"); our own codes stand alone.
+_GENERIC_CODES = {
+    "required", "invalid", "null", "blank", "max_length", "min_length", "max_value", "min_value",
+    "max_digits", "max_decimal_places", "max_whole_digits", "invalid_choice", "not_a_list", "empty",
+    "does_not_exist", "incorrect_type", "date", "datetime", "make_aware", "overflow", "unique",
+}
+
+
+class ApiError(exceptions.APIException):
+    """A domain error with a machine-readable code, raised by services and views alike."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None, status_code: int = 400) -> None:
+        self.status_code = status_code
+        self.error_code = code
+        self.field = field
+        super().__init__(detail=message, code=code)
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "field": field}}
+
+
+def error_response(code: str, message: str, *, field: str | None = None, status_code: int = 400) -> JsonResponse:
+    """For plain Django views (webhooks) that answer in the API's shape."""
+    return JsonResponse(error_body(code, message, field), status=status_code)
+
+
+def _first_validation_error(detail: Any, path: str | None = None) -> tuple[str | None, exceptions.ErrorDetail]:
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            sub = key if key != "non_field_errors" else None
+            if path and sub:
+                sub = f"{path}.{sub}"
+            return _first_validation_error(value, sub or path)
+    if isinstance(detail, list) and detail:
+        return _first_validation_error(detail[0], path)
+    return path, detail
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApiError):
+        return Response(error_body(exc.error_code, str(exc.detail), exc.field), status=exc.status_code)
+    if isinstance(exc, exceptions.ValidationError):
+        field, detail = _first_validation_error(exc.detail)
+        code = getattr(detail, "code", "invalid") or "invalid"
+        if code in _GENERIC_CODES and field:
+            code = f"{field.split('.')[0]}_{code}"
+        return Response(error_body(code, str(detail), field), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, Http404):
+        return Response(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    # Imported here: rest_framework.views imports the authentication classes, which import us.
+    from rest_framework.views import exception_handler
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.APIException):
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "error"
+        message = str(exc.detail) if not isinstance(exc.detail, (dict, list)) else "Request failed."
+        if isinstance(exc, exceptions.ParseError):
+            code = "invalid_json"
+        elif isinstance(exc, exceptions.UnsupportedMediaType):
+            code = "unsupported_media_type"
+        response.data = error_body(code, message)
+    return response
+
+
+def handler404(request, exception=None):  # noqa: ARG001 - Django's handler signature
+    return error_response("not_found", "Not found.", status_code=404)
+
+
+def handler500(request):  # noqa: ARG001
+    return error_response("server_error", "Internal error. It has been logged.", status_code=500)

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from keys_app.models import Account, Mode
+
+
+class Status(models.TextChoices):
+    CREATED = "created", "Created"
+    PENDING = "pending", "Pending"
+    PAID = "paid", "Paid"
+    FAILED = "failed", "Failed"
+
+
+OPEN_STATUSES = (Status.CREATED, Status.PENDING)
+TERMINAL_STATUSES = (Status.PAID, Status.FAILED)
+
+
+class PaymentSession(ConcurrentTransitionMixin, models.Model):
+    """One payment a merchant asked for. Transitions change fields only; services do the I/O."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="sessions")
+    amount = models.DecimalField(max_digits=18, decimal_places=3)
+    currency = models.CharField(max_length=3, default="EUR")
+    mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.TEST)
+    providers = models.JSONField(default=list, blank=True)
+    customer_email = models.EmailField(blank=True, default="")
+    customer_name = models.CharField(max_length=200, blank=True, default="")
+    customer_address = models.TextField(blank=True, default="")
+    description = models.CharField(max_length=500, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    client_reference_id = models.CharField(max_length=200, blank=True, default="")
+    success_url = models.URLField(max_length=2000, blank=True, default="")
+    cancel_url = models.URLField(max_length=2000, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    status = FSMField(default=Status.CREATED, choices=Status.choices, protected=True)
+    failure_reason = models.CharField(max_length=200, blank=True, default="")
+    provider = models.CharField(max_length=20, blank=True, default="")
+    provider_reference = models.CharField(max_length=200, blank=True, default="")
+    paid_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["account", "-created_at"]),
+            models.Index(fields=["account", "status", "-created_at"]),
+            models.Index(fields=["status", "expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} {self.status}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    def is_past_expiry(self, now=None) -> bool:
+        return self.expires_at <= (now or timezone.now())
+
+    @transition(field=status, source=Status.CREATED, target=Status.PENDING)
+    def mark_pending(self, *, provider: str, provider_reference: str = "") -> None:
+        self.provider = provider
+        self.provider_reference = provider_reference or self.provider_reference
+
+    @transition(field=status, source=[Status.CREATED, Status.PENDING], target=Status.PAID)
+    def mark_paid(self, *, provider: str, provider_reference: str, paid_at=None) -> None:
+        self.provider = provider
+        self.provider_reference = provider_reference
+        self.paid_at = paid_at or timezone.now()
+
+    @transition(field=status, source=[Status.CREATED, Status.PENDING], target=Status.FAILED)
+    def mark_failed(self, *, reason: str, provider: str = "", provider_reference: str = "") -> None:
+        self.failure_reason = reason[:200]
+        self.failed_at = timezone.now()
+        if provider:
+            self.provider = provider
+        if provider_reference:
+            self.provider_reference = provider_reference
+
+
+class WebhookEvent(models.Model):
+    """Every verified delivery from a provider, stored once per (provider, event id)."""
+
+    class Outcome(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        REJECTED = "rejected", "Rejected"
+        UNMATCHED = "unmatched", "No matching session"
+        FAILED = "failed", "Failed"
+
+    provider = models.CharField(max_length=20)
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.RECEIVED)
+    error = models.CharField(max_length=500, blank=True, default="")
+    session = models.ForeignKey(PaymentSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events")
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="webhook_unique_provider_event")]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.event_id} {self.event_type} {self.outcome}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to an Idempotency-Key, replayed for 24 h (scoped per merchant)."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "key"], name="idempotency_unique_account_key")]

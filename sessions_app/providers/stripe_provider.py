@@ -1,0 +1,148 @@
+"""Stripe: Stripe-Signature verification and the event types that move a session."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from decimal import Decimal
+from typing import Any
+
+import stripe
+from django.conf import settings
+
+from sessions_app import currencies
+from sessions_app.providers import WebhookRejected
+from sessions_app.services import Action, PaymentEvent
+
+NAME = "stripe"
+MAX_BODY_BYTES = 256 * 1024
+
+
+def _parse_header(header: str) -> tuple[int, list[str]]:
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                raise WebhookRejected("signature_malformed", "Stripe-Signature has a non-numeric timestamp.") from None
+        elif key == "v1":
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise WebhookRejected("signature_malformed", "Stripe-Signature needs t=<timestamp> and v1=<signature>.")
+    return timestamp, signatures
+
+
+def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None, now: float | None = None) -> None:
+    """Accept the body if any current secret signed it within the tolerance, in either direction."""
+    if not header:
+        raise WebhookRejected("signature_missing", "The Stripe-Signature header is missing.")
+    timestamp, _ = _parse_header(header)
+    tolerance = settings.STRIPE_WEBHOOK_TOLERANCE
+    # The SDK only rejects stale timestamps; one from the future is as suspect as one from the past.
+    if abs((now or time.time()) - timestamp) > tolerance:
+        raise WebhookRejected("signature_timestamp_out_of_range",
+                              f"The signature timestamp is more than {tolerance} s away from our clock.")
+    keys = secrets_ if secrets_ is not None else settings.STRIPE_WEBHOOK_SECRETS
+    if not keys:
+        raise WebhookRejected("webhook_not_configured", "STRIPE_WEBHOOK_SECRET is not configured.", 503)
+    try:
+        payload = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookRejected("body_not_utf8", "The body is not UTF-8.") from None
+    for secret in keys:
+        try:
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
+            return
+        except stripe.SignatureVerificationError:
+            continue
+    raise WebhookRejected("signature_invalid", "No signature matches the payload with a configured secret.")
+
+
+def _obj(payload: dict[str, Any]) -> dict[str, Any]:
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    return obj if isinstance(obj, dict) else {}
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse(body: bytes) -> PaymentEvent:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise WebhookRejected("invalid_json", "The body is not valid JSON.") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        raise WebhookRejected("event_invalid", "An event is a JSON object with a string `type`.")
+    event_type = payload["type"]
+    obj = _obj(payload)
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    session_ref = metadata.get("session_id") or obj.get("client_reference_id")
+    # Stripe's events carry an id; the seed's hand-written payload does not, so its body stands in.
+    event_id = payload.get("id") if isinstance(payload.get("id"), str) else "body:" + hashlib.sha256(body).hexdigest()
+    livemode = payload.get("livemode") if isinstance(payload.get("livemode"), bool) else None
+    currency = obj.get("currency") if isinstance(obj.get("currency"), str) else None
+    action, amount, reason = Action.NONE, None, ""
+    reference = obj.get("payment_intent") if obj.get("object") == "checkout.session" else obj.get("id")
+    if event_type == "payment_intent.processing":
+        action = Action.PENDING
+    elif event_type == "payment_intent.succeeded":
+        action = Action.PAID
+        amount = _int_or_none(obj.get("amount_received")) or _int_or_none(obj.get("amount"))
+    elif event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+        paid = obj.get("payment_status") == "paid"
+        action = Action.PAID if paid else Action.PENDING
+        amount = _int_or_none(obj.get("amount_total")) if paid else None
+    elif event_type == "payment_intent.payment_failed":
+        action = Action.FAILED
+        error = obj.get("last_payment_error") if isinstance(obj.get("last_payment_error"), dict) else {}
+        reason = str(error.get("decline_code") or error.get("code") or "payment_failed")
+    elif event_type == "checkout.session.async_payment_failed":
+        action, reason = Action.FAILED, "payment_failed"
+    elif event_type == "checkout.session.expired":
+        action, reason = Action.FAILED, "expired"
+    elif event_type == "charge.refunded":
+        action = Action.REFUNDED
+        amount = _int_or_none(obj.get("amount_refunded"))
+        reference = obj.get("payment_intent") or obj.get("id")
+    return PaymentEvent(
+        provider=NAME, event_id=event_id, event_type=event_type, payload=payload, action=action,
+        session_ref=str(session_ref) if session_ref else None,
+        provider_reference=str(reference or "")[:200], amount_minor=amount,
+        currency=currency if action != Action.REFUNDED else None, livemode=livemode, failure_reason=reason,
+    )
+
+
+def test_event(
+    *, session_id: str, event_type: str, amount: Decimal, currency: str, livemode: bool = False
+) -> dict[str, Any]:
+    """A Stripe-shaped event for a session, as `stripe trigger` would send it."""
+    minor = currencies.to_minor(amount, currency)
+    pi = "pi_test_" + secrets.token_hex(12)
+    obj: dict[str, Any] = {
+        "id": pi, "object": "payment_intent", "amount": minor, "amount_received": minor,
+        "currency": currency.lower(), "metadata": {"session_id": session_id}, "livemode": livemode,
+    }
+    if event_type == "payment_intent.payment_failed":
+        obj["amount_received"] = 0
+        obj["last_payment_error"] = {"code": "card_declined", "decline_code": "generic_decline"}
+    elif event_type.startswith("checkout.session."):
+        obj = {"id": "cs_test_" + secrets.token_hex(12), "object": "checkout.session", "amount_total": minor,
+               "currency": currency.lower(), "client_reference_id": session_id, "payment_intent": pi,
+               "payment_status": "paid" if event_type == "checkout.session.completed" else "unpaid",
+               "metadata": {"session_id": session_id}, "livemode": livemode}
+    return {"id": "evt_test_" + secrets.token_hex(12), "object": "event", "type": event_type,
+            "created": int(time.time()), "livemode": livemode, "data": {"object": obj}}
+
+
+def sign(body: str, secret: str | None = None, timestamp: int | None = None) -> str:
+    secret = secret or settings.STRIPE_WEBHOOK_SECRETS[0]
+    return stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp)

@@ -1,0 +1,316 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any, Callable
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.services import audit_record
+from keys_app.models import Account, ApiKey
+from payments_site.errors import ApiError
+from sessions_app import currencies
+from sessions_app.models import OPEN_STATUSES, IdempotencyRecord, PaymentSession, Status, WebhookEvent
+from sessions_app.signals import session_paid, session_refunded
+
+logger = logging.getLogger(__name__)
+
+
+def _session_state(session: PaymentSession) -> dict[str, Any]:
+    return {"status": session.status, "provider": session.provider, "provider_reference": session.provider_reference,
+            "failure_reason": session.failure_reason}
+
+
+# ---------------------------------------------------------------- creation
+
+
+@transaction.atomic
+def session_create(
+    *,
+    account: Account,
+    api_key: ApiKey,
+    amount: Decimal,
+    currency: str = "EUR",
+    mode: str | None = None,
+    description: str = "",
+    customer_email: str = "",
+    metadata: dict[str, Any] | None = None,
+    client_reference_id: str = "",
+    success_url: str = "",
+    cancel_url: str = "",
+    expires_at=None,
+    providers: list[str] | None = None,
+) -> PaymentSession:
+    mode = mode or api_key.mode
+    if mode != api_key.mode:
+        raise ApiError("mode_mismatch", f"A {api_key.mode} key cannot create {mode} sessions.", field="mode")
+    now = timezone.now()
+    session = PaymentSession.objects.create(
+        account=account,
+        amount=amount,
+        currency=currency,
+        mode=mode,
+        description=description,
+        customer_email=customer_email,
+        metadata=metadata or {},
+        client_reference_id=client_reference_id,
+        success_url=success_url,
+        cancel_url=cancel_url,
+        created_at=now,
+        expires_at=expires_at or now + timedelta(seconds=settings.SESSION_DEFAULT_TTL_SECONDS),
+        providers=providers or ["stripe"],
+    )
+    audit_record(action="session.created", subject_type="payment_session", subject_id=session.pk,
+                 account_id=account.pk, actor=f"api_key:{api_key.pk}",
+                 after={"status": session.status, "amount": session.amount, "currency": session.currency,
+                        "mode": session.mode})
+    return session
+
+
+def request_fingerprint(body: Any) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+def idempotent(
+    *, account: Account, key: str | None, fingerprint: str, produce: Callable[[], tuple[int, dict[str, Any]]]
+) -> StoredResponse:
+    """Run `produce` once per (merchant, key); later calls with the same body get the first response."""
+    if not key:
+        status_code, body = produce()
+        return StoredResponse(status_code, body, replayed=False)
+    if len(key) > 255:
+        raise ApiError("idempotency_key_invalid", "Idempotency-Key is longer than 255 characters.")
+    cutoff = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
+    IdempotencyRecord.objects.filter(account=account, key=key, created_at__lt=cutoff).delete()
+    existing = IdempotencyRecord.objects.filter(account=account, key=key).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                status_code, body = produce()
+                IdempotencyRecord.objects.create(account=account, key=key, request_hash=fingerprint,
+                                                 status_code=status_code, response_body=body)
+            return StoredResponse(status_code, body, replayed=False)
+        except IntegrityError:
+            # A concurrent request with the same key won; what it created stands, ours rolled back.
+            existing = IdempotencyRecord.objects.filter(account=account, key=key).first()
+            if existing is None:
+                raise
+    if existing.request_hash != fingerprint:
+        raise ApiError("idempotency_key_reused",
+                       "This Idempotency-Key was used with different parameters.", status_code=409)
+    return StoredResponse(existing.status_code, existing.response_body, replayed=True)
+
+
+# ---------------------------------------------------------------- state changes
+
+
+@transaction.atomic
+def session_expire(*, session_id: uuid.UUID, actor: str, reason: str = "expired") -> PaymentSession:
+    session = PaymentSession.objects.select_for_update().get(pk=session_id)
+    if session.status not in OPEN_STATUSES:
+        raise ApiError("session_not_open", f"The session is already {session.status}.", status_code=409)
+    before = _session_state(session)
+    session.mark_failed(reason=reason)
+    session.save()
+    audit_record(action="session.failed", subject_type="payment_session", subject_id=session.pk,
+                 account_id=session.account_id, actor=actor, before=before, after=_session_state(session))
+    return session
+
+
+def session_expire_overdue(*, now=None, limit: int = 500) -> int:
+    """Fail open sessions past expires_at. Each in its own transaction; a race with a payment is fine."""
+    now = now or timezone.now()
+    ids = list(PaymentSession.objects.filter(status__in=OPEN_STATUSES, expires_at__lte=now)
+               .values_list("pk", flat=True)[:limit])
+    expired = 0
+    for session_id in ids:
+        try:
+            session_expire(session_id=session_id, actor="system:expiry")
+            expired += 1
+        except ApiError:
+            pass  # paid or failed meanwhile
+    return expired
+
+
+@transaction.atomic
+def session_set_customer(*, session_id: uuid.UUID, email: str, name: str = "") -> PaymentSession:
+    """The checkout page asks for an email when the merchant did not send one."""
+    session = PaymentSession.objects.select_for_update().get(pk=session_id)
+    if not session.is_open:
+        return session
+    changed = []
+    if email and not session.customer_email:
+        session.customer_email = email
+        changed.append("customer_email")
+    if name and not session.customer_name:
+        session.customer_name = name
+        changed.append("customer_name")
+    if changed:
+        session.save(update_fields=changed)
+    return session
+
+
+# ---------------------------------------------------------------- provider events
+
+
+class Action:
+    PENDING = "pending"
+    PAID = "paid"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class PaymentEvent:
+    """What a provider's verified webhook means for us, whatever the provider."""
+
+    provider: str
+    event_id: str
+    event_type: str
+    payload: dict[str, Any]
+    action: str
+    session_ref: str | None = None
+    provider_reference: str = ""
+    amount_minor: int | None = None
+    currency: str | None = None
+    livemode: bool | None = None
+    failure_reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    outcome: str  # a WebhookEvent.Outcome value, or "duplicate"
+    detail: str = ""
+    event: WebhookEvent | None = None
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _parse_session_ref(ref: str | None) -> uuid.UUID | None:
+    if not ref:
+        return None
+    try:
+        return uuid.UUID(str(ref))
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _decide(session: PaymentSession, event: PaymentEvent) -> tuple[str, str]:
+    """Which outcome an event has on a session, before anything is written."""
+    if event.action == Action.NONE:
+        return WebhookEvent.Outcome.IGNORED, "event type not handled"
+    if event.livemode is not None and event.livemode != (session.mode == "live"):
+        return WebhookEvent.Outcome.REJECTED, "livemode_mismatch"
+    if event.action == Action.REFUNDED:
+        if session.status != Status.PAID:
+            return WebhookEvent.Outcome.IGNORED, f"refund for a {session.status} session"
+        return WebhookEvent.Outcome.PROCESSED, "refunded"
+    if session.status not in OPEN_STATUSES:
+        return WebhookEvent.Outcome.IGNORED, f"session already {session.status}"
+    if event.action == Action.PAID:
+        if event.currency is not None and event.currency.upper() != session.currency:
+            return WebhookEvent.Outcome.REJECTED, f"currency_mismatch: expected {session.currency}, got {event.currency.upper()}"
+        expected = currencies.to_minor(session.amount, session.currency)
+        if event.amount_minor is not None and event.amount_minor != expected:
+            return WebhookEvent.Outcome.REJECTED, f"amount_mismatch: expected {expected}, got {event.amount_minor}"
+        return WebhookEvent.Outcome.PROCESSED, "paid"
+    if event.action == Action.PENDING:
+        if session.status == Status.PENDING:
+            return WebhookEvent.Outcome.IGNORED, "already pending"
+        return WebhookEvent.Outcome.PROCESSED, "pending"
+    if event.action == Action.FAILED:
+        return WebhookEvent.Outcome.PROCESSED, "failed"
+    return WebhookEvent.Outcome.IGNORED, "no action"
+
+
+def _store(event: PaymentEvent, *, outcome: str, detail: str, session: PaymentSession | None) -> WebhookEvent:
+    try:
+        with transaction.atomic():
+            return WebhookEvent.objects.create(
+                provider=event.provider, event_id=event.event_id[:255], event_type=event.event_type[:100],
+                payload=event.payload, outcome=outcome, error=detail[:500] if outcome != "processed" else "",
+                processed_at=timezone.now(), session=session, account_id=session.account_id if session else None,
+            )
+    except IntegrityError:
+        raise _Duplicate from None
+
+
+def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> WebhookResult:
+    """Store a verified provider event once and move its session: one transaction, one commit.
+
+    A replay of the same event id stores nothing and changes nothing.
+    """
+    actor = actor or f"webhook:{event.provider}"
+    session_id = _parse_session_ref(event.session_ref)
+    try:
+        with transaction.atomic():
+            # Lock the session first: concurrent deliveries for it queue here and each sees the
+            # state the previous one committed.
+            session = (PaymentSession.objects.select_for_update().filter(pk=session_id).first()
+                       if session_id else None)
+            if session is None:
+                stored = _store(event, outcome=WebhookEvent.Outcome.UNMATCHED, detail="no matching session",
+                                session=None)
+                audit_record(action="webhook.unmatched", subject_type="webhook_event", subject_id=stored.pk,
+                             actor=actor, data={"event_id": event.event_id, "type": event.event_type})
+                return WebhookResult(stored.outcome, stored.error, stored)
+            outcome, detail = _decide(session, event)
+            stored = _store(event, outcome=outcome, detail=detail, session=session)
+            if outcome != WebhookEvent.Outcome.PROCESSED:
+                audit_record(action=f"webhook.{outcome}", subject_type="payment_session", subject_id=session.pk,
+                             account_id=session.account_id, actor=actor,
+                             data={"event_id": event.event_id, "type": event.event_type, "detail": detail})
+                if outcome == WebhookEvent.Outcome.REJECTED:
+                    logger.warning("webhook rejected", extra={"event_id": event.event_id, "detail": detail})
+                return WebhookResult(outcome, detail, stored)
+            _transition(session, event, actor=actor)
+            return WebhookResult(outcome, detail, stored)
+    except _Duplicate:
+        return WebhookResult("duplicate", "event already received")
+
+
+def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> None:
+    before = _session_state(session)
+    data = {"event_id": event.event_id, "type": event.event_type, "provider": event.provider}
+    if event.action == Action.REFUNDED:
+        audit_record(action="session.refunded", subject_type="payment_session", subject_id=session.pk,
+                     account_id=session.account_id, actor=actor, before=before, after=before,
+                     data={**data, "amount_minor": event.amount_minor})
+        transaction.on_commit(partial(session_refunded.send, sender=PaymentSession, session_id=session.pk,
+                                      event_id=event.event_id))
+        return
+    if event.action == Action.PAID:
+        session.mark_paid(provider=event.provider, provider_reference=event.provider_reference)
+    elif event.action == Action.PENDING:
+        session.mark_pending(provider=event.provider, provider_reference=event.provider_reference)
+    elif event.action == Action.FAILED:
+        session.mark_failed(reason=event.failure_reason or "payment_failed", provider=event.provider,
+                            provider_reference=event.provider_reference)
+    session.save()
+    audit_record(action=f"session.{session.status}", subject_type="payment_session", subject_id=session.pk,
+                 account_id=session.account_id, actor=actor, before=before, after=_session_state(session),
+                 data=data)
+    if session.status == Status.PAID:
+        # invoices_app listens for this and queues fulfilment; the lifecycle never imports it.
+        transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk))
