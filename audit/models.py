@@ -17,6 +17,9 @@ class AuditChain(models.Model):
     seq = models.BigIntegerField(default=0)
     head_hash = models.CharField(max_length=64, default="0" * 64)
 
+    def __str__(self) -> str:
+        return f"{self.scope}@{self.seq}"
+
 
 class AuditEvent(models.Model):
     scope = models.CharField(max_length=64)

@@ -15,7 +15,7 @@ import zlib
 ALPHABET = string.digits + string.ascii_letters
 BODY_LEN = 24
 CHECK_LEN = 6
-KEY_RE = re.compile(r"^sk_(test|live)_([0-9A-Za-z]{%d})([0-9A-Za-z]{%d})$" % (BODY_LEN, CHECK_LEN))
+KEY_RE = re.compile(rf"^sk_(test|live)_([0-9A-Za-z]{{{BODY_LEN}}})([0-9A-Za-z]{{{CHECK_LEN}}})$")
 PREFIX_LEN = 12  # "sk_test_" + 4 characters of the body
 
 

@@ -131,7 +131,8 @@ def key_touch(*, key: ApiKey) -> None:
 
 
 def key_cache_forget(*, key_hash: str) -> None:
-    from keys_app.selectors import key_cache_key
     from django.core.cache import cache
+
+    from keys_app.selectors import key_cache_key
 
     cache.delete(key_cache_key(key_hash))

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -128,7 +127,7 @@ class CreateSessionApi(APIView):
                 raise _error("expires_at_invalid", "expires_at must be a unix timestamp or an ISO 8601 time.")
             try:
                 if isinstance(value, (int, Decimal)):
-                    moment = datetime.fromtimestamp(int(value), tz=dt_timezone.utc)
+                    moment = datetime.fromtimestamp(int(value), tz=UTC)
                 elif isinstance(value, str):
                     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
                     if timezone.is_naive(moment):

@@ -127,3 +127,6 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "key"], name="idempotency_unique_account_key")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}:{self.key}"

@@ -15,7 +15,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from payments_site.errors import error_response
 from sessions_app import currencies, selectors
-from sessions_app.models import Status
 from sessions_app.providers import WebhookRejected, stripe_provider
 from sessions_app.services import session_set_customer
 from sessions_app.webhooks import stripe_webhook_receive
