@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 export ALLOW_DEBUG ?= 1
+export PUBLIC_BASE_URL ?= http://127.0.0.1:$(PORT)
 TEST_WORKERS ?= 2
 
 .PHONY: run test install install-dev lint bench clean
