@@ -12,7 +12,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if Account.objects.filter(kind=Account.Kind.MERCHANT, email=DEMO_EMAIL).exists():
             self.stdout.write("Demo merchant already exists; its key was printed when it was created.")
-            self.stdout.write("Make another key with: .venv/bin/python manage.py create_merchant NAME EMAIL")
+            self.stdout.write("Make another merchant and key with: ALLOW_DEBUG=1 .venv/bin/python manage.py create_merchant NAME EMAIL")
             return
         account, issued = merchant_create(name="Demo Merchant", email=DEMO_EMAIL, actor="cli:seed_demo")
         bar = "=" * 72
