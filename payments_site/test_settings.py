@@ -1,0 +1,10 @@
+"""Settings for the test suite: the real settings with ALLOW_DEBUG on (placeholder secrets allowed).
+
+pytest-django imports the settings before any conftest runs, so the switch has to live here.
+"""
+
+import os
+
+os.environ.setdefault("ALLOW_DEBUG", "1")
+
+from payments_site.settings import *  # noqa: E402,F403
