@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
@@ -93,7 +94,8 @@ class CreateSessionApi(APIView):
         mode = serializers.ChoiceField(choices=["test", "live"], required=False)
         description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
         customer_email = serializers.EmailField(max_length=254, required=False, allow_blank=True, default="")
-        metadata = serializers.JSONField(required=False, default=dict)
+        # JSON numbers arrive as Decimal (see parsers.py); they are stored as strings below.
+        metadata = serializers.JSONField(required=False, default=dict, encoder=DjangoJSONEncoder)
         client_reference_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         success_url = HttpUrlField(max_length=2000, required=False, allow_blank=True, default="")
         cancel_url = HttpUrlField(max_length=2000, required=False, allow_blank=True, default="")
