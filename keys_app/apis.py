@@ -26,7 +26,7 @@ class AccountApi(APIView):
             unknown = set(self.initial_data) - set(self.fields) if isinstance(self.initial_data, dict) else set()
             if unknown:
                 raise serializers.ValidationError(
-                    {sorted(unknown)[0]: serializers.ErrorDetail("This field is not editable.", code="field_unknown")}
+                    {sorted(unknown)[0]: serializers.ErrorDetail("Unknown or read-only parameter.", code="parameter_unknown")}
                 )
             return attrs
 

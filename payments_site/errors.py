@@ -50,7 +50,11 @@ def _first_validation_error(detail: Any, path: str | None = None) -> tuple[str |
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApiError):
-        return Response(error_body(exc.error_code, str(exc.detail), exc.field), status=exc.status_code)
+        response = Response(error_body(exc.error_code, str(exc.detail), exc.field), status=exc.status_code)
+        # Set by DRF on authentication failures: a 401 names the scheme it expects.
+        if getattr(exc, "auth_header", None):
+            response["WWW-Authenticate"] = exc.auth_header
+        return response
     if isinstance(exc, exceptions.ValidationError):
         field, detail = _first_validation_error(exc.detail)
         code = getattr(detail, "code", "invalid") or "invalid"
