@@ -90,12 +90,12 @@ def test_it_rejects_a_missing_signature_header(session, deliver, nothing_stored)
 @pytest.mark.parametrize("header", [
     "garbage",
     "t=notanumber,v1=abc",
-    f"t={int(time.time())}",
+    "t={now}",
     "v1=deadbeef",
     "t=,v1=",
 ])
 def test_it_rejects_a_malformed_signature_header(session, deliver, nothing_stored, header):
-    response = deliver(stripe_event(session), signature=header)
+    response = deliver(stripe_event(session), signature=header.format(now=int(time.time())))
 
     _assert_rejected(response, 400, "signature_malformed")
 
