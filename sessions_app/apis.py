@@ -172,7 +172,9 @@ class CreateSessionApi(APIView):
         stored = idempotent(
             account=account,
             key=request.headers.get("Idempotency-Key"),
-            fingerprint=request_fingerprint(json.loads(json.dumps(request.data, default=str))),
+            # The key's mode is part of the request: a live key must never be handed a test session.
+            fingerprint=request_fingerprint({"mode": api_key.mode,
+                                             "body": json.loads(json.dumps(request.data, default=str))}),
             produce=produce,
         )
         response = Response(stored.body, status=stored.status_code)

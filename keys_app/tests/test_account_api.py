@@ -90,3 +90,23 @@ def test_a_body_that_is_not_a_json_object_is_a_400(api, raw, code):
 def test_the_account_needs_a_key(anon):
     assert anon.get("/account").status_code == 401
     assert anon.patch("/account", {"name": "x"}, format="json").status_code == 401
+
+
+def test_an_email_longer_than_the_column_is_a_400_not_a_500(api, merchant):
+    # a syntactically valid address of 260 characters: valid for the validator, too long for the column
+    email = "a" * 60 + "@" + ".".join(["b" * 60] * 4) + ".test"
+    assert 254 < len(email) <= 320
+
+    response = api.patch("/account", {"email": email}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "email_max_length"
+    assert Account.objects.get(pk=merchant.pk).email == "billing@acme.test"
+
+
+def test_an_empty_change_writes_nothing(api, merchant):
+    response = api.patch("/account", {}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["name"] == "Acme GmbH"
+    assert not AuditEvent.objects.filter(action="account.updated").exists()

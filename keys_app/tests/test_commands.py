@@ -55,3 +55,12 @@ def test_seed_demo_prints_the_demo_key_once():
     assert client.post("/create_session", {"amount": "9.99"}, format="json").status_code == 201
     assert "sk_" not in second.getvalue().replace("create_merchant", "")
     assert Account.objects.count() == 1
+
+
+def test_create_merchant_refuses_an_email_longer_than_254_characters():
+    email = "a" * 60 + "@" + ".".join(["b" * 60] * 4) + ".test"
+
+    with pytest.raises(CommandError, match="not a valid email"):
+        call_command("create_merchant", "Beta Shop", email, stdout=io.StringIO())
+
+    assert not Account.objects.exists()

@@ -119,3 +119,20 @@ def test_an_overlong_key_is_refused(api):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "idempotency_key_invalid"
     assert PaymentSession.objects.count() == 0
+
+
+def test_a_key_used_in_test_mode_is_not_replayed_to_a_live_key(api, merchant):
+    # given the merchant used a key with its test key
+    from keys_app.services import key_issue
+
+    _create(api)
+    live = APIClient()
+    live.credentials(HTTP_X_API_KEY=key_issue(account=merchant, mode="live").plaintext)
+
+    # when its live key sends the same key and body
+    response = _create(live)
+
+    # then the test session is not handed to the live caller
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_key_reused"
+    assert PaymentSession.objects.filter(mode="live").count() == 0

@@ -16,6 +16,8 @@ class Command(BaseCommand):
     def handle(self, *args, name, email, live, **options):
         try:
             validate_email(email)
+            if len(email) > 254:
+                raise ValidationError("too long")
         except ValidationError:
             raise CommandError(f"not a valid email address: {email}") from None
         account, issued = merchant_create(name=name, email=email, live=live, actor="cli:create_merchant")
