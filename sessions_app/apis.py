@@ -115,6 +115,9 @@ class CreateSessionApi(APIView):
             if len(value) > METADATA_MAX_KEYS:
                 raise _error("metadata_too_large", f"metadata may have at most {METADATA_MAX_KEYS} keys.")
             for key, item in value.items():
+                # PostgreSQL's jsonb cannot store NUL characters.
+                if "\x00" in key or "\x00" in str(item):
+                    raise _error("metadata_invalid", "metadata may not contain NUL characters.")
                 if len(key) > METADATA_MAX_KEY_LEN:
                     raise _error("metadata_invalid", f"metadata keys may be at most {METADATA_MAX_KEY_LEN} characters.")
                 if isinstance(item, (dict, list)) or item is None:
@@ -153,7 +156,8 @@ class CreateSessionApi(APIView):
                     {unknown[0]: serializers.ErrorDetail(f"Unknown parameter {unknown[0]!r}.", code="parameter_unknown")}
                 )
             exp = currencies.exponent(attrs["currency"])
-            if -attrs["amount"].normalize().as_tuple().exponent > exp:
+            # Compare with the amount rounded to the currency: normalize() turns 1e-999999999 into 0.
+            if attrs["amount"] != attrs["amount"].quantize(Decimal(1).scaleb(-exp)):
                 raise serializers.ValidationError({"amount": serializers.ErrorDetail(
                     f"{attrs['currency']} amounts have at most {exp} decimal places.", code="amount_precision")})
             return attrs

@@ -32,6 +32,8 @@ BAD_BODIES = [
     ("four decimals on KWD", {"amount": "1.0001", "currency": "KWD"}, "amount_precision", "amount"),
     ("huge", {"amount": "1000000000"}, "amount_too_large", "amount"),
     ("huge exponent", {"amount": "1e400"}, "amount_too_large", "amount"),
+    ("tiny exponent", {"amount": "1e-999999999"}, "amount_precision", "amount"),
+    ("tiny fraction", {"amount": "0.00001"}, "amount_precision", "amount"),
     ("bool", {"amount": True}, "amount_invalid", "amount"),
     ("object", {"amount": {"value": 5}}, "amount_invalid", "amount"),
     ("list", {"amount": [5]}, "amount_invalid", "amount"),
@@ -53,6 +55,9 @@ BAD_BODIES = [
     ("nested metadata", {"amount": "5", "metadata": {"order": {"id": 1}}}, "metadata_invalid", "metadata"),
     ("list in metadata", {"amount": "5", "metadata": {"ids": [1, 2]}}, "metadata_invalid", "metadata"),
     ("metadata not an object", {"amount": "5", "metadata": ["a"]}, "metadata_invalid", "metadata"),
+    ("NUL in a metadata value", {"amount": "5", "metadata": {"note": "a\u0000b"}}, "metadata_invalid", "metadata"),
+    ("NUL in a metadata key", {"amount": "5", "metadata": {"k\u0000": "b"}}, "metadata_invalid", "metadata"),
+    ("NUL in the description", {"amount": "5", "description": "a\u0000b"}, "null_characters_not_allowed", "description"),
     # URLs
     ("ftp success_url", {"amount": "5", "success_url": "ftp://example.com/done"}, "success_url_invalid", "success_url"),
     ("not a URL", {"amount": "5", "success_url": "not a url"}, "success_url_invalid", "success_url"),
@@ -181,7 +186,7 @@ def test_it_accepts_the_full_set_of_valid_fields(api):
     assert response.json()["metadata"] == session.metadata
 
 
-@pytest.mark.parametrize("amount", ["999999.99", "0.01", 1, "  7.50 "])
+@pytest.mark.parametrize("amount", ["999999.99", "0.01", 1, "  7.50 ", "7.500", "1E+2"])
 def test_it_accepts_amounts_at_the_edges(api, amount):
     response = api.post("/create_session", {"amount": amount}, format="json")
 
