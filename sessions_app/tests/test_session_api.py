@@ -205,3 +205,24 @@ def test_overdue_open_sessions_are_expired_by_the_sweep(make_session):
 
     assert PaymentSession.objects.get(pk=overdue.pk).failure_reason == "expired"
     assert PaymentSession.objects.get(pk=fresh.pk).status == Status.CREATED
+
+
+def test_a_wrong_method_is_a_405_in_the_error_shape(api):
+    response = api.get("/create_session")
+
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_an_unknown_url_is_a_404_in_the_error_shape(api):
+    response = api.get("/no/such/endpoint")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_bad_list_cursor_is_a_4xx_in_the_error_shape(api):
+    response = api.get("/sessions?cursor=garbage")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
