@@ -64,3 +64,11 @@ def test_create_merchant_refuses_an_email_longer_than_254_characters():
         call_command("create_merchant", "Beta Shop", email, stdout=io.StringIO())
 
     assert not Account.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["", "   ", "n" * 201])
+def test_create_merchant_refuses_an_empty_or_overlong_name(name):
+    with pytest.raises(CommandError, match="name"):
+        call_command("create_merchant", name, "owner@beta.test", stdout=io.StringIO())
+
+    assert not Account.objects.exists()

@@ -53,6 +53,13 @@ def test_a_seed_browser_snippet_without_content_type_creates_a_session(client, m
     assert response.json()["url"]
 
 
+def test_a_request_with_no_content_type_at_all_creates_a_session(client, merchant):
+    response = client.generic("POST", "/create_session", '{"amount": "5.00"}', content_type="",
+                              HTTP_X_API_KEY=merchant.plaintext_key)
+
+    assert response.status_code == 201, response.content
+
+
 def test_a_curl_style_form_content_type_with_a_json_body_creates_a_session(client, merchant):
     # curl -d '{...}' sends application/x-www-form-urlencoded
     response = client.post("/create_session", '{"amount": "5.00"}', content_type="application/x-www-form-urlencoded",
