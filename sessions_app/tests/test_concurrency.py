@@ -189,3 +189,21 @@ def test_concurrent_creates_with_one_idempotency_key_make_one_session(merchant):
     assert [replayed for *_, replayed in results].count(False) == 1
     assert AuditEvent.objects.filter(action="session.created").count() == 1
     assert audit_verify() == []
+
+
+def test_concurrent_events_for_unknown_sessions_start_one_intact_system_chain():
+    # given no audit chain for the system yet, and 20 distinct events naming no known session
+    from audit.models import AuditChain
+
+    assert not AuditChain.objects.filter(scope="system").exists()
+    bodies = [json.dumps(stripe_event(f"9a1d7f3e-0000-4000-8000-{i:012d}")) for i in range(20)]
+
+    # when they arrive at the same instant
+    results = run_together(len(bodies), lambda i: _post_signed(bodies[i]))
+
+    # then each is stored as unmatched and audited once, in one unbroken chain
+    assert Counter(results) == Counter({(200, "unmatched"): len(bodies)})
+    assert WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.UNMATCHED).count() == len(bodies)
+    assert AuditEvent.objects.filter(scope="system", action="webhook.unmatched").count() == len(bodies)
+    assert AuditChain.objects.get(scope="system").seq == len(bodies)
+    assert audit_verify() == []
