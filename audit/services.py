@@ -16,8 +16,9 @@ GENESIS = "0" * 64
 
 
 def _jsonable(value: Any) -> Any:
-    # Round-trip through JSON so the hash covers exactly what the database stores.
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder, sort_keys=True))
+    # Round-trip through JSON so the hash covers exactly what the database stores. Floats are kept
+    # as their text: PostgreSQL's jsonb gives 1e20 back as 100000000000000000000, another hash.
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder, sort_keys=True), parse_float=str)
 
 
 def event_digest(*, prev_hash: str, fields: dict[str, Any]) -> str:
@@ -88,17 +89,25 @@ class ChainBreak:
 def audit_verify(*, scope: str | None = None) -> list[ChainBreak]:
     """Walk every chain (or one) and report each place where it does not hold."""
     breaks: list[ChainBreak] = []
-    chains = AuditChain.objects.all() if scope is None else AuditChain.objects.filter(scope=scope)
-    for chain in chains.order_by("scope"):
+    heads = {chain.scope: chain for chain in
+             (AuditChain.objects.all() if scope is None else AuditChain.objects.filter(scope=scope))}
+    # Rows whose chain head was deleted must still be walked (and reported).
+    row_scopes = AuditEvent.objects.values_list("scope", flat=True).distinct().order_by()
+    if scope is not None:
+        row_scopes = row_scopes.filter(scope=scope)
+    for name in sorted(set(heads) | set(row_scopes)):
         expected_prev, expected_seq = GENESIS, 1
-        for event in AuditEvent.objects.filter(scope=chain.scope).order_by("seq").iterator(chunk_size=2000):
+        for event in AuditEvent.objects.filter(scope=name).order_by("seq").iterator(chunk_size=2000):
             if event.seq != expected_seq:
-                breaks.append(ChainBreak(chain.scope, expected_seq, f"missing link(s) before seq {event.seq}"))
+                breaks.append(ChainBreak(name, expected_seq, f"missing link(s) before seq {event.seq}"))
             if event.prev_hash != expected_prev:
-                breaks.append(ChainBreak(chain.scope, event.seq, "previous hash does not match"))
+                breaks.append(ChainBreak(name, event.seq, "previous hash does not match"))
             if event_digest(prev_hash=event.prev_hash, fields=_hashed_fields(event)) != event.hash:
-                breaks.append(ChainBreak(chain.scope, event.seq, "row content was altered"))
+                breaks.append(ChainBreak(name, event.seq, "row content was altered"))
             expected_prev, expected_seq = event.hash, event.seq + 1
-        if chain.seq != expected_seq - 1 or chain.head_hash != expected_prev:
-            breaks.append(ChainBreak(chain.scope, chain.seq, "chain head does not match the last row (rows deleted?)"))
+        chain = heads.get(name)
+        if chain is None:
+            breaks.append(ChainBreak(name, expected_seq - 1, "chain head is missing"))
+        elif chain.seq != expected_seq - 1 or chain.head_hash != expected_prev:
+            breaks.append(ChainBreak(name, chain.seq, "chain head does not match the last row (rows deleted?)"))
     return breaks

@@ -16,7 +16,7 @@ class AccountApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
-        email = serializers.EmailField(required=False)
+        email = serializers.EmailField(max_length=254, required=False)
         address = serializers.CharField(max_length=1000, required=False, allow_blank=True)
         vat_id = serializers.RegexField(r"^[A-Za-z0-9 .-]{0,32}$", required=False, allow_blank=True)
         vat_rate = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=0, max_value=100, required=False)
@@ -26,7 +26,7 @@ class AccountApi(APIView):
             unknown = set(self.initial_data) - set(self.fields) if isinstance(self.initial_data, dict) else set()
             if unknown:
                 raise serializers.ValidationError(
-                    {sorted(unknown)[0]: serializers.ErrorDetail("This field is not editable.", code="field_unknown")}
+                    {sorted(unknown)[0]: serializers.ErrorDetail("Unknown or read-only parameter.", code="parameter_unknown")}
                 )
             return attrs
 

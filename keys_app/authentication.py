@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hmac
 
-from rest_framework import authentication
+from rest_framework import authentication, exceptions
 
 from keys_app.keygen import hash_key, parse_key
 from keys_app.models import ApiKey
@@ -13,8 +13,12 @@ from payments_site.errors import ApiError
 HEADER = "HTTP_X_API_KEY"
 
 
+class ApiKeyRejected(ApiError, exceptions.AuthenticationFailed):
+    """An AuthenticationFailed, so that DRF answers it with a WWW-Authenticate header."""
+
+
 def _unauthorized(code: str, message: str) -> ApiError:
-    return ApiError(code, message, status_code=401)
+    return ApiKeyRejected(code, message, status_code=401)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

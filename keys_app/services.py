@@ -60,6 +60,8 @@ ACCOUNT_EDITABLE_FIELDS = ("name", "email", "address", "vat_id", "vat_rate", "in
 
 @transaction.atomic
 def account_update(*, account: Account, actor: str, **changes: Any) -> Account:
+    if not changes:
+        return account
     account = Account.objects.select_for_update().get(pk=account.pk)
     before = {f: getattr(account, f) for f in changes}
     for field, value in changes.items():
@@ -67,7 +69,7 @@ def account_update(*, account: Account, actor: str, **changes: Any) -> Account:
             raise ValueError(f"{field} is not editable")
         setattr(account, field, value)
     account.full_clean()
-    account.save(update_fields=list(changes) or None)
+    account.save(update_fields=list(changes))
     audit_record(action="account.updated", subject_type="account", subject_id=account.pk, account_id=account.pk,
                  actor=actor, before=before, after={f: getattr(account, f) for f in changes})
     return account

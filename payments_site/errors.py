@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -49,13 +50,20 @@ def _first_validation_error(detail: Any, path: str | None = None) -> tuple[str |
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApiError):
-        return Response(error_body(exc.error_code, str(exc.detail), exc.field), status=exc.status_code)
+        response = Response(error_body(exc.error_code, str(exc.detail), exc.field), status=exc.status_code)
+        # Set by DRF on authentication failures: a 401 names the scheme it expects.
+        if getattr(exc, "auth_header", None):
+            response["WWW-Authenticate"] = exc.auth_header
+        return response
     if isinstance(exc, exceptions.ValidationError):
         field, detail = _first_validation_error(exc.detail)
         code = getattr(detail, "code", "invalid") or "invalid"
         if code in _GENERIC_CODES and field:
             code = f"{field.split('.')[0]}_{code}"
         return Response(error_body(code, str(detail), field), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body("body_too_large", "The body is larger than the upload limit."),
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
     # Imported here: rest_framework.views imports the authentication classes, which import us.

@@ -6,6 +6,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
@@ -93,7 +94,8 @@ class CreateSessionApi(APIView):
         mode = serializers.ChoiceField(choices=["test", "live"], required=False)
         description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
         customer_email = serializers.EmailField(max_length=254, required=False, allow_blank=True, default="")
-        metadata = serializers.JSONField(required=False, default=dict)
+        # JSON numbers arrive as Decimal (see parsers.py); they are stored as strings below.
+        metadata = serializers.JSONField(required=False, default=dict, encoder=DjangoJSONEncoder)
         client_reference_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         success_url = HttpUrlField(max_length=2000, required=False, allow_blank=True, default="")
         cancel_url = HttpUrlField(max_length=2000, required=False, allow_blank=True, default="")
@@ -113,6 +115,9 @@ class CreateSessionApi(APIView):
             if len(value) > METADATA_MAX_KEYS:
                 raise _error("metadata_too_large", f"metadata may have at most {METADATA_MAX_KEYS} keys.")
             for key, item in value.items():
+                # PostgreSQL's jsonb cannot store NUL characters.
+                if "\x00" in key or "\x00" in str(item):
+                    raise _error("metadata_invalid", "metadata may not contain NUL characters.")
                 if len(key) > METADATA_MAX_KEY_LEN:
                     raise _error("metadata_invalid", f"metadata keys may be at most {METADATA_MAX_KEY_LEN} characters.")
                 if isinstance(item, (dict, list)) or item is None:
@@ -151,7 +156,8 @@ class CreateSessionApi(APIView):
                     {unknown[0]: serializers.ErrorDetail(f"Unknown parameter {unknown[0]!r}.", code="parameter_unknown")}
                 )
             exp = currencies.exponent(attrs["currency"])
-            if -attrs["amount"].normalize().as_tuple().exponent > exp:
+            # Compare with the amount rounded to the currency: normalize() turns 1e-999999999 into 0.
+            if attrs["amount"] != attrs["amount"].quantize(Decimal(1).scaleb(-exp)):
                 raise serializers.ValidationError({"amount": serializers.ErrorDetail(
                     f"{attrs['currency']} amounts have at most {exp} decimal places.", code="amount_precision")})
             return attrs
@@ -170,7 +176,9 @@ class CreateSessionApi(APIView):
         stored = idempotent(
             account=account,
             key=request.headers.get("Idempotency-Key"),
-            fingerprint=request_fingerprint(json.loads(json.dumps(request.data, default=str))),
+            # The key's mode is part of the request: a live key must never be handed a test session.
+            fingerprint=request_fingerprint({"mode": api_key.mode,
+                                             "body": json.loads(json.dumps(request.data, default=str))}),
             produce=produce,
         )
         response = Response(stored.body, status=stored.status_code)

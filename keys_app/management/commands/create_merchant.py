@@ -14,8 +14,13 @@ class Command(BaseCommand):
         parser.add_argument("--live", action="store_true", help="Issue a live-mode key instead of a test key.")
 
     def handle(self, *args, name, email, live, **options):
+        name = name.strip()
+        if not 0 < len(name) <= 200:
+            raise CommandError("the name must have 1 to 200 characters")
         try:
             validate_email(email)
+            if len(email) > 254:
+                raise ValidationError("too long")
         except ValidationError:
             raise CommandError(f"not a valid email address: {email}") from None
         account, issued = merchant_create(name=name, email=email, live=live, actor="cli:create_merchant")

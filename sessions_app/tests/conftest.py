@@ -1,0 +1,62 @@
+"""Fixtures for the session tests: sessions in any state, and signed Stripe deliveries."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from keys_app.models import Mode
+from keys_app.services import key_issue
+from sessions_app.models import PaymentSession
+from sessions_app.providers import stripe_provider
+from sessions_app.services import session_create
+
+
+@pytest.fixture
+def make_session(merchant):
+    """Create a session through the service, as the API does."""
+
+    def make(*, account=None, amount: str = "99.99", currency: str = "EUR", mode: str = Mode.TEST,
+             **fields: Any) -> PaymentSession:
+        account = account or merchant
+        key = account.api_key
+        if key.mode != mode:
+            key = key_issue(account=account, mode=mode).api_key
+        return session_create(account=account, api_key=key, amount=Decimal(amount), currency=currency, mode=mode,
+                              **fields)
+
+    return make
+
+
+def stripe_event(session: PaymentSession | str, event_type: str = "payment_intent.succeeded",
+                 **top: Any) -> dict[str, Any]:
+    """A Stripe-shaped event for a session (or a bare session id), with top-level overrides."""
+    if isinstance(session, PaymentSession):
+        event = stripe_provider.test_event(session_id=str(session.pk), event_type=event_type, amount=session.amount,
+                                           currency=session.currency, livemode=session.mode == Mode.LIVE)
+    else:
+        event = stripe_provider.test_event(session_id=session, event_type=event_type, amount=Decimal("1"),
+                                           currency="EUR")
+    event.update(top)
+    return event
+
+
+@pytest.fixture
+def deliver(client):
+    """POST a body to /webhooks/stripe, signed with the first configured secret unless told otherwise."""
+
+    def post(payload: dict[str, Any] | str | bytes, *, secret: str | None = None, timestamp: int | None = None,
+             signature: str | None = None, sign: bool = True):
+        body = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
+        headers = {}
+        if signature is not None:
+            headers["HTTP_STRIPE_SIGNATURE"] = signature
+        elif sign:
+            text = body.decode() if isinstance(body, bytes) else body
+            headers["HTTP_STRIPE_SIGNATURE"] = stripe_provider.sign(text, secret, timestamp)
+        return client.post("/webhooks/stripe", body, content_type="application/json", **headers)
+
+    return post
