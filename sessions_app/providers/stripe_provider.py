@@ -188,13 +188,21 @@ class StripeProvider(Provider):
         options = {"idempotency_key": str(session.pk)}
         try:
             if settings.STRIPE_CHECKOUT_FLOW == "payment_intent":
-                create: dict[str, Any] = {"amount": minor, "currency": session.currency.lower(), "metadata": metadata,
-                                          "description": session.description or f"Payment {session.pk}"}
+                # Only the fields every Stripe-compatible server accepts; the receipt comes from us.
+                create: dict[str, Any] = {"amount": minor, "currency": session.currency.lower(), "metadata": metadata}
                 if params.get("payment_method"):
                     create["payment_method"] = params["payment_method"]
-                if session.customer_email:
-                    create["receipt_email"] = session.customer_email
-                intent = client().v1.payment_intents.create(params=create, options=options)
+                intent = None
+                if session.provider == NAME and session.provider_reference.startswith("pi_"):
+                    # The customer came back: continue with the intent already made for this session.
+                    intent = client().v1.payment_intents.retrieve(session.provider_reference)
+                    if intent["status"] in ("succeeded", "canceled"):
+                        intent = None
+                    elif params.get("payment_method") and intent["payment_method"] != params["payment_method"]:
+                        intent = client().v1.payment_intents.update(
+                            intent["id"], params={"payment_method": params["payment_method"]})
+                if intent is None:
+                    intent = client().v1.payment_intents.create(params=create, options=options)
                 start = PaymentStart(provider=NAME, provider_reference=intent["id"],
                                      data={"payment_intent": intent["id"], "client_secret": intent["client_secret"],
                                            "status": intent["status"]})
