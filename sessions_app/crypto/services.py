@@ -258,6 +258,8 @@ def tx_verify(*, charge: Web3Charge, tx_hash: str, actor: str = "system:web3") -
                                "block_number": block_number, "confirmations": confirmations})
         check.transfers.append(transfer)
     check.result = settle(charge=charge, actor=actor)
+    for transfer in check.transfers:
+        transfer.refresh_from_db()
     return check
 
 
