@@ -14,7 +14,7 @@ from audit.models import AuditEvent
 from keys_app.services import merchant_create
 from sessions_app.crypto import services as crypto
 from sessions_app.crypto.tasks import web3_poll
-from sessions_app.models import PaymentSession, Status, WebhookEvent, Web3Charge, Web3Quote, Web3Transfer
+from sessions_app.models import PaymentSession, Status, Web3Charge, Web3Quote, Web3Transfer, WebhookEvent
 from sessions_app.providers import web3_provider
 from sessions_app.tests.web3_support import (
     NATIVE_ETH,
