@@ -70,3 +70,56 @@ NATIVE_ETH = {"type": "native", "symbol": "ETH", "decimals": 18}
 
 def stablecoin(address: str) -> dict:
     return {"type": "erc20", "address": address, "symbol": "EURC", "decimals": 18, "currency": "EUR"}
+
+
+def anvil_binary() -> Path:
+    """The anvil binary that npm `@foundry-rs/anvil` ships for this platform (installed by `npm ci`)."""
+    import platform
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), platform.machine())
+    system = {"Linux": "linux", "Darwin": "darwin"}.get(platform.system(), platform.system().lower())
+    path = ROOT / "node_modules" / "@foundry-rs" / f"anvil-{system}-{arch}" / "bin" / "anvil"
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: run `npm ci` (make test does).")
+    return path
+
+
+class Anvil:
+    """A real Ethereum node on 127.0.0.1, on a free port, stopped by its PID."""
+
+    def __init__(self, chain_id: int = 31337) -> None:
+        import socket
+        import subprocess
+        import time
+
+        from web3 import Web3
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.chain_id = chain_id
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(  # noqa: S603
+            [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(chain_id),
+             "--silent"], start_new_session=True)
+        self.w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 10}))
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                self.w3.eth.chain_id
+                break
+            except Exception:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("anvil did not start") from None
+                time.sleep(0.05)
+
+    def reorg(self, depth: int) -> None:
+        # Replace the last `depth` blocks with empty ones: their transactions are gone.
+        response = self.w3.provider.make_request("anvil_reorg", [depth, []])
+        assert "error" not in response, response
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
