@@ -106,7 +106,7 @@ class Anvil:
         deadline = time.monotonic() + 15
         while True:
             try:
-                self.w3.eth.chain_id
+                _ = self.w3.eth.chain_id
                 break
             except Exception:
                 if time.monotonic() > deadline or self.process.poll() is not None:
