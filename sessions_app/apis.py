@@ -6,6 +6,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
@@ -16,7 +18,13 @@ from keys_app.models import PROVIDERS
 from payments_site.errors import ApiError
 from sessions_app import currencies, selectors
 from sessions_app.models import PaymentSession, Status
-from sessions_app.services import idempotent, request_fingerprint, session_create, session_expire
+from sessions_app.services import (
+    idempotent,
+    request_fingerprint,
+    session_create,
+    session_expire,
+    session_set_customer,
+)
 
 PROVIDER_CHOICES = list(PROVIDERS)
 METADATA_MAX_KEYS = 50
@@ -258,6 +266,14 @@ class SessionWeb3TxApi(APIView):
         tx_hash = request.data.get("tx_hash") if isinstance(request.data, dict) else None
         if not isinstance(tx_hash, str):
             raise ApiError("tx_hash_required", "Send {\"tx_hash\": \"0x…\"}.", field="tx_hash")
+        email = request.data.get("email")
+        if email:
+            # The wallet flow has no form post: the page sends the receipt address along.
+            try:
+                validate_email(email)
+            except ValidationError:
+                raise ApiError("email_invalid", "email is not a valid address.", field="email") from None
+            session_set_customer(session_id=session.pk, email=email)
         try:
             check = crypto.session_tx_submit(session_id=session.pk, tx_hash=tx_hash)
         except crypto.TxRejected as exc:

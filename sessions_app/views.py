@@ -104,7 +104,9 @@ def _web3_context(session) -> dict:
     charge_asset = data["asset"]
     uri = crypto.eip681_uri(charge=session.web3_charge, amount=int(data["amount"]))
     qr = segno.make(uri, error="m")
-    return {**data, "uri": uri, "amount_display": crypto.format_units(int(data["amount"]), charge_asset["decimals"]),
+    from django.utils.dateparse import parse_datetime
+
+    return {**data, "uri": uri, "quote_expires_display": parse_datetime(data["quote_expires_at"]), "amount_display": crypto.format_units(int(data["amount"]), charge_asset["decimals"]),
             "qr_svg": qr.svg_inline(scale=4, dark="#1a1f36", title="Payment QR code"),
             "token_address": charge_asset.get("address", "")}
 
@@ -173,7 +175,7 @@ def checkout_simulate(request: HttpRequest, session_id: str) -> HttpResponse:
     if session is None:
         return render(request, "checkout/not_found.html", status=404)
     context = _checkout_context(session)
-    provider = request.POST.get("provider") or "stripe"
+    provider = request.POST.get("provider") or request.GET.get("provider") or "stripe"
     if provider not in _simulators(session):
         context["error"] = "Simulated payments exist in test mode only."
         return render(request, "checkout/checkout.html", context, status=403)

@@ -22,6 +22,7 @@
   var button = document.getElementById("web3-pay");
   if (!box || !button) return;
   var message = document.getElementById("web3-message");
+  var email = document.getElementById("email");
   var say = function (text) { if (message) message.textContent = text; };
 
   var hex = function (decimalString) { return "0x" + BigInt(decimalString).toString(16); };
@@ -31,11 +32,15 @@
     return fetch("/session/" + box.dataset.session + "/web3/tx", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ tx_hash: txHash })
+      body: JSON.stringify(email && email.value ? { tx_hash: txHash, email: email.value } : { tx_hash: txHash })
     });
   };
 
   button.addEventListener("click", function () {
+    if (email && !email.checkValidity()) {
+      email.reportValidity();
+      return;
+    }
     var eth = window.ethereum;
     if (!eth || typeof eth.request !== "function") {
       say("No browser wallet found. Scan the QR code with your wallet app instead.");
