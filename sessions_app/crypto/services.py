@@ -36,6 +36,7 @@ NAME = "web3"
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 # A quote counts for a transfer mined up to this long before the quote was made (node clocks drift).
 CLOCK_SKEW = timedelta(minutes=5)
+HINT_SCAN_BLOCKS = 100
 
 
 class TxRejected(Exception):
@@ -397,7 +398,7 @@ def web3_poll(*, actor: str = "system:web3_poller") -> dict[str, int]:
     latest = int(w3.eth.block_number)
     cursor = Web3ScanCursor.objects.filter(chain_id=settings.WEB3_CHAIN_ID).first()
     start = cursor.block_number + 1 if cursor else max(0, latest - settings.WEB3_SCAN_MAX_BLOCKS + 1)
-    start = max(start, latest - settings.WEB3_SCAN_MAX_BLOCKS * 10)
+    # A backlog is worked off over several runs rather than skipped: every block gets looked at.
     end = min(latest, start + settings.WEB3_SCAN_MAX_BLOCKS - 1)
     found = 0
     if start <= end:
@@ -425,7 +426,9 @@ def web3_hint(*, address: str, tx_hash: str | None, actor: str = "webhook:web3")
     latest = int(w3.eth.block_number)
     for charge in charges:
         _recheck(charge, actor)
-    found = _discover(w3, charges, max(0, latest - settings.WEB3_SCAN_MAX_BLOCKS + 1), latest, actor)
+    # A hint is about recent activity; older blocks are the poller's job.
+    window = min(settings.WEB3_SCAN_MAX_BLOCKS, HINT_SCAN_BLOCKS)
+    found = _discover(w3, charges, max(0, latest - window + 1), latest, actor)
     return {"charges": len(charges), "checked": found}
 
 

@@ -123,3 +123,37 @@ class Anvil:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=10)
+
+
+def price_feed_bytecode(*, answer: int, decimals: int = 8, stale: bool = False) -> str:
+    """Creation code of a minimal Chainlink AggregatorV3 stand-in, assembled by hand (no compiler).
+
+    decimals() returns `decimals`; latestRoundData() returns (1, answer, t, t, 1) where t is the
+    block's timestamp, or 1 when `stale`.
+    """
+    updated = "6001" if stale else "42"  # PUSH1 1 | TIMESTAMP
+
+    def runtime(dec_at: int, lrd_at: int) -> str:
+        return (
+            "600035" "60e01c"                       # selector = calldata[0:4]
+            "80" "63313ce567" "14" f"61{dec_at:04x}" "57"   # decimals()
+            "63feaf968c" "14" f"61{lrd_at:04x}" "57"        # latestRoundData()
+            "6000" "80" "fd"                        # revert
+        )
+
+    head = len(bytes.fromhex(runtime(0, 0)))
+    dec = "5b" f"60{decimals:02x}" "600052" "6020" "6000" "f3"
+    dec_at, lrd_at = head, head + len(bytes.fromhex(dec))
+    lrd = ("5b" "6001" "600052" "7f" + f"{answer:064x}" + "602052" + updated + "604052" + updated + "606052"
+           + "6001" "608052" "60a0" "6000" "f3")
+    code = runtime(dec_at, lrd_at) + dec + lrd
+    size = len(bytes.fromhex(code))
+    init = f"61{size:04x}" "600e" "6000" "39" f"61{size:04x}" "6000" "f3"  # CODECOPY the runtime, RETURN it
+    assert len(bytes.fromhex(init)) == 14  # the runtime starts at byte 0x0e
+    return "0x" + init + code
+
+
+def deploy_price_feed(w3, *, owner: str, answer: int, decimals: int = 8, stale: bool = False) -> str:
+    tx = w3.eth.send_transaction({"from": owner, "data": price_feed_bytecode(answer=answer, decimals=decimals,
+                                                                            stale=stale), "gas": 300_000})
+    return w3.eth.wait_for_transaction_receipt(tx, timeout=30)["contractAddress"]
