@@ -394,3 +394,36 @@ def test_a_merchant_without_web3_setup_cannot_offer_it(merchant, api):
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "web3_not_configured"
+
+
+def test_the_poller_runs_on_celery_beat_and_tolerates_a_missing_node(db, settings):
+    from payments_site.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["web3-poll-open-sessions"]
+    assert entry["task"] in app.tasks
+    settings.WEB3_PROVIDER_URL = ""
+
+    # with no open web3 session the node is not even asked; with one, a missing node decides nothing
+    assert web3_poll() == {"charges": 0, "rechecked": 0, "found": 0}
+
+
+def test_without_a_node_an_open_session_stays_open_and_the_poller_does_not_fail(eth_merchant, api, settings):
+    session = _session(api)
+    from sessions_app.crypto.chain import use_web3
+
+    settings.WEB3_PROVIDER_URL = "http://127.0.0.1:9"
+    with use_web3(None):
+        assert web3_poll() is None
+
+    session.refresh_from_db()
+    assert session.status == Status.CREATED
+
+
+def test_a_hint_for_an_address_we_do_not_watch_is_unmatched(eth_merchant, api, client, eth_chain):
+    body = json.dumps({"chain_id": eth_chain.eth.chain_id, "address": eth_chain.eth.accounts[7]})
+
+    response = client.post("/webhooks/web3", body, content_type="application/json",
+                           HTTP_WEB3_SIGNATURE=web3_provider.sign(body))
+
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "unmatched"
