@@ -4,15 +4,21 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from keys_app.models import Account
+from keys_app import web3_setup
+from keys_app.models import PROVIDERS, Account
 from keys_app.services import account_update
+
+
+def _invalid(field: str, exc: web3_setup.SetupInvalid) -> serializers.ValidationError:
+    return serializers.ValidationError({field: serializers.ErrorDetail(str(exc), code=exc.code)})
 
 
 class AccountApi(APIView):
     class OutputSerializer(serializers.ModelSerializer):
         class Meta:
             model = Account
-            fields = ["id", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at"]
+            fields = ["id", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at",
+                      "enabled_providers", "web3_xpub", "web3_asset"]
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
@@ -21,6 +27,25 @@ class AccountApi(APIView):
         vat_id = serializers.RegexField(r"^[A-Za-z0-9 .-]{0,32}$", required=False, allow_blank=True)
         vat_rate = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=0, max_value=100, required=False)
         invoice_prefix = serializers.RegexField(r"^[A-Z0-9][A-Z0-9-]{0,11}$", required=False)
+        enabled_providers = serializers.ListField(child=serializers.ChoiceField(choices=PROVIDERS), required=False,
+                                                  allow_empty=False, max_length=len(PROVIDERS))
+        web3_xpub = serializers.CharField(max_length=200, required=False, allow_blank=True)
+        web3_asset = serializers.JSONField(required=False, allow_null=True)
+
+        def validate_enabled_providers(self, value):
+            return [name for name in PROVIDERS if name in value]
+
+        def validate_web3_xpub(self, value):
+            try:
+                return web3_setup.xpub_validate(value)
+            except web3_setup.SetupInvalid as exc:
+                raise _invalid("web3_xpub", exc) from None
+
+        def validate_web3_asset(self, value):
+            try:
+                return web3_setup.asset_validate(value)
+            except web3_setup.SetupInvalid as exc:
+                raise _invalid("web3_asset", exc) from None
 
         def validate(self, attrs):
             unknown = set(self.initial_data) - set(self.fields) if isinstance(self.initial_data, dict) else set()
@@ -28,6 +53,13 @@ class AccountApi(APIView):
                 raise serializers.ValidationError(
                     {sorted(unknown)[0]: serializers.ErrorDetail("Unknown or read-only parameter.", code="parameter_unknown")}
                 )
+            account = self.context["account"]
+            enabled = attrs.get("enabled_providers", account.enabled_providers or [])
+            xpub = attrs.get("web3_xpub", account.web3_xpub)
+            asset = attrs.get("web3_asset", account.web3_asset)
+            if "web3" in enabled and not (xpub and asset):
+                raise serializers.ValidationError({"enabled_providers": serializers.ErrorDetail(
+                    "Set web3_xpub and web3_asset before enabling web3.", code="web3_not_configured")})
             return attrs
 
     def get(self, request):
@@ -36,7 +68,7 @@ class AccountApi(APIView):
     def patch(self, request):
         if not isinstance(request.data, dict):
             return Response({"error": {"code": "body_invalid", "message": "Send a JSON object.", "field": None}}, status=400)
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.InputSerializer(data=request.data, context={"account": request.user})
         serializer.is_valid(raise_exception=True)
         account = account_update(account=request.user, actor=f"api_key:{request.auth.pk}", **serializer.validated_data)
         return Response(self.OutputSerializer(account).data)

@@ -13,6 +13,14 @@ class Mode(models.TextChoices):
     LIVE = "live", "Live"
 
 
+# Payment providers a merchant can enable; sessions_app implements each one.
+PROVIDERS = ("stripe", "onecom", "web3")
+
+
+def default_enabled_providers() -> list[str]:
+    return ["stripe"]
+
+
 class Account(models.Model):
     """A merchant, or a buyer who holds API keys bought through a session."""
 
@@ -36,6 +44,13 @@ class Account(models.Model):
     )
     invoice_prefix = models.CharField(max_length=12, default="INV")
     created_at = models.DateTimeField(default=timezone.now)
+    # Providers offered when a session does not name its own.
+    enabled_providers = models.JSONField(default=default_enabled_providers, blank=True)
+    # Web3: a watch-only BIP-32 xpub of m/44'/60'/0'/0 and the accepted asset. No private key, ever.
+    web3_xpub = models.CharField(max_length=200, blank=True, default="")
+    web3_asset = models.JSONField(null=True, blank=True)
+    # The next child index to derive a receiving address from; taken under a row lock.
+    web3_next_index = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["kind", "email"])]

@@ -55,7 +55,8 @@ def merchant_create(*, name: str, email: str, live: bool = False, actor: str = "
     return account, issued
 
 
-ACCOUNT_EDITABLE_FIELDS = ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix")
+ACCOUNT_EDITABLE_FIELDS = ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix",
+                           "enabled_providers", "web3_xpub", "web3_asset")
 
 
 @transaction.atomic
@@ -68,11 +69,22 @@ def account_update(*, account: Account, actor: str, **changes: Any) -> Account:
         if field not in ACCOUNT_EDITABLE_FIELDS:
             raise ValueError(f"{field} is not editable")
         setattr(account, field, value)
+    if "web3" in (account.enabled_providers or []) and not (account.web3_xpub and account.web3_asset):
+        raise ValueError("web3 needs web3_xpub and web3_asset")
     account.full_clean()
     account.save(update_fields=list(changes))
     audit_record(action="account.updated", subject_type="account", subject_id=account.pk, account_id=account.pk,
                  actor=actor, before=before, after={f: getattr(account, f) for f in changes})
     return account
+
+
+@transaction.atomic
+def web3_address_index_take(*, account_id: int) -> int:
+    """Hand out the next derivation index of a merchant, once: the row lock serialises creators."""
+    account = Account.objects.select_for_update().only("pk", "web3_next_index").get(pk=account_id)
+    index = account.web3_next_index
+    Account.objects.filter(pk=account_id).update(web3_next_index=index + 1)
+    return index
 
 
 @transaction.atomic

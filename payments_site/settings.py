@@ -247,3 +247,73 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Payment providers: Stripe Checkout, One.com, Web3 ---
+# "checkout" redirects to a Stripe Checkout Session; "payment_intent" creates a PaymentIntent for the
+# Payment Element (and for servers without Checkout Sessions, such as localstripe).
+STRIPE_CHECKOUT_FLOW = os.environ.get("STRIPE_CHECKOUT_FLOW", "checkout").strip()
+if STRIPE_CHECKOUT_FLOW not in ("checkout", "payment_intent"):
+    raise ImproperlyConfigured("STRIPE_CHECKOUT_FLOW must be 'checkout' or 'payment_intent'.")
+
+# One.com hosted payment page and the Standard Webhooks secret of its callbacks (whsec_ + base64).
+_DEV_ONECOM_SECRET = "whsec_ZGV2LWluc2VjdXJlLW9uZWNvbS1zZWNyZXQtMDEyMzQ1"
+ONECOM_CHECKOUT_URL = os.environ.get("ONECOM_CHECKOUT_URL", "").strip()
+ONECOM_WEBHOOK_SECRET = env_secret("ONECOM_WEBHOOK_SECRET", required=False) or (_DEV_ONECOM_SECRET if ALLOW_DEBUG else "")
+if ONECOM_WEBHOOK_SECRET and not ONECOM_WEBHOOK_SECRET.startswith("whsec_"):
+    raise ImproperlyConfigured("ONECOM_WEBHOOK_SECRET must look like whsec_<base64>.")
+
+
+def env_decimal(name: str, default: str) -> Decimal:
+    raw = os.environ.get(name, "").strip() or default
+    try:
+        return Decimal(raw)
+    except ArithmeticError:
+        raise ImproperlyConfigured(f"{name} must be a decimal number, got {raw!r}") from None
+
+
+def _rate_table(name: str, default: str) -> dict[tuple[str, str], Decimal]:
+    """"ETH/EUR=3000.00,ETH/USD=3300" -> {("ETH", "EUR"): Decimal("3000.00"), ...}."""
+    table = {}
+    for item in env_list(name, default):
+        pair, sep, price = item.partition("=")
+        base, slash, quote = pair.strip().upper().partition("/")
+        try:
+            value = Decimal(price.strip())
+        except ArithmeticError:
+            value = Decimal(0)
+        if not (sep and slash and base and quote) or value <= 0:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not BASE/QUOTE=PRICE with a positive price.")
+        table[(base, quote)] = value
+    return table
+
+
+# Web3: one chain, read through WEB3_PROVIDER_URL; payments are verified on chain only.
+WEB3_PROVIDER_URL = os.environ.get("WEB3_PROVIDER_URL", "").strip()
+WEB3_CHAIN_ID = env_int("WEB3_CHAIN_ID", 31337 if ALLOW_DEBUG else 1)
+WEB3_MIN_CONFIRMATIONS = env_int("WEB3_MIN_CONFIRMATIONS", 1 if ALLOW_DEBUG else 12)
+WEB3_WEBHOOK_SECRET = env_secret("WEB3_WEBHOOK_SECRET", required=False) or (
+    "dev-insecure-web3-webhook-secret" if ALLOW_DEBUG else "")
+WEB3_WEBHOOK_TOLERANCE = env_int("WEB3_WEBHOOK_TOLERANCE", 300)
+WEB3_QUOTE_TTL_SECONDS = env_int("WEB3_QUOTE_TTL_SECONDS", 15 * 60)
+WEB3_GRACE_SECONDS = env_int("WEB3_GRACE_SECONDS", 10 * 60)
+# A payment short of the quote by at most this fraction still pays (0.005 = 0.5 %).
+WEB3_AMOUNT_TOLERANCE = env_decimal("WEB3_AMOUNT_TOLERANCE", "0")
+# Where prices come from: "fixed" (WEB3_FIXED_RATES, the explicit default) or "chainlink" (on-chain feeds).
+WEB3_RATE_SOURCE = os.environ.get("WEB3_RATE_SOURCE", "fixed").strip()
+if WEB3_RATE_SOURCE not in ("fixed", "chainlink"):
+    raise ImproperlyConfigured("WEB3_RATE_SOURCE must be 'fixed' or 'chainlink'.")
+WEB3_FIXED_RATES = _rate_table("WEB3_FIXED_RATES", "ETH/EUR=3000.00,ETH/USD=3300.00" if ALLOW_DEBUG else "")
+# Chainlink AggregatorV3 feeds: "ETH/USD=0x5f4e...,ETH/EUR=0x...", and how old an answer may be.
+WEB3_CHAINLINK_FEEDS = dict(
+    (pair.strip().upper(), address.strip())
+    for pair, _, address in (item.partition("=") for item in env_list("WEB3_CHAINLINK_FEEDS"))
+)
+WEB3_CHAINLINK_MAX_AGE_SECONDS = env_int("WEB3_CHAINLINK_MAX_AGE_SECONDS", 3600)
+# The poller looks at most this many blocks back per run (and at least this far back when it starts).
+WEB3_SCAN_MAX_BLOCKS = env_int("WEB3_SCAN_MAX_BLOCKS", 500)
+WEB3_POLL_SECONDS = env_int("WEB3_POLL_SECONDS", 30)
+
+_PROVIDER_BEAT_SCHEDULE = {
+    "web3-poll-open-sessions": {"task": "sessions_app.crypto.tasks.web3_poll", "schedule": float(WEB3_POLL_SECONDS)},
+}
+CELERY_BEAT_SCHEDULE = {**globals().get("CELERY_BEAT_SCHEDULE", {}), **_PROVIDER_BEAT_SCHEDULE}

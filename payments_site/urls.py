@@ -19,4 +19,8 @@ urlpatterns = [
     path("checkout", session_views.checkout, name="checkout"),
     path("checkout/<str:session_id>/simulate", session_views.checkout_simulate, name="checkout-simulate"),
     path("webhooks/stripe", session_views.stripe_webhook, name="webhook-stripe"),
+    path("webhooks/onecom", session_views.onecom_webhook, name="webhook-onecom"),
+    path("webhooks/web3", session_views.web3_webhook, name="webhook-web3"),
+    path("checkout/<str:session_id>/pay/<str:provider>", session_views.checkout_pay, name="checkout-pay"),
+    path("session/<str:session_id>/web3/tx", session_apis.SessionWeb3TxApi.as_view(), name="session-web3-tx"),
 ]

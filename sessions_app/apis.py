@@ -6,19 +6,28 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import validate_email
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from keys_app.models import PROVIDERS
 from payments_site.errors import ApiError
 from sessions_app import currencies, selectors
 from sessions_app.models import PaymentSession, Status
-from sessions_app.services import idempotent, request_fingerprint, session_create, session_expire
+from sessions_app.services import (
+    idempotent,
+    request_fingerprint,
+    session_create,
+    session_expire,
+    session_set_customer,
+)
 
-PROVIDER_CHOICES = ["stripe"]
+PROVIDER_CHOICES = list(PROVIDERS)
 METADATA_MAX_KEYS = 50
 METADATA_MAX_KEY_LEN = 40
 METADATA_MAX_VALUE_LEN = 500
@@ -58,11 +67,11 @@ class HttpUrlField(serializers.URLField):
         return value
 
 
-def session_payload(session: PaymentSession) -> dict[str, Any]:
+def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict[str, Any]:
     url = f"{settings.PUBLIC_BASE_URL}/checkout?session={session.pk}"
     exp = currencies.exponent(session.currency)
     amount = session.amount.quantize(Decimal(1).scaleb(-exp))
-    return {
+    payload = {
         "session_id": str(session.pk),
         "checkout_url": url,
         "url": url,
@@ -85,6 +94,11 @@ def session_payload(session: PaymentSession) -> dict[str, Any]:
         "provider_reference": session.provider_reference,
         "paid_at": session.paid_at.isoformat().replace("+00:00", "Z") if session.paid_at else None,
     }
+    if with_web3 and "web3" in session.providers:
+        from sessions_app.crypto.services import web3_public
+
+        payload["web3"] = web3_public(session=session)
+    return payload
 
 
 class CreateSessionApi(APIView):
@@ -101,7 +115,15 @@ class CreateSessionApi(APIView):
         cancel_url = HttpUrlField(max_length=2000, required=False, allow_blank=True, default="")
         expires_at = serializers.JSONField(required=False)
         providers = serializers.ListField(child=serializers.ChoiceField(choices=PROVIDER_CHOICES), required=False,
-                                          allow_empty=False, max_length=3)
+                                          allow_empty=False, max_length=len(PROVIDER_CHOICES))
+
+        def validate_providers(self, value: list[str]) -> list[str]:
+            enabled = self.context["account"].enabled_providers or ["stripe"]
+            for name in value:
+                if name not in enabled:
+                    raise _error("provider_not_enabled",
+                                 f"{name} is not enabled for this account (PATCH /account enabled_providers).")
+            return [name for name in PROVIDER_CHOICES if name in value]
 
         def validate_currency(self, value: str) -> str:
             code = value.upper()
@@ -168,10 +190,10 @@ class CreateSessionApi(APIView):
         account, api_key = request.user, request.auth
 
         def produce() -> tuple[int, dict[str, Any]]:
-            serializer = self.InputSerializer(data=request.data)
+            serializer = self.InputSerializer(data=request.data, context={"account": account})
             serializer.is_valid(raise_exception=True)
             session = session_create(account=account, api_key=api_key, **serializer.validated_data)
-            return 201, session_payload(session)
+            return 201, session_payload(session, with_web3=True)
 
         stored = idempotent(
             account=account,
@@ -209,7 +231,7 @@ class SessionDetailApi(APIView):
         session = selectors.session_get_for_account(account=request.user, session_id=session_id)
         if session is None:
             raise ApiError("session_not_found", "No such session.", status_code=404)
-        return Response(session_payload(session))
+        return Response(session_payload(session, with_web3=True))
 
 
 class SessionExpireApi(APIView):
@@ -234,3 +256,42 @@ class SessionStatusApi(APIView):
         paid_at = row["paid_at"]
         return Response({"id": str(row["id"]), "session_id": str(row["id"]), "status": row["status"],
                          "paid_at": paid_at.isoformat().replace("+00:00", "Z") if paid_at else None})
+
+
+class SessionWeb3TxApi(APIView):
+    """Public: the checkout page submits the customer's transaction. Only the chain decides."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def post(self, request, session_id: str):
+        from sessions_app.crypto import services as crypto
+        from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
+
+        session = selectors.session_get_public(session_id=session_id)
+        if session is None:
+            raise ApiError("session_not_found", "No such session.", status_code=404)
+        tx_hash = request.data.get("tx_hash") if isinstance(request.data, dict) else None
+        if not isinstance(tx_hash, str):
+            raise ApiError("tx_hash_required", "Send {\"tx_hash\": \"0x…\"}.", field="tx_hash")
+        email = request.data.get("email")
+        if email:
+            # The wallet flow has no form post: the page sends the receipt address along.
+            try:
+                validate_email(email)
+            except ValidationError:
+                raise ApiError("email_invalid", "email is not a valid address.", field="email") from None
+            session_set_customer(session_id=session.pk, email=email)
+        try:
+            check = crypto.session_tx_submit(session_id=session.pk, tx_hash=tx_hash)
+        except crypto.TxRejected as exc:
+            status_code = 400 if exc.code == "tx_hash_invalid" else 422
+            raise ApiError(exc.code, exc.message, field="tx_hash", status_code=status_code) from None
+        except (ChainUnavailable, ChainMismatch) as exc:
+            raise ApiError("chain_unavailable", str(exc), status_code=503) from None
+        session.refresh_from_db()
+        transfers = [{"log_index": t.log_index, "amount": str(int(t.amount)), "confirmations": t.confirmations,
+                      "status": t.status, "note": t.note} for t in check.transfers]
+        found = bool(check.transfers)
+        return Response({"session_id": str(session.pk), "status": session.status, "tx_hash": check.tx_hash,
+                         "found": found, "transfers": transfers}, status=200 if found else 202)

@@ -130,3 +130,87 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}:{self.key}"
+
+
+class Web3Charge(models.Model):
+    """Where a session's crypto payment goes: one address derived from the merchant's xpub."""
+
+    session = models.OneToOneField(PaymentSession, on_delete=models.CASCADE, related_name="web3_charge")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    chain_id = models.PositiveBigIntegerField()
+    address_index = models.PositiveIntegerField()
+    address = models.CharField(max_length=42)
+    # The accepted asset as configured when the session was made (type, symbol, decimals, address).
+    asset = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "address_index"], name="web3_unique_address_index")]
+        indexes = [models.Index(fields=["address"])]
+
+    def __str__(self) -> str:
+        return f"{self.address} for {self.session_id}"
+
+
+class Web3Quote(models.Model):
+    """A price locked for a while: `amount` smallest units of the asset pay the session."""
+
+    charge = models.ForeignKey(Web3Charge, on_delete=models.CASCADE, related_name="quotes")
+    amount = models.DecimalField(max_digits=78, decimal_places=0)
+    rate = models.DecimalField(max_digits=30, decimal_places=10)
+    rate_source = models.CharField(max_length=40)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.amount} until {self.expires_at}"
+
+
+class Web3Transfer(models.Model):
+    """A transfer to a session's address seen on chain. One transfer pays one session only."""
+
+    class Status(models.TextChoices):
+        CONFIRMING = "confirming", "Waiting for confirmations"
+        CONFIRMED = "confirmed", "Confirmed"
+        DROPPED = "dropped", "Dropped from the chain"
+
+    charge = models.ForeignKey(Web3Charge, on_delete=models.CASCADE, related_name="transfers")
+    chain_id = models.PositiveBigIntegerField()
+    tx_hash = models.CharField(max_length=66)
+    # The log's index for a token Transfer; -1 for a native transfer (the transaction itself).
+    log_index = models.IntegerField()
+    sender = models.CharField(max_length=42, blank=True, default="")
+    token = models.CharField(max_length=42, blank=True, default="")
+    amount = models.DecimalField(max_digits=78, decimal_places=0)
+    block_number = models.PositiveBigIntegerField()
+    block_hash = models.CharField(max_length=66)
+    block_time = models.DateTimeField()
+    confirmations = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.CONFIRMING)
+    # What the payment meant: underpaid / paid / overpaid / late / outside_quote.
+    note = models.CharField(max_length=20, blank=True, default="")
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["block_number", "log_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain_id", "tx_hash", "log_index"], name="web3_transfer_pays_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tx_hash}:{self.log_index} {self.amount} {self.status}"
+
+
+class Web3ScanCursor(models.Model):
+    """How far the poller has looked on a chain."""
+
+    chain_id = models.PositiveBigIntegerField(unique=True)
+    block_number = models.PositiveBigIntegerField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.chain_id}@{self.block_number}"

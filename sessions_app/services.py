@@ -68,8 +68,13 @@ def session_create(
         cancel_url=cancel_url,
         created_at=now,
         expires_at=expires_at or now + timedelta(seconds=settings.SESSION_DEFAULT_TTL_SECONDS),
-        providers=providers or ["stripe"],
+        providers=providers or list(account.enabled_providers or ["stripe"]),
     )
+    from sessions_app.providers import get_provider
+
+    for name in session.providers:
+        # A provider may attach what its checkout needs (Web3: an address and a quote).
+        get_provider(name).prepare_session(session=session)
     audit_record(action="session.created", subject_type="payment_session", subject_id=session.pk,
                  account_id=account.pk, actor=f"api_key:{api_key.pk}",
                  after={"status": session.status, "amount": session.amount, "currency": session.currency,
@@ -166,6 +171,20 @@ def session_set_customer(*, session_id: uuid.UUID, email: str, name: str = "") -
     if changed:
         session.save(update_fields=changed)
     return session
+
+
+@transaction.atomic
+def session_set_provider_reference(*, session_id: uuid.UUID, provider: str, reference: str) -> None:
+    """Remember the provider object (Checkout Session, PaymentIntent) a payment was started with."""
+    session = PaymentSession.objects.select_for_update().get(pk=session_id)
+    if not session.is_open or (session.provider, session.provider_reference) == (provider, reference):
+        return
+    before = _session_state(session)
+    session.provider, session.provider_reference = provider, reference[:200]
+    session.save(update_fields=["provider", "provider_reference"])
+    audit_record(action="session.payment_started", subject_type="payment_session", subject_id=session.pk,
+                 account_id=session.account_id, actor=f"checkout:{provider}", before=before,
+                 after=_session_state(session))
 
 
 # ---------------------------------------------------------------- provider events

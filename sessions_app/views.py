@@ -13,42 +13,102 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from payments_site.errors import error_response
+from payments_site.errors import ApiError, error_response
 from sessions_app import currencies, selectors
-from sessions_app.providers import WebhookRejected, stripe_provider
+from sessions_app.providers import PaymentStartError, WebhookRejected, get_provider, onecom_provider, stripe_provider
 from sessions_app.services import session_set_customer
-from sessions_app.webhooks import stripe_webhook_receive
+from sessions_app.webhooks import stripe_webhook_receive, webhook_receive
 
 logger = logging.getLogger(__name__)
 
 
 @csrf_exempt
 @require_POST
-def stripe_webhook(request: HttpRequest) -> HttpResponse:
+def provider_webhook(request: HttpRequest, provider: str) -> HttpResponse:
     try:
         length = int(request.headers.get("Content-Length") or 0)
     except ValueError:
         length = 0
-    # Refuse an oversized body before reading it.
-    if length > stripe_provider.MAX_BODY_BYTES:
-        return error_response("body_too_large", "The body is larger than 256 KiB.", status_code=413)
     try:
-        result = stripe_webhook_receive(body=request.body, signature_header=request.headers.get("Stripe-Signature"))
+        limit = get_provider(provider).max_body_bytes
+    except KeyError:
+        return error_response("provider_unknown", "No such provider.", status_code=404)
+    # Refuse an oversized body before reading it.
+    if length > limit:
+        return error_response("body_too_large", f"The body is larger than {limit // 1024} KiB.", status_code=413)
+    try:
+        result = webhook_receive(provider=provider, body=request.body, headers=request.headers)
     except WebhookRejected as exc:
         return error_response(exc.code, exc.message, status_code=exc.status_code)
     return JsonResponse({"received": True, "outcome": result.outcome, "detail": result.detail})
 
 
+@csrf_exempt
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    return provider_webhook(request, "stripe")
+
+
+@csrf_exempt
+def onecom_webhook(request: HttpRequest) -> HttpResponse:
+    return provider_webhook(request, "onecom")
+
+
+@csrf_exempt
+def web3_webhook(request: HttpRequest) -> HttpResponse:
+    return provider_webhook(request, "web3")
+
+
+def _simulators(session) -> list[str]:
+    if session.mode != "test":
+        return []
+    available = []
+    if "stripe" in session.providers and settings.STRIPE_WEBHOOK_SECRETS:
+        available.append("stripe")
+    if "onecom" in session.providers and settings.ONECOM_WEBHOOK_SECRET:
+        available.append("onecom")
+    return available
+
+
 def _checkout_context(session) -> dict:
     exp = currencies.exponent(session.currency)
-    return {
+    simulators = _simulators(session)
+    context = {
         "session": session,
         "merchant": session.account,
         "amount_display": f"{session.amount:.{exp}f}",
         "expired": session.is_open and session.is_past_expiry(),
         "test_mode": session.mode == "test",
-        "simulator_enabled": bool(settings.STRIPE_WEBHOOK_SECRETS),
+        "simulator_enabled": "stripe" in simulators,
+        "onecom_simulator_enabled": "onecom" in simulators,
+        "stripe_enabled": "stripe" in session.providers and get_provider("stripe").is_configured(),
+        "onecom_enabled": "onecom" in session.providers and get_provider("onecom").is_configured(),
+        "web3": None,
     }
+    if "web3" in session.providers:
+        context["web3"] = _web3_context(session)
+    return context
+
+
+def _web3_context(session) -> dict:
+    import segno
+
+    from sessions_app.crypto import services as crypto
+
+    try:
+        data = crypto.web3_public(session=session)
+    except ApiError as exc:
+        # No rate for a new quote: say so rather than show an old price.
+        return {"error": str(exc.detail)}
+    if data is None:
+        return {"error": "Crypto payment is not available for this payment."}
+    charge_asset = data["asset"]
+    uri = crypto.eip681_uri(charge=session.web3_charge, amount=int(data["amount"]))
+    qr = segno.make(uri, error="m")
+    from django.utils.dateparse import parse_datetime
+
+    return {**data, "uri": uri, "quote_expires_display": parse_datetime(data["quote_expires_at"]), "amount_display": crypto.format_units(int(data["amount"]), charge_asset["decimals"]),
+            "qr_svg": qr.svg_inline(scale=4, dark="#1a1f36", title="Payment QR code"),
+            "token_address": charge_asset.get("address", "")}
 
 
 @require_GET
@@ -59,36 +119,87 @@ def checkout(request: HttpRequest) -> HttpResponse:
     return render(request, "checkout/checkout.html", _checkout_context(session))
 
 
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _take_email(request: HttpRequest, session, context: dict):
+    """A paid session needs somewhere to send the receipt and the access link."""
+    if session.customer_email:
+        return session, None
+    email = (request.POST.get("email") or "").strip()
+    try:
+        validate_email(email)
+    except ValidationError:
+        context["error"] = "Enter a valid email address to receive your receipt."
+        return session, render(request, "checkout/checkout.html", context, status=400)
+    return session_set_customer(session_id=session.pk, email=email, name=request.POST.get("name", "")[:200]), None
+
+
 @require_POST
-def checkout_simulate(request: HttpRequest, session_id: str) -> HttpResponse:
-    """Test mode only: pay or fail a session through the signed Stripe webhook path, like `stripe trigger`."""
+def checkout_pay(request: HttpRequest, session_id: str, provider: str) -> HttpResponse:
+    """The customer picked a provider: start the payment there and send them on."""
     session = selectors.session_get_public(session_id=session_id)
     if session is None:
         return render(request, "checkout/not_found.html", status=404)
     context = _checkout_context(session)
-    if session.mode != "test" or not context["simulator_enabled"]:
+    if provider not in session.providers:
+        context["error"] = "This payment method is not offered for this payment."
+        return render(request, "checkout/checkout.html", context, status=400)
+    if not session.is_open or context["expired"]:
+        return redirect(f"/checkout?session={session.pk}")
+    session, failure = _take_email(request, session, context)
+    if failure is not None:
+        return failure
+    try:
+        start = get_provider(provider).start_payment(session=session, params=request.POST)
+    except PaymentStartError as exc:
+        logger.warning("payment start failed", extra={"session_id": str(session.pk), "code": exc.code})
+        if _wants_json(request):
+            return error_response(exc.code, exc.message, status_code=exc.status_code)
+        context["error"] = exc.message
+        return render(request, "checkout/checkout.html", context, status=exc.status_code)
+    if _wants_json(request):
+        return JsonResponse({"provider": start.provider, "redirect_url": start.redirect_url or None,
+                             "provider_reference": start.provider_reference, **start.data})
+    if start.redirect_url:
+        return redirect(start.redirect_url)
+    context["start"] = start
+    return render(request, "checkout/checkout.html", context)
+
+
+@require_POST
+def checkout_simulate(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Test mode only: pay or fail a session through the provider's signed webhook path."""
+    session = selectors.session_get_public(session_id=session_id)
+    if session is None:
+        return render(request, "checkout/not_found.html", status=404)
+    context = _checkout_context(session)
+    provider = request.POST.get("provider") or request.GET.get("provider") or "stripe"
+    if provider not in _simulators(session):
         context["error"] = "Simulated payments exist in test mode only."
         return render(request, "checkout/checkout.html", context, status=403)
     if not session.is_open or context["expired"]:
         return redirect(f"/checkout?session={session.pk}")
     outcome = request.POST.get("outcome")
-    event_type = {"success": "payment_intent.succeeded", "failure": "payment_intent.payment_failed"}.get(outcome)
-    if event_type is None:
+    if outcome not in ("success", "failure"):
         context["error"] = "Unknown simulation."
         return render(request, "checkout/checkout.html", context, status=400)
-    email = (request.POST.get("email") or "").strip()
-    if not session.customer_email and outcome == "success":
-        # A paid session needs somewhere to send the receipt and the access link.
-        try:
-            validate_email(email)
-        except ValidationError:
-            context["error"] = "Enter a valid email address to receive your receipt."
-            return render(request, "checkout/checkout.html", context, status=400)
-        session = session_set_customer(session_id=session.pk, email=email, name=request.POST.get("name", "")[:200])
-    event = stripe_provider.test_event(session_id=str(session.pk), event_type=event_type, amount=session.amount,
-                                       currency=session.currency)
-    body = json.dumps(event)
-    stripe_webhook_receive(body=body.encode(), signature_header=stripe_provider.sign(body), actor="checkout:simulator")
+    if outcome == "success":
+        session, failure = _take_email(request, session, context)
+        if failure is not None:
+            return failure
+    if provider == "onecom":
+        event_type = "payment.succeeded" if outcome == "success" else "payment.failed"
+        body = onecom_provider.dumps(onecom_provider.test_event(
+            session_id=str(session.pk), event_type=event_type, amount=session.amount, currency=session.currency))
+        webhook_receive(provider="onecom", body=body.encode(), headers=onecom_provider.sign(body),
+                        actor="checkout:simulator")
+    else:
+        event_type = "payment_intent.succeeded" if outcome == "success" else "payment_intent.payment_failed"
+        event = stripe_provider.test_event(session_id=str(session.pk), event_type=event_type, amount=session.amount,
+                                           currency=session.currency)
+        body = json.dumps(event)
+        stripe_webhook_receive(body=body.encode(), signature_header=stripe_provider.sign(body),
+                               actor="checkout:simulator")
     return redirect(f"/checkout?session={session.pk}")
-
-

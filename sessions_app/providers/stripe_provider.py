@@ -6,15 +6,18 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import stripe
 from django.conf import settings
+from django.utils import timezone
 
 from sessions_app import currencies
-from sessions_app.providers import WebhookRejected
-from sessions_app.services import Action, PaymentEvent
+from sessions_app.providers.base import PaymentStart, PaymentStartError, Provider, WebhookRejected
+from sessions_app.services import Action, PaymentEvent, session_set_provider_reference
 
 NAME = "stripe"
 MAX_BODY_BYTES = 256 * 1024
@@ -146,3 +149,91 @@ def test_event(
 def sign(body: str, secret: str | None = None, timestamp: int | None = None) -> str:
     secret = secret or settings.STRIPE_WEBHOOK_SECRETS[0]
     return stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp)
+
+
+# ---------------------------------------------------------------- starting a payment
+
+
+def client() -> stripe.StripeClient:
+    if not settings.STRIPE_SECRET_KEY:
+        raise PaymentStartError("provider_not_configured", "Card payments are not configured (STRIPE_SECRET_KEY).", 503)
+    options: dict[str, Any] = {"max_network_retries": 1}
+    if settings.STRIPE_API_BASE:
+        options["base_addresses"] = {"api": settings.STRIPE_API_BASE}
+    return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **options)
+
+
+def _checkout_url(session, **query: str) -> str:
+    extra = "".join(f"&{k}={v}" for k, v in query.items())
+    return f"{settings.PUBLIC_BASE_URL}/checkout?session={session.pk}{extra}"
+
+
+class StripeProvider(Provider):
+    name = NAME
+    label = "Card (Stripe)"
+    max_body_bytes = MAX_BODY_BYTES
+
+    def is_configured(self) -> bool:
+        return bool(settings.STRIPE_SECRET_KEY)
+
+    def start_payment(self, *, session, params: Mapping[str, str]) -> PaymentStart:
+        """A Checkout Session (redirect) or, with STRIPE_CHECKOUT_FLOW=payment_intent, a PaymentIntent.
+
+        Our session id is the idempotency key: a double click returns the same Stripe object.
+        """
+        minor = currencies.to_minor(session.amount, session.currency)
+        metadata = {"session_id": str(session.pk)}
+        if session.client_reference_id:
+            metadata["client_reference_id"] = session.client_reference_id
+        options = {"idempotency_key": str(session.pk)}
+        try:
+            if settings.STRIPE_CHECKOUT_FLOW == "payment_intent":
+                # Only the fields every Stripe-compatible server accepts; the receipt comes from us.
+                create: dict[str, Any] = {"amount": minor, "currency": session.currency.lower(), "metadata": metadata}
+                if params.get("payment_method"):
+                    create["payment_method"] = params["payment_method"]
+                intent = None
+                if session.provider == NAME and session.provider_reference.startswith("pi_"):
+                    # The customer came back: continue with the intent already made for this session.
+                    intent = client().v1.payment_intents.retrieve(session.provider_reference)
+                    if intent["status"] in ("succeeded", "canceled"):
+                        intent = None
+                    elif params.get("payment_method") and intent["payment_method"] != params["payment_method"]:
+                        intent = client().v1.payment_intents.update(
+                            intent["id"], params={"payment_method": params["payment_method"]})
+                if intent is None:
+                    intent = client().v1.payment_intents.create(params=create, options=options)
+                start = PaymentStart(provider=NAME, provider_reference=intent["id"],
+                                     data={"payment_intent": intent["id"], "client_secret": intent["client_secret"],
+                                           "status": intent["status"]})
+            else:
+                create = {
+                    "mode": "payment",
+                    "line_items": [{"quantity": 1, "price_data": {
+                        "currency": session.currency.lower(), "unit_amount": minor,
+                        "product_data": {"name": session.description or f"Payment to {session.account.name}"}}}],
+                    "client_reference_id": str(session.pk),
+                    "metadata": metadata,
+                    "payment_intent_data": {"metadata": metadata},
+                    "success_url": _checkout_url(session, stripe="return"),
+                    "cancel_url": _checkout_url(session),
+                }
+                if session.customer_email:
+                    create["customer_email"] = session.customer_email
+                # Stripe accepts an expiry between 30 min and 24 h ahead; otherwise its 24 h default applies.
+                if timedelta(minutes=31) <= session.expires_at - timezone.now() <= timedelta(hours=24):
+                    create["expires_at"] = int(session.expires_at.timestamp())
+                checkout = client().v1.checkout.sessions.create(params=create, options=options)
+                start = PaymentStart(provider=NAME, redirect_url=checkout["url"], provider_reference=checkout["id"])
+        except stripe.StripeError as exc:
+            message = getattr(exc, "user_message", None) or "The card payment could not be started."
+            raise PaymentStartError("provider_error", str(message), 502) from None
+        session_set_provider_reference(session_id=session.pk, provider=NAME, reference=start.provider_reference)
+        return start
+
+    def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentEvent:
+        verify(body, headers.get("stripe-signature"))
+        return parse(body)
+
+
+provider = StripeProvider()

@@ -1,0 +1,71 @@
+"""The one small interface every payment provider implements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from sessions_app.models import PaymentSession
+    from sessions_app.services import PaymentEvent, WebhookResult
+
+
+class WebhookRejected(Exception):
+    """A webhook that failed verification; answered with a 4xx and never stored."""
+
+    def __init__(self, code: str, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status_code = status_code
+
+
+class PaymentStartError(Exception):
+    """A payment could not be started (provider not configured, provider API down, bad input)."""
+
+    def __init__(self, code: str, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status_code = status_code
+
+
+@dataclass(frozen=True)
+class PaymentStart:
+    """What the checkout page does next: send the customer to `redirect_url`, or show `data`."""
+
+    provider: str
+    redirect_url: str = ""
+    provider_reference: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider:
+    """A provider starts payments and turns its verified webhooks into `PaymentEvent`s.
+
+    It never changes a session itself: `services.payment_event_apply` owns the state machine.
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    max_body_bytes: ClassVar[int] = 256 * 1024
+
+    def is_configured(self) -> bool:
+        """Whether real (non-simulated) payments can be started with the current settings."""
+        return True
+
+    def prepare_session(self, *, session: PaymentSession) -> None:
+        """Called inside session creation; a provider may attach what it needs (an address, a quote)."""
+
+    def start_payment(self, *, session: PaymentSession, params: Mapping[str, str]) -> PaymentStart:
+        raise NotImplementedError
+
+    def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentEvent:
+        """Verify the delivery and parse it; raise WebhookRejected when it is not genuine."""
+        raise NotImplementedError
+
+    def handle_webhook(self, *, body: bytes, headers: Mapping[str, str], actor: str | None = None) -> WebhookResult:
+        from sessions_app.services import payment_event_apply
+
+        return payment_event_apply(self.receive_webhook(body=body, headers=headers), actor=actor)

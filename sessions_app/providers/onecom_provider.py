@@ -1,0 +1,169 @@
+"""One.com: a hosted-payment redirect out, Standard Webhooks callbacks in.
+
+One.com publishes no payments API, so this adapter defines the contract (docs/providers.md):
+the customer is sent to ONECOM_CHECKOUT_URL with the session reference, amount, currency and
+return URL; the result comes back as a Standard-Webhooks-signed callback to /webhooks/onecom.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from sessions_app import currencies
+from sessions_app.providers.base import PaymentStart, PaymentStartError, Provider, WebhookRejected
+from sessions_app.services import Action, PaymentEvent, session_set_provider_reference
+
+NAME = "onecom"
+MAX_BODY_BYTES = 64 * 1024
+EVENT_TYPES = ("payment.processing", "payment.succeeded", "payment.failed", "payment.expired")
+_ACTIONS = {
+    "payment.processing": Action.PENDING,
+    "payment.succeeded": Action.PAID,
+    "payment.failed": Action.FAILED,
+    "payment.expired": Action.FAILED,
+}
+
+
+def _webhook(secret: str | None = None) -> Webhook:
+    secret = secret or settings.ONECOM_WEBHOOK_SECRET
+    if not secret:
+        raise WebhookRejected("webhook_not_configured", "ONECOM_WEBHOOK_SECRET is not configured.", 503)
+    return Webhook(secret)
+
+
+def _secret_bytes() -> bytes:
+    return base64.b64decode(settings.ONECOM_WEBHOOK_SECRET.removeprefix("whsec_") + "==")
+
+
+def redirect_signature(query: Mapping[str, str]) -> str:
+    """HMAC of the redirect parameters, so the hosted page can tell that we sent the amount."""
+    message = "&".join(f"{k}={query[k]}" for k in sorted(query))
+    digest = hmac.new(_secret_bytes(), message.encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify(body: bytes, headers: Mapping[str, str], *, secret: str | None = None) -> dict[str, Any]:
+    try:
+        payload = _webhook(secret).verify(body, dict(headers))
+    except WebhookVerificationError as exc:
+        raise WebhookRejected("signature_invalid", f"Standard Webhooks verification failed: {exc}.") from None
+    except (ValueError, UnicodeDecodeError):
+        # A malformed signature header, a body that is not UTF-8 or not JSON.
+        raise WebhookRejected("signature_malformed", "The webhook signature or body is malformed.") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected("event_invalid", "An event is a JSON object.")
+    return payload
+
+
+def parse(payload: dict[str, Any], *, event_id: str) -> PaymentEvent:
+    event_type = payload.get("type")
+    data = payload.get("data")
+    if not isinstance(event_type, str) or not isinstance(data, dict):
+        raise WebhookRejected("event_invalid", 'An event is {"type": "...", "data": {...}}.')
+    action = _ACTIONS.get(event_type, Action.NONE)
+    amount_minor, currency = None, None
+    if action == Action.PAID:
+        currency = data.get("currency")
+        if not isinstance(currency, str) or not currencies.is_supported(currency.upper()):
+            raise WebhookRejected("currency_invalid", "data.currency must be a supported ISO 4217 code.")
+        raw = data.get("amount")
+        try:
+            # A decimal string, as in the contract; never a float.
+            amount = Decimal(raw) if isinstance(raw, str) else None
+        except InvalidOperation:
+            amount = None
+        if amount is None or not amount.is_finite() or amount <= 0:
+            raise WebhookRejected("amount_invalid", 'data.amount must be a positive decimal string such as "99.99".')
+        try:
+            amount_minor = int((amount * Decimal(10) ** currencies.exponent(currency.upper())).to_integral_exact())
+        except InvalidOperation:
+            raise WebhookRejected("amount_invalid", "data.amount has more decimals than its currency.") from None
+        if Decimal(amount_minor) != amount * Decimal(10) ** currencies.exponent(currency.upper()):
+            raise WebhookRejected("amount_invalid", "data.amount has more decimals than its currency.")
+    reason = ""
+    if event_type == "payment.expired":
+        reason = "expired"
+    elif event_type == "payment.failed":
+        reason = str(data.get("reason") or "payment_failed")[:200]
+    session_ref = data.get("session_id")
+    return PaymentEvent(
+        provider=NAME, event_id=event_id, event_type=event_type, payload=payload, action=action,
+        session_ref=str(session_ref) if session_ref else None,
+        provider_reference=str(data.get("payment_id") or "")[:200], amount_minor=amount_minor,
+        currency=currency, failure_reason=reason,
+    )
+
+
+def test_event(*, session_id: str, event_type: str, amount: Decimal, currency: str,
+               payment_id: str | None = None) -> dict[str, Any]:
+    """A callback body as One.com sends it, for the test-mode simulator and the tests."""
+    exp = currencies.exponent(currency)
+    data: dict[str, Any] = {"session_id": session_id, "payment_id": payment_id or "pay_" + secrets.token_hex(10),
+                            "amount": f"{amount:.{exp}f}", "currency": currency}
+    if event_type == "payment.failed":
+        data["reason"] = "card_declined"
+    return {"type": event_type, "data": data}
+
+
+def sign(body: str, *, msg_id: str | None = None, secret: str | None = None,
+         timestamp: datetime | None = None) -> dict[str, str]:
+    """Standard Webhooks headers for a body, as One.com would send them."""
+    msg_id = msg_id or "msg_" + secrets.token_hex(12)
+    timestamp = timestamp or datetime.now(tz=UTC)
+    signature = _webhook(secret).sign(msg_id, timestamp, body)
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(timestamp.timestamp())),
+            "webhook-signature": signature}
+
+
+class OnecomProvider(Provider):
+    name = NAME
+    label = "One.com"
+    max_body_bytes = MAX_BODY_BYTES
+
+    def is_configured(self) -> bool:
+        return bool(settings.ONECOM_CHECKOUT_URL and settings.ONECOM_WEBHOOK_SECRET)
+
+    def start_payment(self, *, session, params: Mapping[str, str]) -> PaymentStart:
+        if not self.is_configured():
+            raise PaymentStartError("provider_not_configured",
+                                    "One.com payments are not configured (ONECOM_CHECKOUT_URL).", 503)
+        base = settings.PUBLIC_BASE_URL
+        query = {
+            "reference": str(session.pk),
+            "amount": f"{session.amount:.{currencies.exponent(session.currency)}f}",
+            "currency": session.currency,
+            "description": session.description or f"Payment to {session.account.name}",
+            "return_url": f"{base}/checkout?session={session.pk}",
+            "notify_url": f"{base}/webhooks/onecom",
+        }
+        if session.customer_email:
+            query["email"] = session.customer_email
+        query["signature"] = redirect_signature(query)
+        separator = "&" if "?" in settings.ONECOM_CHECKOUT_URL else "?"
+        session_set_provider_reference(session_id=session.pk, provider=NAME, reference=str(session.pk))
+        return PaymentStart(provider=NAME, redirect_url=settings.ONECOM_CHECKOUT_URL + separator + urlencode(query),
+                            provider_reference=str(session.pk))
+
+    def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentEvent:
+        payload = verify(body, headers)
+        # The webhook-id header is the event id: One.com resends a message with the same id.
+        return parse(payload, event_id=headers["webhook-id"])
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+provider = OnecomProvider()

@@ -1,0 +1,102 @@
+"""Web3: an address and a locked quote per session; payment proven by the chain, never by a message.
+
+POST /webhooks/web3 takes HMAC-signed address-activity notifications. They are only a hint:
+the provider then reads the chain itself (sessions_app.crypto.services) and the result goes
+through payment_event_apply like every other provider's events.
+
+Signature: `Web3-Signature: t=<unix time>,v1=<hex HMAC-SHA256(WEB3_WEBHOOK_SECRET, "<t>.<body>")>`.
+Body: {"chain_id": 1, "address": "0x…", "tx_hash": "0x…" (optional)}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+
+from django.conf import settings
+from eth_utils import is_address
+
+from sessions_app.crypto import services as crypto
+from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
+from sessions_app.providers.base import PaymentStart, Provider, WebhookRejected
+from sessions_app.services import PaymentEvent, WebhookResult
+
+NAME = "web3"
+MAX_BODY_BYTES = 16 * 1024
+SIGNATURE_HEADER = "web3-signature"
+
+
+def sign(body: str | bytes, *, secret: str | None = None, timestamp: int | None = None) -> str:
+    secret = secret or settings.WEB3_WEBHOOK_SECRET
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    raw = body.encode() if isinstance(body, str) else body
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(body: bytes, header: str | None, *, now: float | None = None) -> None:
+    secret = settings.WEB3_WEBHOOK_SECRET
+    if not secret:
+        raise WebhookRejected("webhook_not_configured", "WEB3_WEBHOOK_SECRET is not configured.", 503)
+    if not header:
+        raise WebhookRejected("signature_missing", "The Web3-Signature header is missing.")
+    parts = dict(item.strip().partition("=")[::2] for item in header.split(",") if "=" in item)
+    try:
+        timestamp = int(parts.get("t", ""))
+    except ValueError:
+        raise WebhookRejected("signature_malformed", "Web3-Signature needs t=<unix time>,v1=<hex>.") from None
+    if abs((now or time.time()) - timestamp) > settings.WEB3_WEBHOOK_TOLERANCE:
+        raise WebhookRejected("signature_timestamp_out_of_range", "The signature timestamp is too far from our clock.")
+    expected = sign(body, secret=secret, timestamp=timestamp).split("v1=")[1]
+    if not hmac.compare_digest(expected, parts.get("v1", "")):
+        raise WebhookRejected("signature_invalid", "The signature does not match the body.")
+
+
+class Web3Provider(Provider):
+    name = NAME
+    label = "Crypto (wallet)"
+    max_body_bytes = MAX_BODY_BYTES
+
+    def is_configured(self) -> bool:
+        return bool(settings.WEB3_PROVIDER_URL)
+
+    def prepare_session(self, *, session) -> None:
+        crypto.charge_create(session=session)
+
+    def start_payment(self, *, session, params: Mapping[str, str]) -> PaymentStart:
+        return PaymentStart(provider=NAME, data=crypto.web3_public(session=session) or {})
+
+    def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentEvent:
+        raise WebhookRejected("not_an_event", "Web3 notifications are hints; the chain is read instead.")
+
+    def handle_webhook(self, *, body: bytes, headers: Mapping[str, str], actor: str | None = None) -> WebhookResult:
+        verify(body, headers.get(SIGNATURE_HEADER))
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise WebhookRejected("invalid_json", "The body is not valid JSON.") from None
+        if not isinstance(payload, dict):
+            raise WebhookRejected("event_invalid", "A notification is a JSON object.")
+        address, tx_hash = payload.get("address"), payload.get("tx_hash")
+        if payload.get("chain_id") != settings.WEB3_CHAIN_ID:
+            raise WebhookRejected("chain_mismatch", f"chain_id must be {settings.WEB3_CHAIN_ID}.")
+        if not isinstance(address, str) or not is_address(address):
+            raise WebhookRejected("address_invalid", "address must be a 0x-prefixed address.")
+        if tx_hash is not None:
+            try:
+                tx_hash = crypto.normalize_tx_hash(tx_hash)
+            except crypto.TxRejected as exc:
+                raise WebhookRejected(exc.code, exc.message) from None
+        try:
+            outcome = crypto.web3_hint(address=address, tx_hash=tx_hash, actor=actor or "webhook:web3")
+        except (ChainUnavailable, ChainMismatch) as exc:
+            # The sender may retry; the poller looks anyway.
+            raise WebhookRejected("chain_unavailable", str(exc), 503) from None
+        return WebhookResult("processed" if outcome["charges"] else "unmatched",
+                             f"checked {outcome['checked']} transaction(s) for {outcome['charges']} session(s)")
+
+
+provider = Web3Provider()

@@ -1,0 +1,122 @@
+"""Stripe end to end against localstripe, a fake but stateful Stripe server on 127.0.0.1.
+
+Our code creates the PaymentIntent through the stripe SDK; the test confirms it as the customer's
+browser would; localstripe delivers the signed webhook to /webhooks/stripe on a live server.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import stripe
+
+from sessions_app.models import PaymentSession, Status, WebhookEvent
+
+WRAPPER = Path(__file__).resolve().parents[2] / "tests" / "fakes" / "localstripe_server.py"
+API_KEY = "sk_test_" + "localstripe0123456789abcdef"
+WEBHOOK_SECRET = "whsec_localstripe_e2e_secret"
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def localstripe(tmp_path):
+    process = subprocess.Popen([sys.executable, str(WRAPPER), str(tmp_path)],  # noqa: S603
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        port = int(process.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.fixture
+def stripe_setup(localstripe, live_server, settings, merchant):
+    settings.STRIPE_SECRET_KEY = API_KEY
+    settings.STRIPE_API_BASE = localstripe
+    settings.STRIPE_CHECKOUT_FLOW = "payment_intent"
+    settings.STRIPE_WEBHOOK_SECRETS = [WEBHOOK_SECRET]
+    settings.PUBLIC_BASE_URL = live_server.url
+    form = urllib.parse.urlencode({"url": f"{live_server.url}/webhooks/stripe", "secret": WEBHOOK_SECRET}).encode()
+    with urllib.request.urlopen(f"{localstripe}/_config/webhooks/payments", data=form, timeout=10) as response:  # noqa: S310
+        assert response.status == 200
+    return stripe.StripeClient(API_KEY, base_addresses={"api": localstripe})
+
+
+def _wait_for(session: PaymentSession, status: str, *, timeout: float = 20.0) -> PaymentSession:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session.refresh_from_db()
+        if session.status == status:
+            return session
+        time.sleep(0.1)
+    raise AssertionError(f"session stayed {session.status}, expected {status}")
+
+
+def _start_card_payment(api, client, payment_method: str) -> tuple[PaymentSession, dict]:
+    created = api.post("/create_session", {"amount": "42.50", "currency": "EUR",
+                                           "customer_email": "buyer@example.test"}, format="json")
+    session = PaymentSession.objects.get(pk=created.json()["session_id"])
+    response = client.post(f"/checkout/{session.pk}/pay/stripe", {"payment_method": payment_method},
+                           HTTP_ACCEPT="application/json")
+    assert response.status_code == 200, response.content
+    return session, response.json()
+
+
+def test_a_card_payment_confirmed_at_localstripe_pays_the_session(stripe_setup, api, client):
+    # given a PaymentIntent our code created for the session
+    session, started = _start_card_payment(api, client, "pm_card_visa")
+    intent = stripe_setup.v1.payment_intents.retrieve(started["payment_intent"])
+    assert intent["amount"] == 4250 and intent["currency"] == "eur"
+    assert intent["metadata"]["session_id"] == str(session.pk)
+    session.refresh_from_db()
+    assert session.provider_reference == intent["id"]
+
+    # when the customer's card confirms it
+    stripe_setup.v1.payment_intents.confirm(intent["id"])
+
+    # then localstripe's signed payment_intent.succeeded pays the session
+    session = _wait_for(session, Status.PAID)
+    assert session.provider_reference == intent["id"]
+    event = WebhookEvent.objects.get(session=session, event_type="payment_intent.succeeded")
+    assert event.outcome == "processed"
+
+
+def test_a_declined_card_at_localstripe_fails_the_session(stripe_setup, api, client):
+    session, started = _start_card_payment(api, client, "pm_card_chargeCustomerFail")
+
+    with pytest.raises(stripe.StripeError):
+        stripe_setup.v1.payment_intents.confirm(started["payment_intent"])
+
+    session = _wait_for(session, Status.FAILED)
+    assert session.failure_reason
+    assert WebhookEvent.objects.filter(session=session, event_type="payment_intent.payment_failed").exists()
+
+
+def test_starting_twice_returns_the_same_payment_intent(stripe_setup, api, client):
+    session, first = _start_card_payment(api, client, "pm_card_visa")
+
+    again = client.post(f"/checkout/{session.pk}/pay/stripe", {"payment_method": "pm_card_visa"},
+                        HTTP_ACCEPT="application/json").json()
+
+    assert again["payment_intent"] == first["payment_intent"]
+    assert len(stripe_setup.v1.payment_intents.list()["data"]) == 1
+
+
+def test_an_unreachable_stripe_gives_a_clear_error_not_a_500(settings, api, client, merchant):
+    settings.STRIPE_SECRET_KEY = API_KEY
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"
+    settings.STRIPE_CHECKOUT_FLOW = "payment_intent"
+    created = api.post("/create_session", {"amount": "5.00", "customer_email": "b@example.test"}, format="json")
+
+    response = client.post(f"/checkout/{created.json()['session_id']}/pay/stripe", HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "provider_error"
