@@ -130,13 +130,16 @@ def smtp_server():
 
 def use_broker(url: str | None) -> None:
     """Point this process's Celery app at a broker (None: back to eager, in-process)."""
+    from kombu import pools
+
     from payments_site.celery import app
 
     app.conf.broker_url = url or "memory://"
     app.conf.task_always_eager = url is None
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    # Producers are pooled per broker URL, process-wide: drop them all so the next publish
+    # connects afresh.
+    pools.reset()
+    app._pool = None
     app.amqp._producer_pool = None
 
 
