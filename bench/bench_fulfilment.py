@@ -145,9 +145,20 @@ def main() -> None:
                     raise SystemExit(f"no email for payment {i} within 30 s")
                 time.sleep(0.002)
             latencies_ms.append((arrived[buyer] - accepted) * 1000)
+        # Let the last run finish (merchant notice) before a warm shutdown of the worker.
+        from invoices_app.models import Fulfilment
+
+        deadline = time.monotonic() + 30
+        while Fulfilment.objects.filter(session__account=merchant, completed_at__isnull=True).exists():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        worker.send_signal(signal.SIGTERM)  # warm shutdown: the main process waits for its children
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
         controller.stop()
 
     result = {

@@ -227,7 +227,7 @@ def workers(broker, worker_env, tmp_path):
     yield start
     for worker in started:
         if worker.proc.poll() is None:
-            os.killpg(worker.proc.pid, signal.SIGTERM)
+            worker.proc.send_signal(signal.SIGTERM)  # warm shutdown, like a deploy
             try:
                 worker.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
