@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
+from invoices_app import views as invoice_views
 from keys_app.apis import AccountApi
 from sessions_app import apis as session_apis
 from sessions_app import views as session_views
@@ -19,6 +20,9 @@ urlpatterns = [
     path("checkout", session_views.checkout, name="checkout"),
     path("checkout/<str:session_id>/simulate", session_views.checkout_simulate, name="checkout-simulate"),
     path("webhooks/stripe", session_views.stripe_webhook, name="webhook-stripe"),
+    path("access/<str:token>", invoice_views.access_page, name="access"),
+    path("access/<str:token>/invoice.pdf", invoice_views.access_invoice_pdf, name="access-invoice-pdf"),
+    path("access/<str:token>/reveal-key", invoice_views.access_reveal_key, name="access-reveal-key"),
     path("webhooks/onecom", session_views.onecom_webhook, name="webhook-onecom"),
     path("webhooks/web3", session_views.web3_webhook, name="webhook-web3"),
     path("checkout/<str:session_id>/pay/<str:provider>", session_views.checkout_pay, name="checkout-pay"),
