@@ -51,7 +51,7 @@ DEBUG = ALLOW_DEBUG and env_bool("DJANGO_DEBUG", default=True)
 # Placeholders that make local runs work; never accepted without ALLOW_DEBUG.
 _DEV_SECRETS = {
     "DJANGO_SECRET_KEY": "dev-insecure-django-secret-key-change-me-0123456789",
-    "JWT_SECRET_KEY": "devsecret",
+    "JWT_SECRET_KEY": "devsecret-for-local-runs-only-never-in-production",
     "STRIPE_WEBHOOK_SECRET": "whsec_dev_insecure_local_stripe_secret",
 }
 _KNOWN_WEAK = {"", "changeme", "change-me", "secret", "devsecret", "default"} | set(_DEV_SECRETS.values())
