@@ -26,6 +26,7 @@ class AccountAdmin(MerchantScopedAdmin):
     list_display = ("name", "email", "kind", "created_at")
     list_filter = ("kind",)
     search_fields = ("name", "email")
+    ordering = ("name", "pk")
     readonly_fields = ("kind", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at")
     exclude = ("user",)
 
