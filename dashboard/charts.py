@@ -28,7 +28,7 @@ def column_chart(
     height: int = 200, axis_labels_every: int = 7, value_suffix: str = "",
 ) -> SafeString:
     """Vertical bars, one per point (e.g. one per day), with the maximum marked on the axis."""
-    pad_left, pad_bottom, pad_top = 56, 24, 10
+    pad_left, pad_bottom, pad_top = 84, 24, 10
     plot_w, plot_h = width - pad_left - 8, height - pad_bottom - pad_top
     top = max((v for _, v in points), default=0) or 1
     step = plot_w / max(len(points), 1)
@@ -51,9 +51,12 @@ def column_chart(
             '<rect class="bar" x="{}" y="{}" width="{}" height="{}" fill="{}" '
             'data-label="{}" data-value="{}"><title>{}: {}{}</title></rect>',
             _f(x), _f(pad_top + plot_h - h), _f(bar_w), _f(h), colour, label, _num(value), label, _num(value), value_suffix))
-        if i % axis_labels_every == 0 or i == len(points) - 1:
-            parts.append(format_html('<text x="{}" y="{}" font-size="10" text-anchor="middle" fill="#697386">'
-                                     '{}</text>', _f(x + bar_w / 2), height - 6, label))
+        last = len(points) - 1
+        # Every n-th day is labelled, and the last one unless it would collide with the one before.
+        if (i % axis_labels_every == 0 and last - i >= axis_labels_every // 2) or i == last:
+            anchor, tx = ("end", x + bar_w) if i == last else ("middle", x + bar_w / 2)
+            parts.append(format_html('<text x="{}" y="{}" font-size="10" text-anchor="{}" fill="#697386">'
+                                     '{}</text>', _f(tx), height - 6, anchor, label))
     parts.append(mark_safe("</svg>"))  # noqa: S308 - a constant closing tag
     return mark_safe("".join(parts))  # noqa: S308 - every part above is escaped by format_html
 
