@@ -25,6 +25,7 @@ class PaymentsAdminSite(admin.AdminSite):
     def get_urls(self):
         extra = [
             path("export/paid-sessions.csv", self.admin_view(views.paid_sessions_csv), name="export-paid-sessions"),
+            path("export/invoices.csv", self.admin_view(views.invoices_csv), name="export-invoices"),
         ]
         return extra + super().get_urls()
 

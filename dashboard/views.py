@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from keys_app.models import Mode
 from payments_site.admin_scoping import is_staff_user, merchant_account
-from sessions_app import selectors
+from sessions_app import currencies, selectors
 
 
 class _Echo:
@@ -51,11 +52,33 @@ def export_account_id(request: HttpRequest) -> int | None:
     return account.pk if account else -1
 
 
+def money(amount: Decimal | None, currency: str) -> str:
+    """An amount in its currency's minor unit (stored with three decimals)."""
+    if amount is None:
+        return ""
+    exp = currencies.exponent(currency) if currencies.is_supported(currency) else 2
+    return str(amount.quantize(Decimal(1).scaleb(-exp)))
+
+
+def _csv_response(stream: Iterator[str], name: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(stream, content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{name}-{timezone.now():%Y%m%d}.csv"'
+    return response
+
+
 def paid_sessions_csv(request: HttpRequest) -> StreamingHttpResponse:
     mode = request.GET.get("mode")
     mode = mode if mode in Mode.values else None
     rows = selectors.paid_sessions_for_export(account_id=export_account_id(request), mode=mode)
-    response = StreamingHttpResponse(stream_csv(selectors.PAID_EXPORT_COLUMNS, rows), content_type="text/csv")
-    stamp = timezone.now().strftime("%Y%m%d")
-    response["Content-Disposition"] = f'attachment; filename="paid-sessions-{stamp}.csv"'
-    return response
+    # amount is column 2, currency column 3
+    rows = ((r[0], r[1], money(r[2], r[3]), *r[3:]) for r in rows)
+    return _csv_response(stream_csv(selectors.PAID_EXPORT_COLUMNS, rows), "paid-sessions")
+
+
+def invoices_csv(request: HttpRequest) -> StreamingHttpResponse:
+    from invoices_app.selectors import INVOICE_EXPORT_COLUMNS, invoices_for_export
+
+    rows = invoices_for_export(account_id=export_account_id(request))
+    # net (4), vat (6) and gross (7) in the currency (3) of the invoice
+    rows = ((*r[:4], money(r[4], r[3]), r[5], money(r[6], r[3]), money(r[7], r[3]), *r[8:]) for r in rows)
+    return _csv_response(stream_csv(INVOICE_EXPORT_COLUMNS, rows), "invoices")

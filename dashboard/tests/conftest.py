@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 from django.utils import timezone
 
 from keys_app.services import merchant_login_create
@@ -52,6 +53,8 @@ def merchant_client(client, merchant_user):
 
 
 @pytest.fixture
-def staff_client(client, staff_user):
+def staff_client(staff_user):
+    # Its own client: a test may hold a merchant's and a staff member's sessions side by side.
+    client = Client()
     client.force_login(staff_user)
     return client

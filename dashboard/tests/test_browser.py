@@ -140,25 +140,59 @@ def test_staff_upgrade_a_merchant_to_a_live_key(live_server, page, merchant, dja
     assert api_get(base, "/account", live_key) == 200
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_customer_pays_on_the_checkout_page(live_server, page, merchant):
+def pay_on_checkout(page: Page, base: str, merchant, *, email: str) -> str:
     from rest_framework.test import APIClient
-
-    from sessions_app.models import PaymentSession
 
     api = APIClient()
     api.credentials(HTTP_X_API_KEY=merchant.plaintext_key)
     created = api.post("/create_session", {"amount": "19.90", "description": "Pro plan"}, format="json").json()
-    base = live_server.url
 
     page.goto(f"{base}/checkout?session={created['session_id']}")
     expect(page.locator('[data-testid="amount"]')).to_have_text("19.90 EUR")
-    page.fill("#email", "customer@buyer.test")
+    page.fill("#email", email)
     page.click("text=Simulate successful payment")
-
     expect(page.locator('[data-testid="status"]')).to_contain_text("Payment received")
+    return created["session_id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_customer_pays_on_the_checkout_page(live_server, page, merchant):
+    from sessions_app.models import PaymentSession
+
+    base = live_server.url
+    session_id = pay_on_checkout(page, base, merchant, email="customer@buyer.test")
+
     screenshot(page, "checkout-paid")
-    session = PaymentSession.objects.get(pk=created["session_id"])
+    session = PaymentSession.objects.get(pk=session_id)
     assert (session.status, session.customer_email) == ("paid", "customer@buyer.test")
     assert json.loads(urllib.request.urlopen(  # noqa: S310 - loopback test server
         f"{base}/session/{session.pk}/status", timeout=10).read())["status"] == "paid"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_customer_opens_the_emailed_access_link_and_downloads_the_pdf(live_server, page, merchant, tmp_path):
+    from django.core import mail
+
+    from invoices_app.models import Invoice
+
+    # given a customer who paid on the checkout page (fulfilment runs when the payment commits)
+    base = live_server.url
+    mail.outbox.clear()
+    session_id = pay_on_checkout(page, base, merchant, email="reader@buyer.test")
+    invoice = Invoice.objects.get(session_id=session_id)
+
+    # when they open the link from their receipt
+    receipt = next(m for m in mail.outbox if m.to == ["reader@buyer.test"])
+    link = next(line.strip() for line in receipt.body.splitlines() if "/access/" in line)
+    page.goto(base + link[link.index("/access/"):])
+
+    # then they see their invoice and download its PDF
+    expect(page.locator("body")).to_contain_text(invoice.number)
+    screenshot(page, "access-link")
+    with page.expect_download() as download_info:
+        page.click("text=Download the invoice (PDF)")
+    download = download_info.value
+    target = tmp_path / download.suggested_filename
+    download.save_as(str(target))
+    assert download.suggested_filename == f"{invoice.number}.pdf"
+    assert target.read_bytes().startswith(b"%PDF")
