@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from dashboard import charts, views
-from keys_app.models import ApiKey, Mode
+from keys_app.models import Account, ApiKey, Mode
 from payments_site.admin_scoping import can_use_dashboard, is_staff_user, merchant_account
 from sessions_app import currencies, selectors
 
@@ -89,4 +89,6 @@ def dashboard_context(request: HttpRequest) -> dict:
                                          colours={r: "#b42318" for r, _ in failures}),
         "account_filter": account_id if is_staff_user(request.user) else None,
         "is_staff_view": is_staff_user(request.user),
+        "merchants": (list(Account.objects.filter(kind=Account.Kind.MERCHANT).order_by("name").values_list("pk", "name")[:500])
+                      if is_staff_user(request.user) else []),
     }

@@ -27,8 +27,18 @@ class AccountAdmin(MerchantScopedAdmin):
     list_filter = ("kind",)
     search_fields = ("name", "email")
     ordering = ("name", "pk")
-    readonly_fields = ("kind", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at")
-    exclude = ("user",)
+    fields = ("kind", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at")
+    readonly_fields = ("kind", "created_at")
+
+    def has_change_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
+        # A merchant edits its own business details (they go on its invoices); get_queryset
+        # already limits which account that can be.
+        return self.has_view_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Account, form, change: bool) -> None:
+        changes = {f: form.cleaned_data[f] for f in form.changed_data if f in services.ACCOUNT_EDITABLE_FIELDS}
+        if changes:
+            services.account_update(account=obj, actor=admin_actor(request), **changes)
 
 
 class RotateForm(forms.Form):

@@ -246,3 +246,42 @@ def test_a_staff_flagged_user_without_an_account_is_not_let_in(client, world):
 def test_an_anonymous_visitor_is_sent_to_the_login_page(client, world):
     response = client.get("/admin/export/paid-sessions.csv")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def _account_form(account, **changes) -> dict:
+    data = {f: getattr(account, f) for f in ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix")}
+    return {**data, **changes}
+
+
+def test_a_merchant_edits_its_own_business_details_through_the_service(merchant_client, merchant):
+    response = merchant_client.post(f"/admin/keys_app/account/{merchant.pk}/change/",
+                                    _account_form(merchant, vat_id="DE123456789", invoice_prefix="ACME"))
+
+    assert response.status_code == 302
+    merchant.refresh_from_db()
+    assert (merchant.vat_id, merchant.invoice_prefix) == ("DE123456789", "ACME")
+    row = AuditEvent.objects.get(action="account.updated", account_id=merchant.pk)
+    assert row.actor == "admin:billing@acme.test" and row.after["vat_id"] == "DE123456789"
+
+
+def test_a_merchant_cannot_edit_another_merchants_account(merchant_client, other_merchant):
+    response = merchant_client.post(f"/admin/keys_app/account/{other_merchant.pk}/change/",
+                                    _account_form(other_merchant, name="Pwned"))
+
+    assert response.status_code == 404
+    other_merchant.refresh_from_db()
+    assert other_merchant.name == "Other Ltd"
+
+
+def test_staff_pick_one_merchant_on_the_dashboard(staff_client, world, other_merchant):
+    html = staff_client.get("/admin/", {"mode": "test", "account": other_merchant.pk}).content.decode()
+
+    assert 'data-testid="total-EUR">777.00<' in html
+    assert "<option value" in html and "Other Ltd" in html
+
+
+def test_a_merchant_cannot_pick_another_merchant_on_the_dashboard(merchant_client, world, other_merchant):
+    html = merchant_client.get("/admin/", {"mode": "test", "account": other_merchant.pk}).content.decode()
+
+    assert 'data-testid="total-EUR">11.00<' in html
+    assert "Other Ltd" not in html
