@@ -148,9 +148,17 @@ def fulfilment_run(*, session_id: uuid.UUID | str) -> Fulfilment | None:
 
 
 def _lock(session: PaymentSession) -> Fulfilment:
-    # Serialise the steps of one session: a second worker waits here, then finds the result.
+    """Serialise the steps of one session: a second worker waits here, then finds the result.
+
+    Lock order matters. PostgreSQL checks foreign keys at COMMIT (Django makes them deferred),
+    which takes a share lock on the session row after we already hold the merchant's audit
+    chain; a webhook for the same session holds that row and waits for the chain. Taking the
+    session row first (FOR NO KEY UPDATE, which does not block other rows referencing it)
+    gives both paths the same order: session, then chain.
+    """
+    PaymentSession.objects.select_for_update(no_key=True).only("pk").get(pk=session.pk)
     fulfilment, _ = Fulfilment.objects.get_or_create(session=session)
-    return Fulfilment.objects.select_for_update().get(pk=fulfilment.pk)
+    return Fulfilment.objects.select_for_update(no_key=True).get(pk=fulfilment.pk)
 
 
 def _mark(session: PaymentSession, field: str) -> None:
@@ -177,7 +185,8 @@ def invoice_issue(*, session: PaymentSession) -> Invoice:
         existing = Invoice.objects.filter(session=session).first()
         if existing:
             return existing
-        account = Account.objects.get(pk=session.account_id)
+        # Same reason as in _lock: the invoice and the counter reference the account row.
+        account = Account.objects.select_for_update(no_key=True).get(pk=session.account_id)
         now = timezone.now()
         counter, _ = InvoiceCounter.objects.get_or_create(account=account, year=now.year)
         # The counter row lock makes numbers gapless: the next number is taken in the same
@@ -206,7 +215,8 @@ def invoice_issue(*, session: PaymentSession) -> Invoice:
 
 @transaction.atomic
 def invoice_mark_refunded(*, session_id: uuid.UUID | str, event_id: str = "") -> Invoice | None:
-    invoice = Invoice.objects.select_for_update().filter(session_id=session_id).first()
+    # NO KEY UPDATE: an access link being created for this invoice must not wait on us.
+    invoice = Invoice.objects.select_for_update(no_key=True).filter(session_id=session_id).first()
     if invoice is None or invoice.status == Invoice.Status.REFUNDED:
         return invoice
     invoice.status = Invoice.Status.REFUNDED
@@ -356,6 +366,8 @@ def access_link_use_record(*, link: AccessLink, action: str, ip: str | None = No
 def key_reveal(*, link: AccessLink, ip: str | None = None, user_agent: str = "") -> str | None:
     """The buyer's key in plain text, once. None when it was revealed before (or cannot be)."""
     with transaction.atomic():
+        # The link row first: a revocation locks it before the audit chain, and so do we.
+        AccessLink.objects.select_for_update(no_key=True).only("pk").get(pk=link.pk)
         reveal = KeyReveal.objects.select_for_update().filter(session_id=link.session_id).first()
         if reveal is None or reveal.revealed_at or not reveal.ciphertext:
             access_link_use_record(link=link, action=AccessLinkUse.Action.REVEAL_REFUSED, ip=ip,
