@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from invoices_app import services
 from invoices_app.models import AccessLink, Invoice
 from payments_site.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
+from sessions_app.admin import money_display
 from sessions_app.selectors import parse_uuid
 
 
@@ -26,7 +27,7 @@ class InvoiceCurrencyFilter(ScopedValuesFilter):
 
 @admin.register(Invoice)
 class InvoiceAdmin(MerchantScopedAdmin):
-    list_display = ("number", "issue_date", "buyer_email", "gross", "currency", "status", "session_link", "pdf_link")
+    list_display = ("number", "issue_date", "buyer_email", "gross_display", "status", "session_link", "pdf_link")
     staff_list_display = ("account",)
     list_filter = ("status", InvoiceCurrencyFilter, ("issue_date", admin.DateFieldListFilter))
     staff_list_filter = ("account",)
@@ -42,6 +43,10 @@ class InvoiceAdmin(MerchantScopedAdmin):
     actions = ("resend_receipts", "revoke_access_links")
     change_form_template = "admin/invoices_app/invoice/change_form.html"
     change_list_template = "admin/invoices_app/invoice/change_list.html"
+
+    @admin.display(description="gross", ordering="gross")
+    def gross_display(self, obj: Invoice) -> str:
+        return money_display(obj.gross, obj.currency)
 
     @admin.display(description="session")
     def session_link(self, obj: Invoice) -> str:

@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from keys_app.models import ApiKey
 from payments_site.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
-from sessions_app import selectors
+from sessions_app import currencies, selectors
 from sessions_app.models import PaymentSession, WebhookEvent
 from sessions_app.webhooks import webhook_event_reprocess_stored
 
@@ -34,6 +34,11 @@ class EventTypeFilter(ScopedValuesFilter):
     field = "event_type"
 
 
+def money_display(amount, currency: str) -> str:
+    exp = currencies.exponent(currency) if currencies.is_supported(currency) else 2
+    return f"{amount:.{exp}f} {currency}"
+
+
 def _pretty_json(value) -> str:
     return format_html('<pre style="white-space:pre-wrap;max-width:900px">{}</pre>',
                        json.dumps(value, indent=2, sort_keys=True, default=str))
@@ -41,7 +46,7 @@ def _pretty_json(value) -> str:
 
 @admin.register(PaymentSession)
 class PaymentSessionAdmin(MerchantScopedAdmin):
-    list_display = ("id", "amount", "currency", "mode", "status", "provider", "customer_email",
+    list_display = ("id", "amount_display", "mode", "status", "provider", "customer_email",
                     "client_reference_id", "created_at", "paid_at")
     staff_list_display = ("account",)
     list_filter = ("status", "mode", ProviderFilter, CurrencyFilter, ("created_at", admin.DateFieldListFilter))
@@ -57,6 +62,10 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
     fields = readonly_fields
     change_form_template = "admin/sessions_app/paymentsession/change_form.html"
     change_list_template = "admin/sessions_app/paymentsession/change_list.html"
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: PaymentSession) -> str:
+        return money_display(obj.amount, obj.currency)
 
     @admin.display(description="metadata")
     def metadata_pretty(self, obj: PaymentSession) -> str:

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from playwright.sync_api import Page, expect, sync_playwright
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
-# between page actions are plain synchronous calls and safe here.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
-
-from dashboard.tests.conftest import make_session  # noqa: E402
+from dashboard.tests.conftest import make_session
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -29,7 +23,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as p:
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
+    # between page actions are plain synchronous calls and safe here. Only for these tests.
+    with pytest.MonkeyPatch.context() as mp, sync_playwright() as p:
+        mp.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
@@ -99,6 +96,7 @@ def test_a_merchant_logs_in_sees_its_own_data_and_chart_and_rotates_a_key(live_s
     page.goto(f"{base}/admin/sessions_app/paymentsession/")
     expect(page.locator("#result_list")).to_contain_text("buyer@acme.test")
     expect(page.locator("#result_list")).not_to_contain_text("buyer@other.test")
+    screenshot(page, "merchant-sessions")
 
     # when it rotates its key with a one-hour overlap
     page.goto(f"{base}/admin/keys_app/apikey/{merchant.api_key.pk}/change/")
