@@ -88,3 +88,15 @@ def test_the_paid_export_is_streamed_with_every_paid_session_and_formulas_defuse
     assert len(rows) == 1 + 2501
     by_id = {r[0]: r for r in rows[1:]}
     assert by_id[str(hostile.pk)][8] == "'=HYPERLINK(\"http://x\")"
+
+
+def test_an_existing_merchant_gets_a_login_once(merchant, client):
+    out = io.StringIO()
+    call_command("merchant_login", merchant.email, stdout=out)
+
+    password = out.getvalue().splitlines()[-1]
+    assert client.login(username=merchant.email, password=password)
+    with pytest.raises(CommandError, match="already has a login"):
+        call_command("merchant_login", str(merchant.pk), stdout=io.StringIO())
+    with pytest.raises(CommandError, match="found 0"):
+        call_command("merchant_login", "nobody@nowhere.test", stdout=io.StringIO())
