@@ -9,7 +9,7 @@ from django.urls import path
 
 from dashboard import charts, views
 from keys_app.models import Account, ApiKey, Mode
-from payments_site.admin_scoping import can_use_dashboard, is_staff_user, merchant_account
+from payments_site.admin_scoping import can_use_dashboard, is_staff_user, viewer_account_id
 from sessions_app import currencies, selectors
 
 
@@ -34,17 +34,8 @@ class PaymentsAdminSite(admin.AdminSite):
         return super().index(request, extra_context=context)
 
 
-def _viewer_account_id(request: HttpRequest) -> int | None:
-    """The account whose figures to show: the merchant's own; for staff all, or one picked by ?account=."""
-    if is_staff_user(request.user):
-        raw = request.GET.get("account", "")
-        return int(raw) if raw.isdigit() else None
-    account = merchant_account(request.user)
-    return account.pk if account else -1  # -1 matches nothing
-
-
 def dashboard_context(request: HttpRequest) -> dict:
-    account_id = _viewer_account_id(request)
+    account_id = viewer_account_id(request)
     mode = request.GET.get("mode")
     if mode not in Mode.values:
         # Open on live figures once the merchant has a live key, on test figures before that.

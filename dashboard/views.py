@@ -11,7 +11,7 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from keys_app.models import Mode
-from payments_site.admin_scoping import is_staff_user, merchant_account
+from payments_site.admin_scoping import viewer_account_id
 from sessions_app import currencies, selectors
 
 
@@ -44,14 +44,6 @@ def stream_csv(header: Iterable[str], rows: Iterable[Iterable]) -> Iterator[str]
         yield writer.writerow([csv_cell(v) for v in row])
 
 
-def export_account_id(request: HttpRequest) -> int | None:
-    if is_staff_user(request.user):
-        raw = request.GET.get("account", "")
-        return int(raw) if raw.isdigit() else None
-    account = merchant_account(request.user)
-    return account.pk if account else -1
-
-
 def money(amount: Decimal | None, currency: str) -> str:
     """An amount in its currency's minor unit (stored with three decimals)."""
     if amount is None:
@@ -69,7 +61,7 @@ def _csv_response(stream: Iterator[str], name: str) -> StreamingHttpResponse:
 def paid_sessions_csv(request: HttpRequest) -> StreamingHttpResponse:
     mode = request.GET.get("mode")
     mode = mode if mode in Mode.values else None
-    rows = selectors.paid_sessions_for_export(account_id=export_account_id(request), mode=mode)
+    rows = selectors.paid_sessions_for_export(account_id=viewer_account_id(request), mode=mode)
     # amount is column 2, currency column 3
     rows = ((r[0], r[1], money(r[2], r[3]), *r[3:]) for r in rows)
     return _csv_response(stream_csv(selectors.PAID_EXPORT_COLUMNS, rows), "paid-sessions")
@@ -78,7 +70,7 @@ def paid_sessions_csv(request: HttpRequest) -> StreamingHttpResponse:
 def invoices_csv(request: HttpRequest) -> StreamingHttpResponse:
     from invoices_app.selectors import INVOICE_EXPORT_COLUMNS, invoices_for_export
 
-    rows = invoices_for_export(account_id=export_account_id(request))
+    rows = invoices_for_export(account_id=viewer_account_id(request))
     # net (4), vat (6) and gross (7) in the currency (3) of the invoice
     rows = ((*r[:4], money(r[4], r[3]), r[5], money(r[6], r[3]), money(r[7], r[3]), *r[8:]) for r in rows)
     return _csv_response(stream_csv(INVOICE_EXPORT_COLUMNS, rows), "invoices")

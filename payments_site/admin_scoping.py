@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.exceptions import NotRegistered
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
@@ -52,6 +53,15 @@ def scope_queryset(qs: QuerySet, user: Any, account_field: str) -> QuerySet:
     return qs.filter(**{account_field: account.pk})
 
 
+def viewer_account_id(request: HttpRequest) -> int | None:
+    """Whose figures and exports to show: the merchant's own; for staff all (None) or ?account=<id>."""
+    if is_staff_user(request.user):
+        raw = request.GET.get("account", "")
+        return int(raw) if raw.isdigit() else None
+    account = merchant_account(request.user)
+    return account.pk if account else -1  # -1 matches no account
+
+
 class MerchantScopedAdmin(admin.ModelAdmin):
     # The lookup path from this model to the Account id it belongs to.
     account_field: str = "account_id"
@@ -74,7 +84,10 @@ class MerchantScopedAdmin(admin.ModelAdmin):
         return obj
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        related_admin = self.admin_site._registry.get(db_field.remote_field.model)
+        try:
+            related_admin = self.admin_site.get_model_admin(db_field.remote_field.model)
+        except NotRegistered:
+            related_admin = None
         if isinstance(related_admin, MerchantScopedAdmin) and "queryset" not in kwargs:
             kwargs["queryset"] = related_admin.get_queryset(request)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)

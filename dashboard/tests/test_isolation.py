@@ -45,7 +45,7 @@ CHANGELISTS = {
 
 def their_markers(world, other_merchant) -> list[str]:
     return ["buyer@other.test", str(world["theirs"].pk), "evt_other_1", world["their_key"].display, "Other Ltd",
-            "otherpay", "777"]
+            "otherpay", "777.00"]
 
 
 @pytest.mark.parametrize("page", CHANGELISTS)
