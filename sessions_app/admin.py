@@ -55,7 +55,7 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
     search_help_text = "Session id, customer email, client reference or provider reference"
     date_hierarchy = None
     list_select_related = ("account",)
-    readonly_fields = ("id", "account", "status", "amount", "currency", "mode", "description", "customer_email",
+    readonly_fields = ("id", "account", "status", "amount_display", "mode", "description", "customer_email",
                        "customer_name", "customer_address", "client_reference_id", "provider", "provider_reference",
                        "failure_reason", "created_at", "expires_at", "paid_at", "failed_at", "success_url",
                        "cancel_url", "providers", "metadata_pretty")
@@ -88,7 +88,11 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
 
     def session_related(self, request: HttpRequest, session: PaymentSession) -> dict:
         """What the detail page shows beside the session's own fields."""
+        # The reverse relation is read by name: sessions_app never imports fulfilment.
+        invoice = getattr(session, "invoice", None)
         return {
+            "invoice": invoice,
+            "invoice_gross": money_display(invoice.gross, invoice.currency) if invoice else "",
             "timeline": list(selectors.session_timeline(session_id=session.pk)),
             "deliveries": list(session.webhook_events.order_by("received_at")),
             "buyer_key": ApiKey.objects.filter(source_session_id=session.pk).first(),

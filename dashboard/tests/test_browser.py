@@ -154,7 +154,10 @@ def pay_on_checkout(page: Page, base: str, merchant, *, email: str) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_customer_pays_on_the_checkout_page(live_server, page, merchant):
+def test_a_customer_pays_on_the_checkout_page_and_the_merchant_sees_it(live_server, page, browser, merchant):
+    from invoices_app.models import Invoice
+    from keys_app.models import ApiKey
+    from keys_app.services import merchant_login_create
     from sessions_app.models import PaymentSession
 
     base = live_server.url
@@ -165,6 +168,21 @@ def test_a_customer_pays_on_the_checkout_page(live_server, page, merchant):
     assert (session.status, session.customer_email) == ("paid", "customer@buyer.test")
     assert json.loads(urllib.request.urlopen(  # noqa: S310 - loopback test server
         f"{base}/session/{session.pk}/status", timeout=10).read())["status"] == "paid"
+
+    # and the merchant finds it with its timeline, delivery, invoice and the buyer's key
+    login = merchant_login_create(account=merchant)
+    merchant_page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    log_in(merchant_page, base, login.user.username, login.password)
+    merchant_page.goto(f"{base}/admin/sessions_app/paymentsession/?q=customer@buyer.test")
+    merchant_page.click(f"text={session_id}")
+    expect(merchant_page.locator("#session-timeline")).to_contain_text("session.paid")
+    expect(merchant_page.locator("#session-deliveries")).to_contain_text("payment_intent.succeeded")
+    expect(merchant_page.locator('[data-testid="session-invoice"]')).to_contain_text(
+        Invoice.objects.get(session_id=session_id).number)
+    expect(merchant_page.locator('[data-testid="session-key"]')).to_contain_text(
+        ApiKey.objects.get(source_session_id=session_id).display)
+    screenshot(merchant_page, "merchant-session-detail")
+    merchant_page.context.close()
 
 
 @pytest.mark.django_db(transaction=True)
