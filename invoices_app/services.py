@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.text import get_valid_filename
 
 from audit.services import audit_record
 from invoices_app import secrets_box, tokens
@@ -231,8 +232,13 @@ def invoice_mark_refunded(*, session_id: uuid.UUID | str, event_id: str = "") ->
 # ---------------------------------------------------------------- 2. PDF
 
 
+def invoice_pdf_filename(invoice: Invoice) -> str:
+    # The prefix is the merchant's to choose: keep only what is safe in a path and a header.
+    return get_valid_filename(f"{invoice.number}.pdf")
+
+
 def invoice_pdf_name(invoice: Invoice) -> str:
-    return f"invoices/{invoice.account_id}/{invoice.number}.pdf"
+    return f"invoices/{invoice.account_id}/{invoice_pdf_filename(invoice)}"
 
 
 def invoice_pdf_store(*, invoice: Invoice) -> str:
@@ -428,6 +434,11 @@ def _email_once(*, session: PaymentSession, kind: str, to: str, step: str,
     return record
 
 
+def _one_line(text: str) -> str:
+    # A merchant's name with a line break must not make the header invalid (or inject one).
+    return " ".join(text.split())
+
+
 def _message_id(session: PaymentSession, kind: str) -> str:
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
     return f"<{kind}.{session.pk}@{domain}>"
@@ -447,7 +458,7 @@ def receipt_send(*, session: PaymentSession, invoice: Invoice, link: AccessLink)
         context = {**_email_context(session, invoice), "access_url": access_url(link), "key": key,
                    "expires_at": link.expires_at}
         message = EmailMultiAlternatives(
-            subject=f"Your receipt {invoice.number} from {invoice.seller_name}",
+            subject=_one_line(f"Your receipt {invoice.number} from {invoice.seller_name}"),
             body=render_to_string("emails/receipt.txt", context),
             from_email=settings.DEFAULT_FROM_EMAIL, to=[session.customer_email],
             reply_to=[invoice.seller_email] if invoice.seller_email else None,
@@ -457,7 +468,7 @@ def receipt_send(*, session: PaymentSession, invoice: Invoice, link: AccessLink)
         pdf = invoice_pdf_bytes(invoice=invoice)
         if pdf is None:
             raise FileNotFoundError(f"PDF of {invoice.number} is missing")
-        message.attach(f"{invoice.number}.pdf", pdf, "application/pdf")
+        message.attach(invoice_pdf_filename(invoice), pdf, "application/pdf")
         return message
 
     return _email_once(session=session, kind=EmailRecord.Kind.RECEIPT, to=session.customer_email,
@@ -472,7 +483,7 @@ def merchant_notify(*, session: PaymentSession, invoice: Invoice) -> EmailRecord
     def build() -> EmailMultiAlternatives:
         context = _email_context(session, invoice)
         message = EmailMultiAlternatives(
-            subject=f"Payment received: {context['amount']} ({invoice.number})",
+            subject=_one_line(f"Payment received: {context['amount']} ({invoice.number})"),
             body=render_to_string("emails/merchant_paid.txt", context),
             from_email=settings.DEFAULT_FROM_EMAIL, to=[merchant_email],
             headers={"Message-ID": _message_id(session, EmailRecord.Kind.MERCHANT_PAID)},

@@ -251,3 +251,15 @@ def test_the_fulfil_pending_command_runs_the_safety_net(paid_session, mailoutbox
     call_command("fulfil_pending", "--older-than", "0", stdout=out)
     assert "1 session(s)" in out.getvalue()
     assert Fulfilment.objects.get(pk=session.pk).completed_at is not None
+
+
+def test_a_merchant_s_odd_name_and_prefix_stay_out_of_paths_and_headers(paid_session, merchant, mailoutbox):
+    account_update(account=merchant, actor="test", name="Evil\nBcc: x@evil.test", invoice_prefix="../X")
+    session = paid_session()
+
+    services.fulfilment_run(session_id=session.pk)
+
+    invoice = Invoice.objects.get(session=session)
+    folder, _, filename = invoice.pdf_name.rpartition("/")
+    assert folder == f"invoices/{merchant.pk}" and filename.endswith(".pdf") and filename != ".."
+    assert all("\n" not in m.subject for m in mailoutbox) and len(mailoutbox) == 2
