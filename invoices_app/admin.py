@@ -91,7 +91,7 @@ class InvoiceAdmin(MerchantScopedAdmin):
         if pdf is None:
             raise Http404("The PDF is not ready yet.")
         response = HttpResponse(pdf, content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{invoice.number}.pdf"'
+        response["Content-Disposition"] = f'attachment; filename="{services.invoice_pdf_filename(invoice)}"'
         return response
 
     def resend_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -526,14 +526,14 @@ def receipt_resend(*, invoice: Invoice, actor: str) -> str:
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
     message_id = make_msgid(idstring=f"receipt-resend.{session.pk}", domain=domain)
     message = EmailMultiAlternatives(
-        subject=f"Your receipt {invoice.number} from {invoice.seller_name}",
+        subject=_one_line(f"Your receipt {invoice.number} from {invoice.seller_name}"),
         body=render_to_string("emails/receipt.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL, to=[invoice.buyer_email],
         reply_to=[invoice.seller_email] if invoice.seller_email else None,
         headers={"Message-ID": message_id},
     )
     message.attach_alternative(render_to_string("emails/receipt.html", context), "text/html")
-    message.attach(f"{invoice.number}.pdf", pdf, "application/pdf")
+    message.attach(invoice_pdf_filename(invoice), pdf, "application/pdf")
     message.send()
     audit_record(action="email.receipt.resent", subject_type="invoice", subject_id=invoice.pk,
                  account_id=invoice.account_id, actor=actor, data={"to": invoice.buyer_email,
