@@ -51,10 +51,8 @@ def dashboard_context(request: HttpRequest) -> dict:
 
     revenue_charts = []
     for i, (currency, raw_days) in enumerate(revenue.items()):
-        # Amounts are stored with 3 decimals; show them in the currency's own minor unit.
-        quantum = Decimal(1).scaleb(-currencies.exponent(currency)) if currencies.is_supported(currency) else Decimal("0.01")
-        days = [(d, amount.quantize(quantum), n) for d, amount, n in raw_days]
-        total = sum((amount for _, amount, _ in days), Decimal("0")).quantize(quantum)
+        days = [(d, currencies.in_minor_units(amount, currency), n) for d, amount, n in raw_days]
+        total = currencies.in_minor_units(sum((amount for _, amount, _ in days), Decimal("0")), currency)
         count = sum(n for _, _, n in days)
         revenue_charts.append({
             "currency": currency,

@@ -46,10 +46,7 @@ def stream_csv(header: Iterable[str], rows: Iterable[Iterable]) -> Iterator[str]
 
 def money(amount: Decimal | None, currency: str) -> str:
     """An amount in its currency's minor unit (stored with three decimals)."""
-    if amount is None:
-        return ""
-    exp = currencies.exponent(currency) if currencies.is_supported(currency) else 2
-    return str(amount.quantize(Decimal(1).scaleb(-exp)))
+    return "" if amount is None else str(currencies.in_minor_units(amount, currency))
 
 
 def _csv_response(stream: Iterator[str], name: str) -> StreamingHttpResponse:

@@ -35,8 +35,7 @@ class EventTypeFilter(ScopedValuesFilter):
 
 
 def money_display(amount, currency: str) -> str:
-    exp = currencies.exponent(currency) if currencies.is_supported(currency) else 2
-    return f"{amount:.{exp}f} {currency}"
+    return f"{currencies.in_minor_units(amount, currency)} {currency}"
 
 
 def _pretty_json(value) -> str:

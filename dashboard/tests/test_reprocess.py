@@ -131,3 +131,30 @@ def test_the_session_page_shows_its_timeline_and_deliveries_and_no_way_to_edit_s
                                 {"status": "failed"})
     assert post.status_code == 403
     assert PaymentSession.objects.get(pk=created["session_id"]).status == "paid"
+
+
+def test_the_verify_action_reports_a_tampered_audit_row(merchant_client, merchant):
+    from django.db import connection
+
+    # given the merchant's chain, with one row altered behind the application's back
+    row = AuditEvent.objects.filter(account_id=merchant.pk).order_by("seq").first()
+    intact = merchant_client.post("/admin/audit/auditevent/", {"action": "verify_chain",
+                                                               "_selected_action": [row.pk]}, follow=True)
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditevent SET actor = 'someone else' WHERE id = %s", [row.pk])
+
+    # when the merchant verifies it
+    broken = merchant_client.post("/admin/audit/auditevent/", {"action": "verify_chain",
+                                                               "_selected_action": [row.pk]}, follow=True)
+
+    # then the break is reported with its place
+    assert "Chain intact" in intact.content.decode()
+    assert f"Chain account:{merchant.pk} broken at seq {row.seq}: row content was altered" in broken.content.decode()
+
+
+def test_audit_rows_cannot_be_changed_or_deleted_in_the_dashboard(staff_client, merchant):
+    row = AuditEvent.objects.filter(account_id=merchant.pk).first()
+
+    assert staff_client.post(f"/admin/audit/auditevent/{row.pk}/change/", {"actor": "x"}).status_code == 403
+    assert staff_client.post(f"/admin/audit/auditevent/{row.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert AuditEvent.objects.get(pk=row.pk).actor == row.actor
