@@ -21,7 +21,7 @@ def world(merchant, other_merchant):
     make_session(merchant, amount="3.00", status="failed", failure_reason="card_declined",
                  customer_email="loser@acme.test")
     theirs = make_session(other_merchant, amount="777.00", status="paid", customer_email="buyer@other.test",
-                          client_reference_id="other-order-1", provider="otherpay")
+                          client_reference_id="other-order-1", provider="otherpay", currency="GBP")
     return {
         "mine": mine,
         "theirs": theirs,
@@ -144,7 +144,8 @@ def test_search_of_deliveries_and_audit_is_scoped(merchant_client, world):
 def test_filters_offer_only_the_merchants_own_values(merchant_client, world):
     html = merchant_client.get(CHANGELISTS["sessions"]).content.decode()
 
-    assert "provider=stripe" in html
+    assert "currency=EUR" in html
+    assert "currency=GBP" not in html  # only the other merchant uses GBP
     assert "otherpay" not in html
     assert "Other Ltd" not in html  # no account filter for merchants
 
@@ -231,7 +232,9 @@ def test_staff_see_every_merchant(staff_client, world):
     assert staff_client.get(f"/admin/sessions_app/paymentsession/{world['theirs'].pk}/change/").status_code == 200
     rows = _csv_rows(staff_client.get("/admin/export/paid-sessions.csv"))
     assert {r[0] for r in rows[1:]} == {str(world["mine"].pk), str(world["theirs"].pk)}
-    assert 'data-testid="total-EUR">788.00<' in staff_client.get("/admin/?mode=test").content.decode()
+    staff_dashboard = staff_client.get("/admin/?mode=test").content.decode()
+    assert 'data-testid="total-EUR">11.00<' in staff_dashboard
+    assert 'data-testid="total-GBP">777.00<' in staff_dashboard
 
 
 def test_a_staff_flagged_user_without_an_account_is_not_let_in(client, world):
@@ -276,7 +279,8 @@ def test_a_merchant_cannot_edit_another_merchants_account(merchant_client, other
 def test_staff_pick_one_merchant_on_the_dashboard(staff_client, world, other_merchant):
     html = staff_client.get("/admin/", {"mode": "test", "account": other_merchant.pk}).content.decode()
 
-    assert 'data-testid="total-EUR">777.00<' in html
+    assert 'data-testid="total-GBP">777.00<' in html
+    assert 'data-testid="total-EUR"' not in html
     assert "<option value" in html and "Other Ltd" in html
 
 
