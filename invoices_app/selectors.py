@@ -104,3 +104,20 @@ def sessions_needing_fulfilment(*, paid_before: datetime, queued_before: datetim
                     | Q(fulfilment__completed_at__isnull=True)
                     & (Q(fulfilment__queued_at__isnull=True) | Q(fulfilment__queued_at__lte=queued_before)))
             .order_by("paid_at").values_list("pk", flat=True)[:limit])
+
+
+INVOICE_EXPORT_COLUMNS = ("number", "issue_date", "status", "currency", "net", "vat_rate", "vat", "gross",
+                          "buyer_email", "buyer_name", "buyer_address", "description", "seller_name",
+                          "seller_vat_id", "payment_provider", "payment_reference", "paid_at", "refunded_at",
+                          "session_id", "merchant_id")
+
+
+def invoices_for_export(*, account_id: int | None):
+    """Rows for the accounting export in number order, read in chunks."""
+    qs = Invoice.objects.all() if account_id is None else Invoice.objects.filter(account_id=account_id)
+    return (qs.order_by("account_id", "year", "sequence")
+            .values_list("number", "issue_date", "status", "currency", "net", "vat_rate", "vat", "gross",
+                         "buyer_email", "buyer_name", "buyer_address", "description", "seller_name",
+                         "seller_vat_id", "payment_provider", "payment_reference", "paid_at", "refunded_at",
+                         "session_id", "account_id")
+            .iterator(chunk_size=2000))

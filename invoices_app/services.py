@@ -493,3 +493,49 @@ def merchant_notify(*, session: PaymentSession, invoice: Invoice) -> EmailRecord
 
     return _email_once(session=session, kind=EmailRecord.Kind.MERCHANT_PAID, to=merchant_email,
                        step="merchant_notified_at", build=build)
+
+
+# ---------------------------------------------------------------- dashboard: resend
+
+
+class ResendRefused(Exception):
+    pass
+
+
+def receipt_resend(*, invoice: Invoice, actor: str) -> str:
+    """Send the receipt again on request (a customer lost it). Unlike the first send this is
+    deliberately not once-only; each resend is audited and gets its own Message-ID."""
+    from django.core.mail import make_msgid
+
+    session = invoice.session
+    if not invoice.buyer_email:
+        raise ResendRefused("The invoice has no customer email.")
+    link = AccessLink.objects.filter(session=session).first()
+    if link is None:
+        raise ResendRefused("The access link does not exist yet; fulfilment is still running.")
+    if link.revoked_at:
+        raise ResendRefused("The access link was revoked; a resend would carry a dead link.")
+    if link.expires_at <= timezone.now():
+        raise ResendRefused("The access link has expired.")
+    pdf = invoice_pdf_bytes(invoice=invoice)
+    if pdf is None:
+        raise ResendRefused(f"The PDF of {invoice.number} is not ready yet.")
+    key = ApiKey.objects.filter(source_session_id=session.pk).first()
+    context = {**_email_context(session, invoice), "access_url": access_url(link), "key": key,
+               "expires_at": link.expires_at}
+    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
+    message_id = make_msgid(idstring=f"receipt-resend.{session.pk}", domain=domain)
+    message = EmailMultiAlternatives(
+        subject=_one_line(f"Your receipt {invoice.number} from {invoice.seller_name}"),
+        body=render_to_string("emails/receipt.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL, to=[invoice.buyer_email],
+        reply_to=[invoice.seller_email] if invoice.seller_email else None,
+        headers={"Message-ID": message_id},
+    )
+    message.attach_alternative(render_to_string("emails/receipt.html", context), "text/html")
+    message.attach(invoice_pdf_filename(invoice), pdf, "application/pdf")
+    message.send()
+    audit_record(action="email.receipt.resent", subject_type="invoice", subject_id=invoice.pk,
+                 account_id=invoice.account_id, actor=actor, data={"to": invoice.buyer_email,
+                                                                    "message_id": message_id})
+    return invoice.buyer_email

@@ -150,3 +150,47 @@ def key_cache_forget(*, key_hash: str) -> None:
     from keys_app.selectors import key_cache_key
 
     cache.delete(key_cache_key(key_hash))
+
+
+@dataclass(frozen=True)
+class MerchantLogin:
+    user: Any
+    # Exactly one of these is set; neither is stored anywhere in plain text.
+    password: str = ""
+    set_password_url: str = ""
+
+
+@transaction.atomic
+def merchant_login_create(*, account: Account, password_link: bool = False, actor: str = "system") -> MerchantLogin:
+    """A dashboard login for a merchant: may enter /admin/ (is_staff), never a superuser, sees its own rows."""
+    import secrets
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.tokens import default_token_generator
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    account = Account.objects.select_for_update().get(pk=account.pk)
+    if account.user_id is not None:
+        raise ValueError("This account already has a login.")
+    user_model = get_user_model()
+    if user_model.objects.filter(username__iexact=account.email).exists():
+        raise ValueError(f"A login named {account.email} already exists.")
+    user = user_model(username=account.email, email=account.email, is_staff=True, is_superuser=False)
+    password = ""
+    if password_link:
+        user.set_unusable_password()
+    else:
+        password = secrets.token_urlsafe(15)
+        user.set_password(password)
+    user.save()
+    account.user = user
+    account.save(update_fields=["user"])
+    audit_record(action="account.login_created", subject_type="account", subject_id=account.pk,
+                 account_id=account.pk, actor=actor,
+                 after={"username": user.username, "method": "link" if password_link else "password"})
+    if not password_link:
+        return MerchantLogin(user=user, password=password)
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    return MerchantLogin(user=user, set_password_url=f"{settings.PUBLIC_BASE_URL}/admin/set-password/{uid}/{token}/")

@@ -86,7 +86,7 @@ PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rst
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", PUBLIC_BASE_URL)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "dashboard.admin_config.PaymentsAdminConfig",  # Django admin, with the revenue dashboard as index
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "keys_app",
     "sessions_app",
     "invoices_app",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from invoices_app import views as invoice_views
@@ -10,6 +11,10 @@ handler404 = "payments_site.errors.handler404"
 handler500 = "payments_site.errors.handler500"
 
 urlpatterns = [
+    # The set-password link printed by `create_merchant --with-login --password-link`.
+    path("admin/set-password/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(),
+         name="password_reset_confirm"),
+    path("admin/set-password/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("admin/", admin.site.urls),
     path("account", AccountApi.as_view(), name="account"),
     path("create_session", session_apis.CreateSessionApi.as_view(), name="create-session"),

@@ -32,3 +32,9 @@ def to_minor(amount: Decimal, code: str) -> int:
 
 def from_minor(minor: int, code: str) -> Decimal:
     return (Decimal(minor) / (Decimal(10) ** exponent(code))).quantize(Decimal(1).scaleb(-exponent(code)))
+
+
+def in_minor_units(amount: Decimal, code: str) -> Decimal:
+    """An amount (stored with three decimals) at its currency's precision, for display and exports."""
+    exp = EXPONENTS.get(code, 2)
+    return amount.quantize(Decimal(1).scaleb(-exp))

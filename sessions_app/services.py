@@ -334,3 +334,46 @@ def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> 
     if session.status == Status.PAID:
         # invoices_app listens for this and queues fulfilment; the lifecycle never imports it.
         transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk))
+
+
+# ---------------------------------------------------------------- reprocessing a stored delivery
+
+# Outcomes worth a second look: the session did not exist yet, or processing broke off.
+# Processed, ignored and rejected events were decided against their session and stay decided.
+REPROCESSABLE_OUTCOMES = (WebhookEvent.Outcome.UNMATCHED, WebhookEvent.Outcome.FAILED, WebhookEvent.Outcome.RECEIVED)
+
+
+def webhook_event_reprocess(*, webhook_event_id: int, event: PaymentEvent, actor: str) -> WebhookResult:
+    """Re-evaluate a stored delivery against its session, as if it arrived now.
+
+    `event` is the stored payload parsed again by its provider. The stored row is updated in
+    place (its event id stays unique), so a reprocess can never add a second delivery; the
+    state machine refuses to pay a session twice; a reprocess of an event already processed
+    changes nothing.
+    """
+    session_id = _parse_session_ref(event.session_ref)
+    with transaction.atomic():
+        # Same lock order as payment_event_apply (session, then event row), so the two never deadlock.
+        session = (PaymentSession.objects.select_for_update().filter(pk=session_id).first()
+                   if session_id else None)
+        stored = WebhookEvent.objects.select_for_update().get(pk=webhook_event_id)
+        if stored.outcome not in REPROCESSABLE_OUTCOMES:
+            return WebhookResult("unchanged", f"already {stored.outcome}", stored)
+        before = {"outcome": stored.outcome, "error": stored.error}
+        if session is None:
+            outcome, detail = WebhookEvent.Outcome.UNMATCHED, "no matching session"
+        else:
+            outcome, detail = _decide(session, event)
+        stored.outcome = outcome
+        stored.error = detail[:500] if outcome != WebhookEvent.Outcome.PROCESSED else ""
+        stored.processed_at = timezone.now()
+        stored.session = session
+        stored.account_id = session.account_id if session else None
+        stored.save(update_fields=["outcome", "error", "processed_at", "session", "account"])
+        audit_record(action="webhook.reprocessed", subject_type="webhook_event", subject_id=stored.pk,
+                     account_id=stored.account_id, actor=actor, before=before,
+                     after={"outcome": outcome, "error": stored.error},
+                     data={"event_id": event.event_id, "type": event.event_type})
+        if outcome == WebhookEvent.Outcome.PROCESSED:
+            _transition(session, event, actor=actor)
+        return WebhookResult(outcome, detail, stored)

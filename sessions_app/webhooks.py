@@ -3,10 +3,13 @@ provider, used by the webhook views and by the test-mode simulators alike."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Mapping
 
-from sessions_app.providers import WebhookRejected, get_provider
-from sessions_app.services import WebhookResult
+from sessions_app.models import WebhookEvent
+from sessions_app.providers import WebhookRejected, get_provider, onecom_provider, stripe_provider
+from sessions_app.services import WebhookResult, webhook_event_reprocess
 
 
 def webhook_receive(*, provider: str, body: bytes, headers: Mapping[str, str], actor: str | None = None) -> WebhookResult:
@@ -23,3 +26,24 @@ def webhook_receive(*, provider: str, body: bytes, headers: Mapping[str, str], a
 def stripe_webhook_receive(*, body: bytes, signature_header: str | None, actor: str | None = None) -> WebhookResult:
     headers = {"stripe-signature": signature_header} if signature_header else {}
     return webhook_receive(provider="stripe", body=body, headers=headers, actor=actor)
+
+
+# How each provider turns a stored payload back into a PaymentEvent (for reprocessing).
+# Web3 hints are not replayed: the chain is the record, and the poller re-reads it.
+STORED_PAYLOAD_PARSERS = {
+    stripe_provider.NAME: lambda row: stripe_provider.parse(json.dumps(row.payload).encode()),
+    onecom_provider.NAME: lambda row: onecom_provider.parse(row.payload, event_id=row.event_id),
+}
+
+
+def webhook_event_reprocess_stored(*, webhook_event: WebhookEvent, actor: str) -> WebhookResult:
+    parser = STORED_PAYLOAD_PARSERS.get(webhook_event.provider)
+    if parser is None:
+        return WebhookResult("unchanged", f"no parser for provider {webhook_event.provider}", webhook_event)
+    try:
+        event = parser(webhook_event)
+    except WebhookRejected as exc:
+        return WebhookResult("unchanged", exc.message, webhook_event)
+    # The stored id is the one that is unique; a payload without an id was keyed by its original bytes.
+    event = dataclasses.replace(event, event_id=webhook_event.event_id)
+    return webhook_event_reprocess(webhook_event_id=webhook_event.pk, event=event, actor=actor)

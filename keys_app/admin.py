@@ -1,0 +1,155 @@
+"""Dashboard pages for accounts and API keys. Every change goes through keys_app.services."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from keys_app import services
+from keys_app.models import Account, ApiKey
+from payments_site.admin_scoping import MerchantScopedAdmin, is_staff_user
+
+
+def admin_actor(request: HttpRequest) -> str:
+    return f"admin:{request.user.get_username()}"
+
+
+@admin.register(Account)
+class AccountAdmin(MerchantScopedAdmin):
+    account_field = "pk"
+    list_display = ("name", "email", "kind", "created_at")
+    list_filter = ("kind",)
+    search_fields = ("name", "email")
+    ordering = ("name", "pk")
+    fields = ("kind", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at")
+    readonly_fields = ("kind", "created_at")
+
+    def has_change_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
+        # A merchant edits its own business details (they go on its invoices); get_queryset
+        # already limits which account that can be.
+        return self.has_view_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Account, form, change: bool) -> None:
+        changes = {f: form.cleaned_data[f] for f in form.changed_data if f in services.ACCOUNT_EDITABLE_FIELDS}
+        if changes:
+            services.account_update(account=obj, actor=admin_actor(request), **changes)
+
+
+class RotateForm(forms.Form):
+    overlap = forms.ChoiceField(
+        choices=[("0", "None: the old key stops now"), ("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days")],
+        initial="24h", label="The old key keeps working for",
+    )
+
+
+def _key_once(request: HttpRequest, model_admin: ApiKeyAdmin, *, issued: services.IssuedKey, title: str,
+              note: str) -> HttpResponse:
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": title,
+        "note": note,
+        "key": issued.api_key,
+        "plaintext": issued.plaintext,
+        "key_url": reverse("admin:keys_app_apikey_change", args=[issued.api_key.pk]),
+    }
+    response = TemplateResponse(request, "admin/keys_app/apikey/key_once.html", context)
+    # The plain key is in this one response only: never cached, never stored.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(MerchantScopedAdmin):
+    list_display = ("display", "mode", "status", "label", "created_at", "expires_at", "last_used_at", "buttons")
+    staff_list_display = ("account",)
+    list_filter = ("mode", "status")
+    search_fields = ("prefix", "last4", "label")
+    list_select_related = ("account",)
+    readonly_fields = ("display", "account", "mode", "status", "label", "created_at", "expires_at", "revoked_at",
+                       "last_used_at", "replaced_by", "source_session_id")
+    fields = readonly_fields
+    actions = ("revoke_selected",)
+    change_form_template = "admin/keys_app/apikey/change_form.html"
+
+    @admin.display(description="Key")
+    def display(self, obj: ApiKey) -> str:
+        return obj.display
+
+    @admin.display(description="")
+    def buttons(self, obj: ApiKey) -> str:
+        if obj.status != ApiKey.Status.ACTIVE:
+            return ""
+        return format_html('<a class="button" href="{}">Rotate</a>',
+                           reverse("admin:keys_app_apikey_rotate", args=[obj.pk]))
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/rotate/", wrap(self.rotate_view), name="keys_app_apikey_rotate"),
+            path("<path:object_id>/revoke/", wrap(self.revoke_view), name="keys_app_apikey_revoke"),
+            path("<path:object_id>/upgrade/", wrap(self.upgrade_view), name="keys_app_apikey_upgrade"),
+        ] + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_upgrade": is_staff_user(request.user)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _page(self, request: HttpRequest, template: str, **context) -> TemplateResponse:
+        return TemplateResponse(request, template, {**self.admin_site.each_context(request), "opts": self.opts,
+                                                    **context})
+
+    def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        key = self.get_object(request, object_id)  # 404 unless it is the viewer's key
+        form = RotateForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                issued = services.key_rotate(key=key, overlap=services.ROTATION_OVERLAPS[form.cleaned_data["overlap"]],
+                                             actor=admin_actor(request))
+            except ValueError as exc:
+                messages.error(request, str(exc))
+                return redirect("admin:keys_app_apikey_change", key.pk)
+            key.refresh_from_db()
+            note = (f"The old key {key.display} stopped working." if key.status == ApiKey.Status.REVOKED
+                    else f"The old key {key.display} keeps working until {key.expires_at:%Y-%m-%d %H:%M} UTC.")
+            return _key_once(request, self, issued=issued, title="Key rotated", note=note)
+        return self._page(request, "admin/keys_app/apikey/rotate.html", title=f"Rotate {key.display}",
+                          key=key, form=form, original=key)
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        key = self.get_object(request, object_id)
+        if request.method == "POST":
+            services.key_revoke(key=key, actor=admin_actor(request))
+            messages.success(request, f"Key {key.display} revoked.")
+            return redirect("admin:keys_app_apikey_change", key.pk)
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        return self._page(request, "admin/keys_app/apikey/revoke.html", title=f"Revoke {key.display}", key=key,
+                          original=key)
+
+    def upgrade_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        # Approving live payments is a staff decision, never the merchant's own.
+        if not is_staff_user(request.user):
+            raise PermissionDenied
+        key = self.get_object(request, object_id)
+        if request.method == "POST":
+            issued = services.key_upgrade_live(account=key.account, actor=admin_actor(request))
+            return _key_once(request, self, issued=issued, title="Live key issued",
+                             note=f"A live key for {key.account.name}. Their test keys keep working.")
+        return self._page(request, "admin/keys_app/apikey/upgrade.html", title=f"Issue a live key for "
+                          f"{key.account.name}", key=key, original=key)
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_selected(self, request: HttpRequest, queryset) -> None:
+        # `queryset` comes from get_queryset, so only the viewer's own keys can be in it.
+        count = 0
+        for key in queryset.filter(status=ApiKey.Status.ACTIVE):
+            services.key_revoke(key=key, actor=admin_actor(request))
+            count += 1
+        self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)

@@ -1,0 +1,32 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from keys_app.models import Account
+from keys_app.services import merchant_login_create
+
+
+class Command(BaseCommand):
+    help = "Give an existing merchant a dashboard login (/admin/) scoped to its own account."
+
+    def add_arguments(self, parser):
+        parser.add_argument("merchant", help="The merchant's id or email.")
+        parser.add_argument("--password-link", action="store_true",
+                            help="Print a set-password link instead of a one-time password.")
+
+    def handle(self, *args, merchant, password_link, **options):
+        accounts = Account.objects.filter(kind=Account.Kind.MERCHANT)
+        found = (accounts.filter(pk=int(merchant)) if merchant.isdigit()
+                 else accounts.filter(email__iexact=merchant)).order_by("pk")
+        if found.count() != 1:
+            raise CommandError(f"expected one merchant matching {merchant!r}, found {found.count()}")
+        try:
+            login = merchant_login_create(account=found.get(), password_link=password_link,
+                                          actor="cli:merchant_login")
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Dashboard login: /admin/  username: {login.user.username}")
+        if login.password:
+            self.stdout.write("Password (shown once, change it after signing in):")
+            self.stdout.write(login.password)
+        else:
+            self.stdout.write("Set a password here (the link works once):")
+            self.stdout.write(login.set_password_url)
