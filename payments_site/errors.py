@@ -71,6 +71,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             code = "invalid_json"
         elif isinstance(exc, exceptions.UnsupportedMediaType):
             code = "unsupported_media_type"
+        elif isinstance(exc, exceptions.Throttled):
+            code = "rate_limited"
         response.data = error_body(code, message)
     return response
 

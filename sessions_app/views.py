@@ -14,9 +14,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from payments_site.errors import error_response
+from payments_site.throttling import CHECKOUT_THROTTLES, throttle_view
 from sessions_app import currencies, selectors
 from sessions_app.providers import WebhookRejected, stripe_provider
 from sessions_app.services import session_set_customer
+from sessions_app.webhook_guard import webhook_guard
 from sessions_app.webhooks import stripe_webhook_receive
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 @csrf_exempt
 @require_POST
+@webhook_guard(signature_header="Stripe-Signature", max_bytes=stripe_provider.MAX_BODY_BYTES)
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     try:
         length = int(request.headers.get("Content-Length") or 0)
@@ -60,6 +63,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@throttle_view(*CHECKOUT_THROTTLES)
 def checkout_simulate(request: HttpRequest, session_id: str) -> HttpResponse:
     """Test mode only: pay or fail a session through the signed Stripe webhook path, like `stripe trigger`."""
     session = selectors.session_get_public(session_id=session_id)

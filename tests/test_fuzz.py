@@ -1,0 +1,62 @@
+"""Property-based fuzzing of every documented operation with schemathesis, in-process (WSGI).
+
+Each operation gets a bounded number of generated requests, valid and invalid. None may answer
+5xx, and every answer must match the schema: documented status code, content type, body and
+headers. `bench/fuzz_long.py` runs the same checks with many more examples.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import schemathesis
+from django.core import signals
+from django.db import close_old_connections
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from payments_site.wsgi import application
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          response_headers_conformance]
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+# CI replays the same examples every run; the long campaign (bench/fuzz_long.py) explores new ones.
+DERANDOMIZE = os.environ.get("FUZZ_RANDOM", "") != "1"
+# Fuzzing is many requests from one address: lift the abuse limits, they have their own tests.
+UNLIMITED = {scope: "100000/min" for scope in (
+    "create_session_key", "create_session_ip", "api_key", "api_ip", "status_ip", "checkout_ip", "checkout_session")}
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+
+
+@pytest.fixture
+def in_test_transaction():
+    """Requests go through the real WSGI handler; keep it from closing the test's connection,
+    as Django's own test client does."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def unthrottled(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": UNLIMITED}
+
+
+@pytest.mark.integration
+@schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE,
+          suppress_health_check=list(HealthCheck))
+def test_no_operation_answers_5xx_or_off_schema(case, merchant, unthrottled, in_test_transaction):
+    # given a generated request, sent with a valid key when the operation needs one
+    # when it is sent / then the answer is no 5xx and matches the schema
+    case.call_and_validate(headers={"X-API-Key": merchant.plaintext_key}, checks=CHECKS)
