@@ -158,7 +158,21 @@ def add_webhook_paths(result: dict[str, Any], generator, request, public) -> dic
     })
     for path, item in WEBHOOK_PATHS.items():
         result["paths"].setdefault(path, item)
+    _drop_blank_format_defaults(result)
     return result
+
+
+def _drop_blank_format_defaults(node: Any) -> None:
+    """Optional email/URL fields default to "", which is not a valid email or URI: a strict validator
+    rejects the schema. The blank alternative is documented beside it (oneOf), so drop the default."""
+    if isinstance(node, dict):
+        if node.get("format") in ("email", "uri") and node.get("default") == "":
+            del node["default"]
+        for value in node.values():
+            _drop_blank_format_defaults(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_blank_format_defaults(value)
 
 
 __all__ = ["IDEMPOTENCY_KEY", "RETRY_AFTER", "ErrorSerializer", "errors", "inline_serializer"]
