@@ -18,8 +18,14 @@ from payments_site import throttling
 from payments_site.errors import ApiError
 from payments_site.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
 from sessions_app import currencies, selectors
-from sessions_app.openapi import LIST_PARAMETERS, SESSION_ID, SessionPageSerializer, SessionSerializer, SessionStatusSerializer
 from sessions_app.models import PaymentSession, Status
+from sessions_app.openapi import (
+    LIST_PARAMETERS,
+    SESSION_ID,
+    SessionPageSerializer,
+    SessionSerializer,
+    SessionStatusSerializer,
+)
 from sessions_app.services import idempotent, request_fingerprint, session_create, session_expire
 
 PROVIDER_CHOICES = ["stripe"]
