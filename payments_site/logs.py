@@ -9,6 +9,8 @@ import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from django.core.signals import request_finished
+
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
 # A caller's id is reused only if it is short and plain, so it cannot forge log structure.
@@ -29,13 +31,19 @@ class RequestIdMiddleware:
         incoming = request.headers.get(HEADER, "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
-        token = request_id_var.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id_var.reset(token)
+        # Not reset on the way out: Django logs a 4xx/5xx ("Not Found: /x") after the middleware has
+        # returned. request_finished clears it once the response is sent.
+        request_id_var.set(request_id)
+        response = self.get_response(request)
         response[HEADER] = request_id
         return response
+
+
+def _clear_request_id(**_kwargs) -> None:
+    request_id_var.set("-")
+
+
+request_finished.connect(_clear_request_id, dispatch_uid="payments_site.logs.clear_request_id")
 
 
 class RequestIdFilter(logging.Filter):

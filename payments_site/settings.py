@@ -325,3 +325,4 @@ LOGGING["formatters"]["plain"]["format"] = "%(asctime)s %(levelname)s %(name)s [
 LOGGING["filters"] = {"request_id": {"()": "payments_site.logs.RequestIdFilter"}}
 LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
 LOGGING["handlers"]["console"]["filters"] = ["request_id"]
+STATICFILES_DIRS = [BASE_DIR / "static"]
