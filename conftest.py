@@ -60,3 +60,9 @@ def rates(settings):
         settings.REST_FRAMEWORK = {**current, "DEFAULT_THROTTLE_RATES": {**current["DEFAULT_THROTTLE_RATES"], **scopes}}
 
     return apply
+
+
+@pytest.fixture(autouse=True)
+def _fulfilment_inline(settings):
+    # Without a broker, fulfilment runs in the test itself, not on a thread that outlives it.
+    settings.FULFILMENT_EAGER_BACKGROUND = False

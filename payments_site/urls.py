@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from invoices_app import views as invoice_views
 from keys_app.apis import AccountApi
 from sessions_app import apis as session_apis
 from sessions_app import views as session_views
@@ -23,4 +24,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("access/<str:token>", invoice_views.access_page, name="access"),
+    path("access/<str:token>/invoice.pdf", invoice_views.access_invoice_pdf, name="access-invoice-pdf"),
+    path("access/<str:token>/reveal-key", invoice_views.access_reveal_key, name="access-reveal-key"),
 ]
