@@ -301,6 +301,9 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "payments_site.throttling.client_ip"
 AXES_VERBOSE = False
+if REDIS_URL:
+    # A cache that hangs would hang every throttled request: fail fast, the throttles then let requests through.
+    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
 
 # Content-Security-Policy on the pages customers see; no inline script or style is needed there.
 CSP_PATH_PREFIXES = ("/checkout", "/access")

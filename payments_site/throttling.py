@@ -6,15 +6,19 @@ A refused request gets 429 with Retry-After and the error code `rate_limited`.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
+from redis.exceptions import RedisError
 from django.http import HttpRequest, HttpResponse
 from rest_framework.throttling import SimpleRateThrottle
 
 from payments_site.errors import error_response
+
+logger = logging.getLogger(__name__)
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -39,6 +43,15 @@ class _Throttle(SimpleRateThrottle):
     def __init__(self) -> None:
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except (RedisError, OSError):
+            # The counters are down with Redis. A payment must not fail for want of a rate
+            # limit: let the request through and say so.
+            logger.warning("rate limit not checked: cache unavailable", extra={"scope": self.scope})
+            return True
 
 
 class _KeyThrottle(_Throttle):

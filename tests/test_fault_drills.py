@@ -15,6 +15,23 @@ import pytest
 from django.db import connection
 
 from audit.models import AuditEvent
+from invoices_app import services as fulfilment
+from invoices_app.models import EmailRecord, Fulfilment, Invoice
+from invoices_app.tests.conftest import (  # noqa: F401 - fixtures shared with the fulfilment tests
+    SmtpSink,
+    broker,
+    create_session,
+    free_port,
+    own_redis,
+    paid_event_body,
+    post_webhook,
+    smtp_server,
+    use_broker,
+    wait_until,
+    worker_env,
+    workers,
+)
+from keys_app.models import ApiKey
 from sessions_app import services
 from sessions_app.models import PaymentSession, Status, WebhookEvent
 from sessions_app.providers import stripe_provider
@@ -159,3 +176,87 @@ def test_a_stale_delivery_then_a_fresh_retry_pays_once(api, client, paid_signals
     assert session.status == Status.PAID
     assert WebhookEvent.objects.filter(session=session).count() == 1
     assert AuditEvent.objects.filter(subject_id=session_id, action="session.paid").count() == 1
+
+
+# ---------------------------------------------------------------- Redis down
+
+
+@pytest.mark.integration
+def test_a_payment_goes_through_with_redis_down_and_fulfilment_catches_up(
+        api, own_redis, settings, tmp_path, mailoutbox, django_capture_on_commit_callbacks):  # noqa: F811
+    # given production wiring: Redis is both the cache (rate limits) and the Celery broker
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": own_redis.url, "OPTIONS": {"socket_connect_timeout": 1,
+                                                                         "socket_timeout": 1}}}
+    use_broker(own_redis.url)
+    # and Redis goes down just before the customer pays
+    own_redis.stop()
+
+    # when the merchant creates a session, the customer polls it and pays on the checkout page
+    created = api.post("/create_session", {"amount": "30.00", "customer_email": "buyer@example.test"},
+                       format="json")
+    assert created.status_code == 201, created.content
+    session_id = created.json()["session_id"]
+    assert api.get(f"/session/{session_id}/status").status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        paid = api.post(f"/checkout/{session_id}/simulate", {"outcome": "success"}, format="multipart")
+    assert paid.status_code == 302
+
+    # then the payment is recorded once, and fulfilment waits for the broker
+    session = PaymentSession.objects.get(pk=session_id)
+    assert session.status == Status.PAID
+    assert WebhookEvent.objects.filter(session=session).count() == 1
+    assert not Invoice.objects.exists() and mailoutbox == []
+
+    # when Redis is back and the safety net runs its round
+    own_redis.start()
+    use_broker(None)  # fulfilment in this process; real workers are drilled in invoices_app/tests
+    assert fulfilment.fulfilment_safety_net(older_than_seconds=0) == 1
+    assert fulfilment.fulfilment_safety_net(older_than_seconds=0) == 0
+
+    # then everything happened exactly once
+    assert Fulfilment.objects.get(pk=session.pk).completed_at is not None
+    assert Invoice.objects.filter(session=session).count() == 1
+    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert sorted(m.to[0] for m in mailoutbox) == ["billing@acme.test", "buyer@example.test"]
+
+
+# ---------------------------------------------------------------- SMTP down, then back
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_mail_is_sent_once_when_the_smtp_server_comes_back(merchant, workers, client):  # noqa: F811
+    # given a worker whose SMTP server is down (nothing listens on its port)
+    port = free_port()
+    workers(EMAIL_PORT=str(port))
+    session = create_session(merchant, email="buyer@example.com")
+
+    # when the session is paid
+    assert post_webhook(client, paid_event_body(session)).status_code == 200
+
+    # then the receipt fails and is retried, while the invoice, key and link are kept
+    wait_until(lambda: EmailRecord.objects.filter(session=session, kind="receipt").exclude(last_error="").exists(),
+               timeout=60, message="a failed send attempt")
+    assert Invoice.objects.filter(session=session).count() == 1
+    assert Fulfilment.objects.get(pk=session.pk).completed_at is None
+
+    # when the SMTP server comes back on that port
+    sink = SmtpSink(port=port)
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        # then the worker's own retry delivers everything, once
+        wait_until(lambda: Fulfilment.objects.filter(pk=session.pk, completed_at__isnull=False).exists(),
+                   timeout=90, message="fulfilment after SMTP came back")
+    finally:
+        controller.stop()
+    assert len(sink.to("buyer@example.com")) == 1
+    assert len(sink.to("billing@acme.test")) == 1
+    receipt = EmailRecord.objects.get(session=session, kind="receipt")
+    assert receipt.sent_at is not None and receipt.attempts >= 2
+    assert Invoice.objects.filter(session=session).count() == 1
+    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
