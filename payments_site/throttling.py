@@ -12,8 +12,8 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
-from redis.exceptions import RedisError
 from django.http import HttpRequest, HttpResponse
+from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
 from payments_site.errors import error_response

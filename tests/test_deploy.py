@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from invoices_app.tests.conftest import paid_session  # noqa: F401 - fixture
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -121,6 +123,17 @@ def test_the_checkout_page_sends_a_strict_content_security_policy(api, client):
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
 
 
+def _assert_strict_page(client, page) -> None:
+    html = page.content.decode()
+    assert page["Content-Security-Policy"]
+    assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=|javascript:", html, re.I), html
+    for script in re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.S | re.I):
+        assert script.strip() == "", "inline script"
+    stylesheets = re.findall(r'<link rel="stylesheet" href="([^"]+)"', html)
+    assert stylesheets and all(s.startswith("/static/") for s in stylesheets)
+    assert client.get(stylesheets[0]).status_code == 200
+
+
 @pytest.mark.parametrize("state", ["open", "paid", "failed", "missing"])
 def test_checkout_pages_need_no_inline_script_or_style(api, client, state):
     # given a checkout page in each of its states
@@ -129,16 +142,28 @@ def test_checkout_pages_need_no_inline_script_or_style(api, client, state):
         outcome = "success" if state == "paid" else "failure"
         client.post(f"/checkout/{session_id}/simulate", {"outcome": outcome, "email": "buyer@example.test"})
     url = f"/checkout?session={session_id if state != 'missing' else 'nope'}"
-    page = client.get(url)
-    html = page.content.decode()
     # then it carries the policy and nothing the policy would block
-    assert page["Content-Security-Policy"]
-    assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=|javascript:", html, re.I), html
-    for script in re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.S | re.I):
-        assert script.strip() == "", "inline script"
-    stylesheets = re.findall(r'<link rel="stylesheet" href="([^"]+)"', html)
-    assert stylesheets and all(s.startswith("/static/") for s in stylesheets)
-    assert client.get(stylesheets[0]).status_code == 200
+    _assert_strict_page(client, client.get(url))
+
+
+def test_access_pages_send_the_policy_and_need_no_inline_script_or_style(paid_session, client, settings,
+                                                                          tmp_path):  # noqa: F811
+    from invoices_app import services
+    from invoices_app.models import AccessLink
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    session = paid_session()
+    services.fulfilment_run(session_id=session.pk)
+    token = services.access_token(AccessLink.objects.get(session=session))
+    page = client.get(f"/access/{token}")
+    assert page.status_code == 200
+    _assert_strict_page(client, page)
+    revealed = client.post(f"/access/{token}/reveal-key")
+    assert revealed.status_code == 200 and revealed.context["revealed_key"]
+    _assert_strict_page(client, revealed)
+    broken = client.get(f"/access/{token}x")
+    assert broken.status_code == 401
+    _assert_strict_page(client, broken)
 
 
 def test_api_answers_carry_no_page_policy_but_the_admin_is_not_framed(api):

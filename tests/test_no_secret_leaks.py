@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import secrets as secrets_module
 import time
 from decimal import Decimal
@@ -18,6 +19,7 @@ from django.core import serializers
 from django.test import Client
 
 from audit.models import AuditEvent
+from invoices_app.models import Fulfilment
 from keys_app.services import key_revoke
 from payments_site.logs import JsonFormatter, RequestIdFilter
 from sessions_app.models import PaymentSession, Status
@@ -71,8 +73,9 @@ def _leaks(text: str, secrets: dict[str, str]) -> list[str]:
 
 @pytest.mark.integration
 def test_no_secret_appears_in_the_database_logs_audit_or_error_responses(
-    merchant, other_merchant, api, django_capture_on_commit_callbacks, every_log_line, settings
+    merchant, other_merchant, api, django_capture_on_commit_callbacks, every_log_line, settings, mailoutbox, tmp_path
 ):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
     error_bodies: list[str] = []
     client = Client()
 
@@ -90,6 +93,14 @@ def test_no_secret_appears_in_the_database_logs_audit_or_error_responses(
                                   {"outcome": "success", "email": "buyer@example.test"}))
     assert paid.status_code == 302
     assert PaymentSession.objects.get(pk=session_id).status == Status.PAID
+
+    # and fulfilled: invoice, PDF, the buyer's key, the access link, two emails
+    assert Fulfilment.objects.get(pk=session_id).completed_at is not None
+    receipt = next(m for m in mailoutbox if "buyer@example.test" in m.to)
+    token = re.search(r"/access/(\S+)", receipt.body).group(1)
+    assert client.get(f"/access/{token}").status_code == 200
+    buyer_key = client.post(f"/access/{token}/reveal-key").context["revealed_key"]
+    assert buyer_key.startswith("sk_test_")
 
     # and a volley of bad requests, each answered with an error
     body = json.dumps(stripe_provider.test_event(session_id=session_id, event_type="payment_intent.succeeded",
@@ -116,6 +127,9 @@ def test_no_secret_appears_in_the_database_logs_audit_or_error_responses(
         lambda: client.get("/checkout?session=missing"),
         lambda: client.get("/no-such-page"),
         lambda: client.post("/admin/login/", {"username": "admin", "password": settings.SECRET_KEY}),
+        lambda: client.post(f"/access/{token}/reveal-key"),
+        lambda: client.get(f"/access/{token[:-3]}xyz"),
+        lambda: client.get(f"/access/{token}/invoice.pdf".replace(".", "", 1)),
     ]
     for attempt in attempts:
         record(attempt(), always=True)  # the admin answers a failed login with 200 and the form
@@ -125,7 +139,7 @@ def test_no_secret_appears_in_the_database_logs_audit_or_error_responses(
     assert len(error_bodies) == len(attempts) + 1
 
     secrets = secrets_in_play(merchant, {"revoked API key": other_merchant.plaintext_key,
-                                         "wrong webhook secret": wrong_secret})
+                                         "wrong webhook secret": wrong_secret, "buyer's API key": buyer_key})
 
     # then no secret is in the database, the audit trail, the logs or any error answer
     assert _leaks(database_dump(), secrets) == []
