@@ -146,8 +146,8 @@ def test_checkout_pages_need_no_inline_script_or_style(api, client, state):
     _assert_strict_page(client, client.get(url))
 
 
-def test_access_pages_send_the_policy_and_need_no_inline_script_or_style(paid_session, client, settings,
-                                                                          tmp_path):  # noqa: F811
+def test_access_pages_send_the_policy_and_need_no_inline_script_or_style(
+        paid_session, client, settings, tmp_path):  # noqa: F811 - the imported fixture
     from invoices_app import services
     from invoices_app.models import AccessLink
 
