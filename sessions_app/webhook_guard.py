@@ -11,6 +11,7 @@ from functools import wraps
 from django.http import HttpRequest, HttpResponse
 
 from payments_site.errors import error_response
+from payments_site.parsers import unstorable_text
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -41,9 +42,11 @@ def webhook_guard(*, signature_header: str, max_bytes: int = MAX_BODY_BYTES) -> 
             if len(body) > max_bytes:
                 return too_large
             try:
-                json.loads(body)
+                event = json.loads(body)
             except (ValueError, RecursionError):
                 return error_response("invalid_json", "The body is not valid JSON.")
+            if unstorable_text(event):
+                return error_response("invalid_json", "The body holds a NUL character or an unpaired surrogate.")
             return view(request, *args, **kwargs)
 
         return wrapped

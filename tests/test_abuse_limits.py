@@ -125,6 +125,12 @@ def _event_body(session_id: str | None = None) -> str:
                                    HTTP_STRIPE_SIGNATURE="t=1,v1=00")),
     ("not_json_body", lambda: dict(data="{nope", content_type="application/json",
                                    HTTP_STRIPE_SIGNATURE=stripe_provider.sign("{nope"))),
+    ("nul_character", lambda: (lambda b: dict(data=b, content_type="application/json",
+                                              HTTP_STRIPE_SIGNATURE=stripe_provider.sign(b)))(
+        '{"id": "evt_1", "type": "x\\u0000"}')),
+    ("lone_surrogate", lambda: (lambda b: dict(data=b, content_type="application/json",
+                                               HTTP_STRIPE_SIGNATURE=stripe_provider.sign(b)))(
+        '{"id": "evt_1", "type": "payment_intent.succeeded", "data": {"\\ud800": 1}}')),
     ("unsigned", lambda: dict(data=_event_body(), content_type="application/json")),
     ("badly_signed", lambda: dict(data=_event_body(), content_type="application/json",
                                   HTTP_STRIPE_SIGNATURE=stripe_provider.sign("{}"))),
@@ -138,6 +144,20 @@ def test_webhooks_refuse_junk_before_touching_the_database(db, client, django_as
         response = client.post("/webhooks/stripe", **request)
     assert response.status_code in (400, 413, 415), (name, response.status_code)
     assert response.json()["error"]["code"]
+
+
+@pytest.mark.parametrize("body", [
+    {"amount": "1.00", "metadata": {"note": "a\u0000b"}},
+    {"amount": "1.00", "description": "\ud800"},
+    {"amount": "1.00", "metadata": {"\udfff": "x"}},
+])
+def test_text_the_database_cannot_store_is_refused_as_bad_input(api, body):
+    # JSON may escape NUL and lone surrogates; PostgreSQL refuses them, so must we, with a 400.
+    raw = json.dumps(body)
+    response = api.post("/create_session", raw, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert not PaymentSession.objects.exists()
 
 
 def test_a_valid_webhook_still_reaches_the_database(api, client):

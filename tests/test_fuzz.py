@@ -7,6 +7,7 @@ headers. `bench/fuzz_long.py` runs the same checks with many more examples.
 
 from __future__ import annotations
 
+import io
 import os
 
 import pytest
@@ -23,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from payments_site.wsgi import application
+from sessions_app.providers import stripe_provider
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]
@@ -33,7 +35,24 @@ DERANDOMIZE = os.environ.get("FUZZ_RANDOM", "") != "1"
 UNLIMITED = {scope: "100000/min" for scope in (
     "create_session_key", "create_session_ip", "api_key", "api_ip", "status_ip", "checkout_ip", "checkout_session")}
 
-schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+
+
+def signing_app(environ, start_response):
+    """Stripe signs what it sends: re-sign each generated webhook body that carries a signature
+    header, so the fuzzer reaches past verification into parsing and storage. (A missing header
+    stays missing; unsigned and badly signed bodies have their own tests.)"""
+    if environ.get("PATH_INFO") == "/webhooks/stripe" and environ.get("HTTP_STRIPE_SIGNATURE") is not None:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            environ["HTTP_STRIPE_SIGNATURE"] = stripe_provider.sign(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+    return application(environ, start_response)
+
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/", signing_app)
 
 
 @pytest.fixture
