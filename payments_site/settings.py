@@ -307,11 +307,12 @@ if REDIS_URL:
 
 # Content-Security-Policy on the pages customers see; no inline script or style is needed there.
 CSP_PATH_PREFIXES = ("/checkout", "/access")
-_CSP_CONNECT = " ".join(["'self'", *env_list("CSP_CONNECT_SRC")])
+# Origins the pages may fetch from besides their own (e.g. a JSON-RPC node a page talks to directly).
+CSP_CONNECT_SRC = env_list("CSP_CONNECT_SRC")
 CONTENT_SECURITY_POLICY = os.environ.get(
     "CONTENT_SECURITY_POLICY",
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    f"connect-src {_CSP_CONNECT}; frame-ancestors 'none'; base-uri 'none'; form-action 'self' https:; object-src 'none'",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self' https:; object-src 'none'",
 )
 
 # Behind a TLS proxy: trust X-Forwarded-Proto (set above), redirect http to https, refer sparingly.

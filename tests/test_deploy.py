@@ -170,3 +170,11 @@ def test_api_answers_carry_no_page_policy_but_the_admin_is_not_framed(api):
     response = api.get("/account")
     assert "Content-Security-Policy" not in response
     assert response["X-Frame-Options"] == "DENY"
+
+
+def test_a_deployment_can_let_pages_fetch_from_an_extra_origin(api, client, settings):
+    settings.CSP_CONNECT_SRC = ["http://127.0.0.1:8545"]
+    page = client.get(f"/checkout?session={_open_session(api)}")
+    directives = dict(d.strip().split(" ", 1) for d in page["Content-Security-Policy"].split(";"))
+    assert directives["connect-src"] == "'self' http://127.0.0.1:8545"
+    assert directives["script-src"] == "'self'"
