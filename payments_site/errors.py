@@ -77,6 +77,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     return response
 
 
+def handler400(request, exception=None):  # noqa: ARG001 - Django's handler signature
+    return error_response("bad_request", "Bad request.", status_code=400)
+
+
+def handler403(request, exception=None):  # noqa: ARG001
+    return error_response("forbidden", "Forbidden.", status_code=403)
+
+
 def handler404(request, exception=None):  # noqa: ARG001 - Django's handler signature
     return error_response("not_found", "Not found.", status_code=404)
 

@@ -178,3 +178,9 @@ def test_a_deployment_can_let_pages_fetch_from_an_extra_origin(api, client, sett
     directives = dict(d.strip().split(" ", 1) for d in page["Content-Security-Policy"].split(";"))
     assert directives["connect-src"] == "'self' http://127.0.0.1:8545"
     assert directives["script-src"] == "'self'"
+
+
+def test_an_unknown_host_is_refused_in_the_error_shape(client):
+    response = client.get("/session/x/status", HTTP_HOST="evil.example.net")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
