@@ -84,7 +84,11 @@ def main() -> None:
     from sessions_app.services import payment_event_apply, session_create
 
     call_command("migrate", verbosity=0)
-    redis.Redis.from_url(redis_url).flushdb()
+    # A queue of the bench's own: the Redis database may be shared.
+    from payments_site.celery import app
+
+    queue = f"bench-{os.getpid()}"
+    app.conf.task_default_queue = queue
     merchant, issued = merchant_create(name="Bench Merchant GmbH", email="bench-merchant@example.com")
 
     # --- PDF render time (in this process, one FontConfiguration, as on a worker)
@@ -118,7 +122,7 @@ def main() -> None:
     controller.start()
     log = (data_dir / "worker.log").open("wb")
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "payments_site", "worker", "--concurrency", "1",
-                               "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-n", "bench@%h"],
+                               "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-Q", queue, "-n", f"{queue}@%h"],
                               cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     latencies_ms: list[float] = []
     try:
@@ -160,6 +164,8 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
         controller.stop()
+        client = redis.Redis.from_url(redis_url)
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
     result = {
         "pdf_render_ms": {"n": renders, "median": round(statistics.median(render_ms), 1),
