@@ -159,7 +159,28 @@ def add_webhook_paths(result: dict[str, Any], generator, request, public) -> dic
     for path, item in WEBHOOK_PATHS.items():
         result["paths"].setdefault(path, item)
     _drop_blank_format_defaults(result)
+    _add_session_links(result)
     return result
+
+
+_SESSION_LINKS = {
+    "GetSession": "get_session",
+    "GetSessionStatus": "get_session_status",
+    "ExpireSession": "expire_session",
+}
+
+
+def _add_session_links(result: dict[str, Any]) -> None:
+    """OpenAPI links: a created (or expired) session's id feeds the operations on that session.
+    Readers see what follows what; the stateful fuzzer walks the same links."""
+    for path, method, status in (("/create_session", "post", "201"), ("/sessions/{session_id}/expire", "post", "200")):
+        response = result["paths"].get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        response["links"] = {
+            name: {"operationId": operation_id, "parameters": {"session_id": "$response.body#/session_id"}}
+            for name, operation_id in _SESSION_LINKS.items()
+        }
 
 
 def _drop_blank_format_defaults(node: Any) -> None:

@@ -291,6 +291,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "payments_site.openapi.add_webhook_paths",
+        "sessions_app.openapi.refine_schema",
     ],
 }
 

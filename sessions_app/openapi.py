@@ -73,3 +73,40 @@ LIST_PARAMETERS = [
     OpenApiParameter("limit", int, description="Page size, 1 to 100 (default 20)."),
     OpenApiParameter("cursor", str, description="The opaque cursor from `next` or `previous`."),
 ]
+
+
+def refine_schema(result, generator, request, public):
+    """drf-spectacular postprocessing hook: say in the schema what the create_session validation
+    enforces, so that a client (and the fuzzer) can build a valid request from the schema alone."""
+    from django.conf import settings
+
+    from sessions_app import currencies
+
+    body = result.get("components", {}).get("schemas", {}).get("CreateSessionInputRequest")
+    if body is None:
+        return result
+    body["additionalProperties"] = False
+    props = body["properties"]
+    props["currency"]["enum"] = sorted(currencies.EXPONENTS)
+    props["currency"]["description"] = "ISO 4217 code (case-insensitive); the amount's decimals follow it."
+    for alternative in props["amount"]["oneOf"]:
+        if alternative["type"] == "number":
+            alternative["maximum"] = float(settings.SESSION_MAX_AMOUNT)
+    props["amount"]["description"] += f" At most {settings.SESSION_MAX_AMOUNT}."
+    props["providers"]["minItems"] = 1
+    for name in ("success_url", "cancel_url"):
+        for alternative in props[name].get("oneOf", []):
+            if alternative.get("format") == "uri":
+                alternative["pattern"] = "^https?://"
+    props["metadata"] = {
+        "type": "object", "maxProperties": 50,
+        "additionalProperties": {"oneOf": [{"type": "string", "maxLength": 500}, {"type": "number"},
+                                           {"type": "boolean"}]},
+        "description": "Up to 50 keys of at most 40 characters; values are strings, numbers or booleans.",
+    }
+    props["expires_at"] = {
+        "oneOf": [{"type": "integer", "description": "Unix time"},
+                  {"type": "string", "format": "date-time"}],
+        "description": "Between 30 minutes and 24 hours from now (default 24 hours).",
+    }
+    return result

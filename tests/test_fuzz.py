@@ -14,7 +14,9 @@ import pytest
 import schemathesis
 from django.core import signals
 from django.db import close_old_connections
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -28,7 +30,7 @@ from sessions_app.providers import stripe_provider
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
 # CI replays the same examples every run; the long campaign (bench/fuzz_long.py) explores new ones.
 DERANDOMIZE = os.environ.get("FUZZ_RANDOM", "") != "1"
 # Fuzzing is many requests from one address: lift the abuse limits, they have their own tests.
@@ -79,3 +81,30 @@ def test_no_operation_answers_5xx_or_off_schema(case, merchant, unthrottled, in_
     # given a generated request, sent with a valid key when the operation needs one
     # when it is sent / then the answer is no 5xx and matches the schema
     case.call_and_validate(headers={"X-API-Key": merchant.plaintext_key}, checks=CHECKS)
+
+
+FOLLOW_UPS = ("get_session", "get_session_status", "expire_session")
+
+
+@pytest.mark.integration
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_created_session_survives_any_sequence_of_its_linked_operations(data, merchant, unthrottled,
+                                                                         in_test_transaction):
+    # given a session created from a generated valid request
+    headers = {"X-API-Key": merchant.plaintext_key}
+    create = data.draw(schema["/create_session"]["POST"].as_strategy(), label="create")
+    created = create.call(headers=headers)
+    create.validate_response(created, checks=CHECKS)
+    if created.status_code != 201:
+        return
+    session_id = created.json()["session_id"]
+    # when the operations its links point to run on it, valid or not, in any order
+    steps = [*data.draw(st.permutations(FOLLOW_UPS), label="order"),
+             *data.draw(st.lists(st.sampled_from(FOLLOW_UPS), max_size=3), label="again")]
+    for operation_id in steps:
+        mode = data.draw(st.sampled_from(list(GenerationMode)), label="mode")
+        case = data.draw(schema.find_operation_by_id(operation_id).as_strategy(
+            generation_mode=mode, path_parameters={"session_id": session_id}), label=operation_id)
+        # then no answer is a 5xx or off the schema
+        case.call_and_validate(headers=headers, checks=CHECKS)
