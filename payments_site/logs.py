@@ -9,6 +9,7 @@ import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from celery.signals import before_task_publish, task_postrun, task_prerun
 from django.core.signals import request_finished
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
@@ -44,6 +45,26 @@ def _clear_request_id(**_kwargs) -> None:
 
 
 request_finished.connect(_clear_request_id, dispatch_uid="payments_site.logs.clear_request_id")
+
+
+# A task queued while serving a request carries that request's id, so the worker's log lines
+# about a payment can be found by the id of the webhook that paid it.
+def _add_request_id_to_task(headers=None, **_kwargs) -> None:
+    request_id = request_id_var.get()
+    if headers is not None and request_id != "-":
+        headers.setdefault("request_id", request_id)
+
+
+def _take_request_id_from_task(task=None, **_kwargs) -> None:
+    request_id = getattr(task.request, "request_id", None) if task is not None else None
+    if request_id is None and task is not None:
+        request_id = (getattr(task.request, "headers", None) or {}).get("request_id")
+    request_id_var.set(request_id if isinstance(request_id, str) and _VALID_REQUEST_ID.match(request_id) else "-")
+
+
+before_task_publish.connect(_add_request_id_to_task, dispatch_uid="payments_site.logs.task_publish")
+task_prerun.connect(_take_request_id_from_task, dispatch_uid="payments_site.logs.task_prerun")
+task_postrun.connect(_clear_request_id, dispatch_uid="payments_site.logs.task_postrun")
 
 
 class RequestIdFilter(logging.Filter):

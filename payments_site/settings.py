@@ -330,6 +330,8 @@ LOGGING["formatters"]["plain"]["format"] = "%(asctime)s %(levelname)s %(name)s [
 LOGGING["filters"] = {"request_id": {"()": "payments_site.logs.RequestIdFilter"}}
 LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
 LOGGING["handlers"]["console"]["filters"] = ["request_id"]
+# Workers log through the same configuration (JSON in production), not Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # --- Fulfilment (invoice, PDF, buyer's key, access link, emails) ---
 ACCESS_LINK_TTL_SECONDS = env_int("ACCESS_LINK_TTL_SECONDS", 7 * 24 * 3600)

@@ -9,7 +9,18 @@ import re
 
 import pytest
 
+from invoices_app.models import Fulfilment
+from invoices_app.tests.conftest import (  # noqa: F401 - fixtures shared with the fulfilment tests
+    broker,
+    create_session,
+    paid_event_body,
+    smtp_server,
+    wait_until,
+    worker_env,
+    workers,
+)
 from payments_site.logs import JsonFormatter, RequestIdFilter
+from sessions_app.providers import stripe_provider
 
 
 @pytest.fixture
@@ -65,3 +76,28 @@ def test_exceptions_are_kept_inside_the_json_object(json_log):
         logging.getLogger("payments.test").exception("failed")
     (record,) = _records(json_log)
     assert "ValueError: boom" in record["exc_info"]
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_workers_log_lines_are_json_and_carry_the_request_id_of_the_webhook(
+        merchant, workers, smtp_server, client):  # noqa: F811 - the imported fixtures
+    # given a worker logging as in production
+    worker = workers(LOG_FORMAT="json", LOG_LEVEL="INFO")
+    session = create_session(merchant)
+
+    # when the paid webhook arrives with a request id
+    body = paid_event_body(session)
+    response = client.post("/webhooks/stripe", body, content_type="application/json",
+                           HTTP_STRIPE_SIGNATURE=stripe_provider.sign(body), HTTP_X_REQUEST_ID="req-paid-1")
+    assert response.status_code == 200
+    wait_until(lambda: Fulfilment.objects.filter(pk=session.pk, completed_at__isnull=False).exists(),
+               timeout=60, message="fulfilment on the worker")
+
+    # then the worker's log lines are JSON, and those of the task carry the webhook's request id
+    lines = [line for line in worker.log.read_text().splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in lines]
+    assert records, worker.log.read_text()[-2000:]
+    task_lines = [r for r in records if r["request_id"] == "req-paid-1"]
+    assert task_lines, [r["message"] for r in records]
+    assert any("fulfil_session" in r["message"] or r["logger"].startswith("invoices_app") for r in task_lines)
