@@ -35,10 +35,15 @@ def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.mark.integration
-def test_check_deploy_is_clean_under_production_settings(tmp_path):
+@pytest.mark.parametrize("services", [
+    {},
+    {"DATABASE_URL": "postgres://app:pw@db.internal:5432/payments", "REDIS_URL": "redis://cache.internal:6379/0",
+     "EMAIL_HOST": "smtp.internal", "TRUSTED_PROXY_COUNT": "1"},
+], ids=["embedded", "postgres-redis-smtp"])
+def test_check_deploy_is_clean_under_production_settings(tmp_path, services):
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=production_env(tmp_path), capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT, env=production_env(tmp_path, **services), capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
