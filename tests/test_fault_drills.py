@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from audit.models import AuditEvent
 from invoices_app import services as fulfilment
@@ -108,15 +108,21 @@ def _assert_paid_exactly_once(session: PaymentSession, event_id: str, paid_signa
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("moment", ["_store", "audit_record"], ids=["before-the-event-row", "at-the-commit-point"])
+@pytest.mark.parametrize("moment", ["_store", "audit_record", "commit"],
+                         ids=["before-the-event-row", "after-the-transition", "at-commit"])
 def test_a_webhook_survives_its_database_connection_being_killed(live_server, open_session, paid_signals,
                                                                 monkeypatch, moment):
     # given a signed payment event for an open session
     event = stripe_provider.test_event(session_id=str(open_session.pk), event_type="payment_intent.succeeded",
                                        amount=open_session.amount, currency="EUR")
     body = json.dumps(event)
-    # and the database connection dies in the middle of applying it (session row already locked)
-    monkeypatch.setattr(services, moment, _once(getattr(services, moment), _terminate_own_backend))
+    # and the database connection dies in the middle of applying it (session row already locked),
+    # or just as the transaction commits
+    if moment == "commit":
+        wrapper = type(connections["default"])
+        monkeypatch.setattr(wrapper, "_commit", _once(wrapper._commit, _terminate_own_backend))
+    else:
+        monkeypatch.setattr(services, moment, _once(getattr(services, moment), _terminate_own_backend))
 
     # when Stripe delivers it
     status, answer = _post(f"{live_server.url}/webhooks/stripe", body, stripe_provider.sign(body))
