@@ -150,6 +150,12 @@ def test_no_secret_appears_in_the_database_logs_audit_or_error_responses(
     assert logs, "nothing was logged"
     assert _leaks(logs, secrets) == []
     assert _leaks("\n".join(error_bodies), secrets) == []
+    # nor in the emails: the buyer's key is shown once, on the access page, never mailed
+    mails = "\n".join(
+        text for m in mailoutbox
+        for text in (m.subject, m.body, *(str(alt[0]) for alt in m.alternatives), *map(str, m.extra_headers.values()))
+    )
+    assert len(mailoutbox) == 2 and _leaks(mails, secrets) == []
 
 
 def test_the_leak_search_finds_a_planted_secret(merchant):
