@@ -43,6 +43,26 @@ def anon() -> APIClient:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in the cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def rates(settings):
+    """Set abuse-limit rates for one test: rates(create_session_key="2/min")."""
+
+    def apply(**scopes: str) -> None:
+        current = settings.REST_FRAMEWORK
+        settings.REST_FRAMEWORK = {**current, "DEFAULT_THROTTLE_RATES": {**current["DEFAULT_THROTTLE_RATES"], **scopes}}
+
+    return apply
+
+
+@pytest.fixture(autouse=True)
 def _fulfilment_inline(settings):
     # Without a broker, fulfilment runs in the test itself, not on a thread that outlives it.
     settings.FULFILMENT_EAGER_BACKGROUND = False

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -7,6 +8,7 @@ from rest_framework.views import APIView
 from keys_app import web3_setup
 from keys_app.models import PROVIDERS, Account
 from keys_app.services import account_update
+from payments_site.openapi import RETRY_AFTER, errors
 
 
 def _invalid(field: str, exc: web3_setup.SetupInvalid) -> serializers.ValidationError:
@@ -62,9 +64,14 @@ class AccountApi(APIView):
                     "Set web3_xpub and web3_asset before enabling web3.", code="web3_not_configured")})
             return attrs
 
+    @extend_schema(operation_id="get_account", summary="Your merchant account", tags=["account"],
+                   parameters=[RETRY_AFTER], responses={200: OutputSerializer, **errors(401, 429)})
     def get(self, request):
         return Response(self.OutputSerializer(request.user).data)
 
+    @extend_schema(operation_id="update_account", summary="Update your invoice details", tags=["account"],
+                   request={"application/json": InputSerializer}, parameters=[RETRY_AFTER],
+                   responses={200: OutputSerializer, **errors(400, 401, 429)})
     def patch(self, request):
         if not isinstance(request.data, dict):
             return Response({"error": {"code": "body_invalid", "message": "Send a JSON object.", "field": None}}, status=400)

@@ -79,8 +79,18 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             code = "invalid_json"
         elif isinstance(exc, exceptions.UnsupportedMediaType):
             code = "unsupported_media_type"
+        elif isinstance(exc, exceptions.Throttled):
+            code = "rate_limited"
         response.data = error_body(code, message)
     return response
+
+
+def handler400(request, exception=None):  # noqa: ARG001 - Django's handler signature
+    return error_response("bad_request", "Bad request.", status_code=400)
+
+
+def handler403(request, exception=None):  # noqa: ARG001
+    return error_response("forbidden", "Forbidden.", status_code=403)
 
 
 def handler404(request, exception=None):  # noqa: ARG001 - Django's handler signature

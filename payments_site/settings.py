@@ -249,6 +249,91 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# --- Security and reliability: API schema, abuse limits, deploy hardening, structured logs ---
+from datetime import timedelta as _timedelta  # noqa: E402
+
+INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar", "axes"]
+# The request id comes first so every later log line carries it; axes last, as its docs ask.
+MIDDLEWARE.insert(0, "payments_site.logs.RequestIdMiddleware")
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                  "payments_site.csp.ContentSecurityPolicyMiddleware")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "payments_site.openapi.AutoSchema"
+REST_FRAMEWORK["NUM_PROXIES"] = env_int("TRUSTED_PROXY_COUNT", 0)
+# Requests per minute, per API key and per client IP. Counters live in CACHES (Redis in production).
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "create_session_key": os.environ.get("THROTTLE_CREATE_SESSION_KEY", "120/min"),
+    "create_session_ip": os.environ.get("THROTTLE_CREATE_SESSION_IP", "240/min"),
+    "api_key": os.environ.get("THROTTLE_API_KEY", "600/min"),
+    "api_ip": os.environ.get("THROTTLE_API_IP", "1200/min"),
+    "status_ip": os.environ.get("THROTTLE_STATUS_IP", "300/min"),
+    "checkout_ip": os.environ.get("THROTTLE_CHECKOUT_IP", "30/min"),
+    "checkout_session": os.environ.get("THROTTLE_CHECKOUT_SESSION", "10/min"),
+}
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    "payments_site.throttling.ApiKeyThrottle",
+    "payments_site.throttling.ApiIpThrottle",
+]
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Payment sessions API",
+    "DESCRIPTION": "Create payment sessions, send customers to checkout, follow them to paid. "
+                   "Every error has the shape `{\"error\": {\"code\", \"message\", \"field\"}}`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "payments_site.openapi.add_webhook_paths",
+        "sessions_app.openapi.refine_schema",
+    ],
+}
+
+# Admin login: lock an IP out after repeated failures (django-axes, attempts kept in the database).
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = _timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "payments_site.throttling.client_ip"
+AXES_VERBOSE = False
+if REDIS_URL:
+    # A cache that hangs would hang every throttled request: fail fast, the throttles then let requests through.
+    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
+
+# Content-Security-Policy on the pages customers see; no inline script or style is needed there.
+CSP_PATH_PREFIXES = ("/checkout", "/access")
+# Origins the pages may fetch from besides their own (e.g. a JSON-RPC node a page talks to directly).
+CSP_CONNECT_SRC = env_list("CSP_CONNECT_SRC")
+CONTENT_SECURITY_POLICY = os.environ.get(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self' https:; object-src 'none'",
+)
+
+# Behind a TLS proxy: trust X-Forwarded-Proto (set above), redirect http to https, refer sparingly.
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+
+# Logs: one JSON object per line in production (LOG_FORMAT=json), each with the request id.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain" if ALLOW_DEBUG else "json").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', got {LOG_FORMAT!r}")
+LOGGING["formatters"]["json"] = {"()": "payments_site.logs.JsonFormatter"}
+LOGGING["formatters"]["plain"]["format"] = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+LOGGING["filters"] = {"request_id": {"()": "payments_site.logs.RequestIdFilter"}}
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
+LOGGING["handlers"]["console"]["filters"] = ["request_id"]
+# Workers log through the same configuration (JSON in production), not Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+STATICFILES_DIRS = [BASE_DIR / "static"]
 # --- Fulfilment (invoice, PDF, buyer's key, access link, emails) ---
 ACCESS_LINK_TTL_SECONDS = env_int("ACCESS_LINK_TTL_SECONDS", 7 * 24 * 3600)
 # The safety net re-queues paid sessions still unfulfilled this long after payment.

@@ -1,12 +1,15 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from invoices_app import views as invoice_views
 from keys_app.apis import AccountApi
 from sessions_app import apis as session_apis
 from sessions_app import views as session_views
 
+handler400 = "payments_site.errors.handler400"
+handler403 = "payments_site.errors.handler403"
 handler404 = "payments_site.errors.handler404"
 handler500 = "payments_site.errors.handler500"
 
@@ -25,6 +28,9 @@ urlpatterns = [
     path("checkout", session_views.checkout, name="checkout"),
     path("checkout/<str:session_id>/simulate", session_views.checkout_simulate, name="checkout-simulate"),
     path("webhooks/stripe", session_views.stripe_webhook, name="webhook-stripe"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("access/<str:token>", invoice_views.access_page, name="access"),
     path("access/<str:token>/invoice.pdf", invoice_views.access_invoice_pdf, name="access-invoice-pdf"),
     path("access/<str:token>/reveal-key", invoice_views.access_reveal_key, name="access-reveal-key"),

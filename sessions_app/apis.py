@@ -10,15 +10,26 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import validate_email
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from keys_app.models import PROVIDERS
+from payments_site import throttling
 from payments_site.errors import ApiError
+from payments_site.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
 from sessions_app import currencies, selectors
 from sessions_app.models import PaymentSession, Status
+from sessions_app.openapi import (
+    LIST_PARAMETERS,
+    SESSION_ID,
+    SessionPageSerializer,
+    SessionSerializer,
+    SessionStatusSerializer,
+)
 from sessions_app.services import (
     idempotent,
     request_fingerprint,
@@ -102,6 +113,8 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
 
 
 class CreateSessionApi(APIView):
+    throttle_classes = throttling.CREATE_SESSION_THROTTLES
+
     class InputSerializer(serializers.Serializer):
         amount = AmountField()
         currency = serializers.CharField(max_length=3, min_length=3, required=False, default="EUR")
@@ -184,6 +197,9 @@ class CreateSessionApi(APIView):
                     f"{attrs['currency']} amounts have at most {exp} decimal places.", code="amount_precision")})
             return attrs
 
+    @extend_schema(operation_id="create_session", summary="Create a payment session", tags=["sessions"],
+                   request={"application/json": InputSerializer}, parameters=[IDEMPOTENCY_KEY, RETRY_AFTER],
+                   responses={201: SessionSerializer, **errors(400, 401, 409, 429)})
     def post(self, request):
         if not isinstance(request.data, dict):
             raise ApiError("body_invalid", "The body must be a JSON object.")
@@ -217,16 +233,26 @@ class SessionPagination(CursorPagination):
 
 
 class SessionListApi(APIView):
+    @extend_schema(operation_id="list_sessions", summary="List your sessions, newest first", tags=["sessions"],
+                   parameters=[*LIST_PARAMETERS, RETRY_AFTER],
+                   responses={200: SessionPageSerializer, **errors(400, 401, 429)})
     def get(self, request):
         status = request.query_params.get("status")
         if status and status not in Status.values:
             raise ApiError("status_invalid", f"status must be one of {', '.join(Status.values)}.", field="status")
         paginator = SessionPagination()
-        page = paginator.paginate_queryset(selectors.session_list(account=request.user, status=status), request, self)
+        try:
+            page = paginator.paginate_queryset(selectors.session_list(account=request.user, status=status), request,
+                                               self)
+        except NotFound:
+            # DRF answers a bad cursor with 404; it is bad input, not a missing resource.
+            raise ApiError("cursor_invalid", "cursor is not a cursor this API returned.", field="cursor") from None
         return paginator.get_paginated_response([session_payload(s) for s in page])
 
 
 class SessionDetailApi(APIView):
+    @extend_schema(operation_id="get_session", summary="Get one of your sessions", tags=["sessions"],
+                   parameters=[SESSION_ID, RETRY_AFTER], responses={200: SessionSerializer, **errors(401, 404, 429)})
     def get(self, request, session_id: str):
         session = selectors.session_get_for_account(account=request.user, session_id=session_id)
         if session is None:
@@ -235,6 +261,9 @@ class SessionDetailApi(APIView):
 
 
 class SessionExpireApi(APIView):
+    @extend_schema(operation_id="expire_session", summary="Expire an open session now", tags=["sessions"],
+                   request=None, parameters=[SESSION_ID, RETRY_AFTER],
+                   responses={200: SessionSerializer, **errors(401, 404, 409, 429)})
     def post(self, request, session_id: str):
         session = selectors.session_get_for_account(account=request.user, session_id=session_id)
         if session is None:
@@ -248,7 +277,11 @@ class SessionStatusApi(APIView):
 
     authentication_classes: list = []
     permission_classes: list = []
+    throttle_classes = throttling.STATUS_THROTTLES
 
+    @extend_schema(operation_id="get_session_status", summary="Poll a session's status (public)", tags=["sessions"],
+                   auth=[], parameters=[SESSION_ID, RETRY_AFTER],
+                   responses={200: SessionStatusSerializer, **errors(404, 429)})
     def get(self, request, session_id: str):
         row = selectors.session_status_get(session_id=session_id)
         if row is None:
@@ -263,6 +296,8 @@ class SessionWeb3TxApi(APIView):
 
     authentication_classes: list = []
     permission_classes: list = []
+    # Each submission costs RPC calls to the node: limited like the other checkout actions.
+    throttle_classes = throttling.CHECKOUT_THROTTLES
 
     def post(self, request, session_id: str):
         from sessions_app.crypto import services as crypto

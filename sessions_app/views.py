@@ -14,9 +14,11 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from payments_site.errors import ApiError, error_response
+from payments_site.throttling import CHECKOUT_THROTTLES, throttle_view
 from sessions_app import currencies, selectors
 from sessions_app.providers import PaymentStartError, WebhookRejected, get_provider, onecom_provider, stripe_provider
 from sessions_app.services import session_set_customer
+from sessions_app.webhook_guard import webhook_guard
 from sessions_app.webhooks import stripe_webhook_receive, webhook_receive
 
 logger = logging.getLogger(__name__)
@@ -44,16 +46,22 @@ def provider_webhook(request: HttpRequest, provider: str) -> HttpResponse:
 
 
 @csrf_exempt
+@require_POST
+@webhook_guard(signature_header="Stripe-Signature", max_bytes=stripe_provider.MAX_BODY_BYTES)
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     return provider_webhook(request, "stripe")
 
 
 @csrf_exempt
+@require_POST
+@webhook_guard(signature_header="webhook-signature")
 def onecom_webhook(request: HttpRequest) -> HttpResponse:
     return provider_webhook(request, "onecom")
 
 
 @csrf_exempt
+@require_POST
+@webhook_guard(signature_header="Web3-Signature")
 def web3_webhook(request: HttpRequest) -> HttpResponse:
     return provider_webhook(request, "web3")
 
@@ -137,6 +145,7 @@ def _take_email(request: HttpRequest, session, context: dict):
 
 
 @require_POST
+@throttle_view(*CHECKOUT_THROTTLES)
 def checkout_pay(request: HttpRequest, session_id: str, provider: str) -> HttpResponse:
     """The customer picked a provider: start the payment there and send them on."""
     session = selectors.session_get_public(session_id=session_id)
@@ -169,6 +178,7 @@ def checkout_pay(request: HttpRequest, session_id: str, provider: str) -> HttpRe
 
 
 @require_POST
+@throttle_view(*CHECKOUT_THROTTLES)
 def checkout_simulate(request: HttpRequest, session_id: str) -> HttpResponse:
     """Test mode only: pay or fail a session through the provider's signed webhook path."""
     session = selectors.session_get_public(session_id=session_id)

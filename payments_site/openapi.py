@@ -1,0 +1,199 @@
+"""OpenAPI pieces shared by every endpoint: the error shape, the X-API-Key scheme, common
+headers, and the provider webhooks (plain Django views, so they are described here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.openapi import AutoSchema as _AutoSchema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+
+class AutoSchema(_AutoSchema):
+    def get_serializer_name(self, serializer, direction) -> str:
+        # Views nest their serializers (CreateSessionApi.InputSerializer): name the component after
+        # both, or every view's "Input" would collide in one component.
+        outer, _, inner = type(serializer).__qualname__.rpartition(".")
+        if outer:
+            return outer.split(".")[-1].removesuffix("Api").removesuffix("View") + inner
+        return super().get_serializer_name(serializer, direction)
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Machine-readable, stable: branch on it (`amount_invalid`, `rate_limited`).")
+    message = serializers.CharField(help_text="For humans; may change.")
+    field = serializers.CharField(allow_null=True, help_text="The request field at fault, if any.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+    class Meta:
+        ref_name = "Error"
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "keys_app.authentication.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                "description": "A secret key, `sk_test_…` or `sk_live_…`."}
+
+
+_DESCRIPTIONS = {
+    400: "Bad input. `error.code` says what, `error.field` where.",
+    401: "Missing, malformed, unknown, revoked or expired API key.",
+    403: "Not allowed.",
+    404: "Not found (or not yours).",
+    409: "Conflicts with the current state (e.g. the session is no longer open).",
+    413: "The body is too large.",
+    415: "The body is not JSON.",
+    429: "Too many requests: wait `Retry-After` seconds.",
+    503: "The endpoint is not configured on this server.",
+}
+
+RETRY_AFTER = OpenApiParameter("Retry-After", int, OpenApiParameter.HEADER, response=[429],
+                               description="Seconds to wait before retrying.")
+
+
+def errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    """The error responses of an operation, all in the one error shape."""
+    responses = {}
+    for status in statuses:
+        responses[status] = OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[status])
+    return responses
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="Up to 255 characters. The first response is stored for 24 h and replayed for a retry with the "
+                "same key and body (header `Idempotent-Replayed: true`); the same key with another body is a 409.",
+)
+
+
+# ---------------------------------------------------------------- webhooks (plain Django views)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+_WEBHOOK_ACK = {
+    "type": "object",
+    "properties": {
+        "received": {"type": "boolean"},
+        "outcome": {"type": "string", "description": "processed, ignored, rejected, unmatched or duplicate."},
+        "detail": {"type": "string"},
+    },
+    "required": ["received", "outcome", "detail"],
+}
+
+_STRIPE_EVENT = {
+    "type": "object",
+    "description": "A Stripe event. Handled types: payment_intent.processing|succeeded|payment_failed, "
+                   "checkout.session.completed|async_payment_succeeded|async_payment_failed|expired, "
+                   "charge.refunded. Others are stored and ignored.",
+    "properties": {
+        "id": {"type": "string", "example": "evt_1Nq..."},
+        "type": {"type": "string", "example": "payment_intent.succeeded"},
+        "livemode": {"type": "boolean"},
+        "data": {"type": "object", "properties": {"object": {"type": "object"}}},
+    },
+    "required": ["type"],
+}
+
+
+def _webhook_operation(*, summary: str, description: str, signature_header: dict[str, Any], body: dict[str, Any]):
+    error = {"content": _json(_ref("Error"))}
+    return {
+        "post": {
+            "operationId": summary.lower().replace(" ", "_"),
+            "summary": summary,
+            "description": description,
+            "tags": ["webhooks"],
+            "security": [],
+            "parameters": [signature_header],
+            "requestBody": {"required": True, "content": _json(body)},
+            "responses": {
+                "200": {"description": "Verified and stored (or recognised as a duplicate).",
+                        "content": _json(_WEBHOOK_ACK)},
+                "400": {"description": "Unsigned, badly signed, stale, or not an event.", **error},
+                "413": {"description": _DESCRIPTIONS[413], **error},
+                "415": {"description": _DESCRIPTIONS[415], **error},
+                "503": {"description": "No webhook secret is configured.", **error},
+            },
+        }
+    }
+
+
+WEBHOOK_PATHS: dict[str, dict[str, Any]] = {
+    "/webhooks/stripe": _webhook_operation(
+        summary="Receive Stripe webhook",
+        description="Stripe calls this. The body must be the exact bytes Stripe signed, at most 256 KiB, "
+                    "`Content-Type: application/json`. Signatures older or newer than the tolerance "
+                    "(300 s) are refused. The same event id is processed once.",
+        signature_header={"name": "Stripe-Signature", "in": "header", "required": True,
+                          "schema": {"type": "string"},
+                          "description": "`t=<unix time>,v1=<hex HMAC-SHA256(secret, \"t.body\")>`; several "
+                                         "`v1` during a secret rotation."},
+        body=_STRIPE_EVENT,
+    ),
+}
+
+
+def add_webhook_paths(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: add the webhook endpoints and make sure Error exists."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Error", {
+        "type": "object",
+        "properties": {"error": _ref("ErrorDetail")},
+        "required": ["error"],
+    })
+    for path, item in WEBHOOK_PATHS.items():
+        result["paths"].setdefault(path, item)
+    _drop_blank_format_defaults(result)
+    _add_session_links(result)
+    return result
+
+
+_SESSION_LINKS = {
+    "GetSession": "get_session",
+    "GetSessionStatus": "get_session_status",
+    "ExpireSession": "expire_session",
+}
+
+
+def _add_session_links(result: dict[str, Any]) -> None:
+    """OpenAPI links: a created (or expired) session's id feeds the operations on that session.
+    Readers see what follows what; the stateful fuzzer walks the same links."""
+    for path, method, status in (("/create_session", "post", "201"), ("/sessions/{session_id}/expire", "post", "200")):
+        response = result["paths"].get(path, {}).get(method, {}).get("responses", {}).get(status)
+        if response is None:
+            continue
+        response["links"] = {
+            name: {"operationId": operation_id, "parameters": {"session_id": "$response.body#/session_id"}}
+            for name, operation_id in _SESSION_LINKS.items()
+        }
+
+
+def _drop_blank_format_defaults(node: Any) -> None:
+    """Optional email/URL fields default to "", which is not a valid email or URI: a strict validator
+    rejects the schema. The blank alternative is documented beside it (oneOf), so drop the default."""
+    if isinstance(node, dict):
+        if node.get("format") in ("email", "uri") and node.get("default") == "":
+            del node["default"]
+        for value in node.values():
+            _drop_blank_format_defaults(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_blank_format_defaults(value)
+
+
+__all__ = ["IDEMPOTENCY_KEY", "RETRY_AFTER", "ErrorSerializer", "errors", "inline_serializer"]

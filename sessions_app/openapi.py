@@ -1,0 +1,112 @@
+"""What the session endpoints return, for the OpenAPI schema (the views build plain dicts)."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
+
+from sessions_app.models import Status
+
+
+class AmountFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = "sessions_app.apis.AmountField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        decimal = {"type": "string", "pattern": r"^\d{1,15}(\.\d{1,3})?$", "example": "99.99"}
+        if direction == "response":
+            return decimal
+        return {"oneOf": [decimal, {"type": "number", "minimum": 0, "exclusiveMinimum": True, "example": 99.99}],
+                "description": "A positive amount in major units, as a decimal string or a JSON number "
+                               "(parsed exactly, never as a float)."}
+
+
+class SessionSerializer(serializers.Serializer):
+    session_id = serializers.UUIDField()
+    checkout_url = serializers.URLField(help_text="Send the customer here.")
+    url = serializers.URLField(help_text="The same as checkout_url.")
+    status = serializers.ChoiceField(choices=Status.choices)
+    amount = serializers.CharField(help_text="Decimal string in major units, e.g. \"99.99\".")
+    amount_minor = serializers.IntegerField(help_text="The amount in minor units (cents).")
+    currency = serializers.CharField(min_length=3, max_length=3)
+    mode = serializers.ChoiceField(choices=["test", "live"])
+    providers = serializers.ListField(child=serializers.CharField())
+    description = serializers.CharField(allow_blank=True)
+    customer_email = serializers.CharField(allow_blank=True)
+    metadata = serializers.DictField(child=serializers.JSONField())
+    client_reference_id = serializers.CharField(allow_blank=True)
+    success_url = serializers.CharField(allow_blank=True)
+    cancel_url = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    failure_reason = serializers.CharField(allow_blank=True, help_text="`expired`, a decline code, or empty.")
+    provider = serializers.CharField(allow_blank=True)
+    provider_reference = serializers.CharField(allow_blank=True)
+    paid_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "Session"
+
+
+class SessionPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = SessionSerializer(many=True)
+
+    class Meta:
+        ref_name = "SessionPage"
+
+
+class SessionStatusSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    session_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=Status.choices)
+    paid_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "SessionStatus"
+
+
+SESSION_ID = OpenApiParameter("session_id", str, OpenApiParameter.PATH, description="The session's id (a UUID).")
+LIST_PARAMETERS = [
+    OpenApiParameter("status", str, enum=Status.values, description="Only sessions in this status."),
+    OpenApiParameter("limit", int, description="Page size, 1 to 100 (default 20)."),
+    OpenApiParameter("cursor", str, description="The opaque cursor from `next` or `previous`."),
+]
+
+
+def refine_schema(result, generator, request, public):
+    """drf-spectacular postprocessing hook: say in the schema what the create_session validation
+    enforces, so that a client (and the fuzzer) can build a valid request from the schema alone."""
+    from django.conf import settings
+
+    from sessions_app import currencies
+
+    body = result.get("components", {}).get("schemas", {}).get("CreateSessionInputRequest")
+    if body is None:
+        return result
+    body["additionalProperties"] = False
+    props = body["properties"]
+    props["currency"]["enum"] = sorted(currencies.EXPONENTS)
+    props["currency"]["description"] = "ISO 4217 code (case-insensitive); the amount's decimals follow it."
+    for alternative in props["amount"]["oneOf"]:
+        if alternative["type"] == "number":
+            alternative["maximum"] = float(settings.SESSION_MAX_AMOUNT)
+    props["amount"]["description"] += f" At most {settings.SESSION_MAX_AMOUNT}."
+    props["providers"]["minItems"] = 1
+    for name in ("success_url", "cancel_url"):
+        for alternative in props[name].get("oneOf", []):
+            if alternative.get("format") == "uri":
+                alternative["pattern"] = "^https?://"
+    props["metadata"] = {
+        "type": "object", "maxProperties": 50,
+        "additionalProperties": {"oneOf": [{"type": "string", "maxLength": 500}, {"type": "number"},
+                                           {"type": "boolean"}]},
+        "description": "Up to 50 keys of at most 40 characters; values are strings, numbers or booleans.",
+    }
+    props["expires_at"] = {
+        "oneOf": [{"type": "integer", "description": "Unix time"},
+                  {"type": "string", "format": "date-time"}],
+        "description": "Between 30 minutes and 24 hours from now (default 24 hours).",
+    }
+    return result

@@ -1,0 +1,110 @@
+"""Property-based fuzzing of every documented operation with schemathesis, in-process (WSGI).
+
+Each operation gets a bounded number of generated requests, valid and invalid. None may answer
+5xx, and every answer must match the schema: documented status code, content type, body and
+headers. `bench/fuzz_long.py` runs the same checks with many more examples.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+import schemathesis
+from django.core import signals
+from django.db import close_old_connections
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from payments_site.wsgi import application
+from sessions_app.providers import stripe_provider
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          response_headers_conformance]
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
+# CI replays the same examples every run; the long campaign (bench/fuzz_long.py) explores new ones.
+DERANDOMIZE = os.environ.get("FUZZ_RANDOM", "") != "1"
+# Fuzzing is many requests from one address: lift the abuse limits, they have their own tests.
+UNLIMITED = {scope: "100000/min" for scope in (
+    "create_session_key", "create_session_ip", "api_key", "api_ip", "status_ip", "checkout_ip", "checkout_session")}
+
+
+
+def signing_app(environ, start_response):
+    """Stripe signs what it sends: re-sign each generated webhook body that carries a signature
+    header, so the fuzzer reaches past verification into parsing and storage. (A missing header
+    stays missing; unsigned and badly signed bodies have their own tests.)"""
+    if environ.get("PATH_INFO") == "/webhooks/stripe" and environ.get("HTTP_STRIPE_SIGNATURE") is not None:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            environ["HTTP_STRIPE_SIGNATURE"] = stripe_provider.sign(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            pass
+    return application(environ, start_response)
+
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/", signing_app)
+
+
+@pytest.fixture
+def in_test_transaction():
+    """Requests go through the real WSGI handler; keep it from closing the test's connection,
+    as Django's own test client does."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def unthrottled(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": UNLIMITED}
+
+
+@pytest.mark.integration
+@schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE,
+          suppress_health_check=list(HealthCheck))
+def test_no_operation_answers_5xx_or_off_schema(case, merchant, unthrottled, in_test_transaction):
+    # given a generated request, sent with a valid key when the operation needs one
+    # when it is sent / then the answer is no 5xx and matches the schema
+    case.call_and_validate(headers={"X-API-Key": merchant.plaintext_key}, checks=CHECKS)
+
+
+FOLLOW_UPS = ("get_session", "get_session_status", "expire_session")
+
+
+@pytest.mark.integration
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_created_session_survives_any_sequence_of_its_linked_operations(data, merchant, unthrottled,
+                                                                         in_test_transaction):
+    # given a session created from a generated valid request
+    headers = {"X-API-Key": merchant.plaintext_key}
+    create = data.draw(schema["/create_session"]["POST"].as_strategy(), label="create")
+    created = create.call(headers=headers)
+    create.validate_response(created, checks=CHECKS)
+    if created.status_code != 201:
+        return
+    session_id = created.json()["session_id"]
+    # when the operations its links point to run on it, valid or not, in any order
+    steps = [*data.draw(st.permutations(FOLLOW_UPS), label="order"),
+             *data.draw(st.lists(st.sampled_from(FOLLOW_UPS), max_size=3), label="again")]
+    for operation_id in steps:
+        mode = data.draw(st.sampled_from(list(GenerationMode)), label="mode")
+        case = data.draw(schema.find_operation_by_id(operation_id).as_strategy(
+            generation_mode=mode, path_parameters={"session_id": session_id}), label=operation_id)
+        # then no answer is a 5xx or off the schema
+        case.call_and_validate(headers=headers, checks=CHECKS)

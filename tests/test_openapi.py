@@ -1,0 +1,87 @@
+"""The OpenAPI schema is valid, complete, and its docs UI works without the internet."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from openapi_spec_validator import validate
+
+# Pages for people, not API operations: HTML forms, the admin, the docs themselves.
+NOT_API = {"admin/", "checkout", "checkout/<str:session_id>/simulate", "api/schema/", "api/docs/", "api/redoc/"}
+NOT_API_PREFIXES = ("admin/", "access/", "static/", "media/")
+
+
+def _routes(patterns, prefix=""):
+    for pattern in patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            if route in NOT_API:
+                continue
+            yield from _routes(pattern.url_patterns, route)
+        elif isinstance(pattern, URLPattern):
+            yield route
+
+
+def _as_openapi_path(route: str) -> str:
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route.lstrip("^").rstrip("$"))
+
+
+@pytest.fixture
+def schema(anon):
+    response = anon.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_the_schema_is_valid_openapi_3(schema):
+    assert schema["openapi"].startswith("3.")
+    validate(schema)
+
+
+def test_every_url_of_the_api_and_its_webhooks_is_documented(schema):
+    routes = [r for r in _routes(get_resolver().url_patterns)
+              if r not in NOT_API and not r.startswith(NOT_API_PREFIXES)]
+    assert routes, "no routes found"
+    missing = [r for r in routes if _as_openapi_path(r) not in schema["paths"]]
+    assert missing == []
+    assert {"/create_session", "/session/{session_id}/status", "/webhooks/stripe"} <= set(schema["paths"])
+
+
+def test_errors_share_one_component_and_headers_are_described(schema):
+    # given the documented error shape
+    error = schema["components"]["schemas"]["ErrorDetail"]
+    assert set(error["required"]) == {"code", "message", "field"}
+    # then every 4xx of every operation refers to it
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref == "#/components/schemas/Error", (method, path, status)
+    create = schema["paths"]["/create_session"]["post"]
+    assert {"Idempotency-Key"} <= {p["name"] for p in create["parameters"] if p["in"] == "header"}
+    assert create["security"] == [{"ApiKeyAuth": []}]
+    assert create["responses"]["429"]["headers"]["Retry-After"]
+    assert schema["components"]["securitySchemes"]["ApiKeyAuth"] == {
+        "type": "apiKey", "in": "header", "name": "X-API-Key", "description": "A secret key, `sk_test_…` or `sk_live_…`."}
+    webhook = schema["paths"]["/webhooks/stripe"]["post"]
+    assert webhook["parameters"][0]["name"] == "Stripe-Signature" and webhook["security"] == []
+    assert schema["paths"]["/session/{session_id}/status"]["get"].get("security") in (None, [], [{}])
+
+
+def test_the_docs_ui_is_served_from_our_own_static_files(anon):
+    # when the docs page is opened
+    page = anon.get("/api/docs/")
+    # then it loads Swagger UI from our static files, never from a CDN
+    assert page.status_code == 200
+    html = page.content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert any("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in a for a in assets), assets
+    assert not [a for a in assets if a.startswith(("http://", "https://", "//"))]
+    for asset in assets:
+        if asset.startswith("/static/"):
+            served = anon.get(asset)
+            assert served.status_code == 200, asset
+            b"".join(served.streaming_content) if served.streaming else served.content
