@@ -5,26 +5,37 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from payments_site.errors import ApiError
 
-def unstorable_text(value) -> bool:
-    """True if a parsed JSON value holds text PostgreSQL cannot store: NUL, or a lone surrogate
-    (JSON allows both as \\u escapes; a text or jsonb column refuses them with a 500)."""
-    stack = [value]
+
+def unstorable_text_at(value) -> tuple[str, str | None] | None:
+    """Where a parsed JSON value holds text PostgreSQL cannot store: NUL, or a lone surrogate
+    (JSON allows both as \\u escapes; a text or jsonb column refuses them with a 500).
+
+    Returns (problem, top-level field) or None; problem is "nul" or "surrogate".
+    """
+    stack = [(value, None)]
     while stack:
-        item = stack.pop()
+        item, top = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                return True
+                return "nul", top
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
-                return True
+                return "surrogate", top
         elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            for key, sub in item.items():
+                owner = top if top is not None else (key if isinstance(key, str) else None)
+                stack.append((key, owner))
+                stack.append((sub, owner))
         elif isinstance(item, list):
-            stack.extend(item)
-    return False
+            stack.extend((sub, top) for sub in item)
+    return None
+
+
+def unstorable_text(value) -> bool:
+    return unstorable_text_at(value) is not None
 
 
 def _reject_constant(name: str):
@@ -40,8 +51,13 @@ class DecimalJSONParser(JSONParser):
             data = json.loads(stream.read().decode(encoding), parse_float=Decimal, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from None
-        if unstorable_text(data):
-            raise ParseError("The body holds a NUL character or an unpaired surrogate.")
+        found = unstorable_text_at(data)
+        if found is not None:
+            problem, field = found
+            # The field-level code DRF's own text fields use, with the field it is in.
+            if problem == "nul":
+                raise ApiError("null_characters_not_allowed", "Text may not contain NUL characters.", field=field)
+            raise ApiError("invalid_json", "The body holds an unpaired surrogate.", field=field)
         return data
 
 

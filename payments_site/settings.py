@@ -301,7 +301,7 @@ AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = _timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "payments_site.throttling.client_ip"
+AXES_CLIENT_IP_CALLABLE = "payments_site.throttling.login_client_ip"
 AXES_VERBOSE = False
 if REDIS_URL:
     # A cache that hangs would hang every throttled request: fail fast, the throttles then let requests through.

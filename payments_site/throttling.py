@@ -32,6 +32,12 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 
+def login_client_ip(request: HttpRequest) -> str | None:
+    """For the admin-login lockout, which stores the address in an IP column: None when unknown."""
+    ip = client_ip(request)
+    return None if ip == "unknown" else ip
+
+
 class _Throttle(SimpleRateThrottle):
     def get_ident(self, request) -> str:
         return client_ip(request)

@@ -14,6 +14,12 @@ from keys_app.models import Account
 from sessions_app.models import PaymentSession
 
 
+def _log_in(client, username: str, password: str) -> bool:
+    """Through the admin's login form, as a person does (the lockout backend needs the request)."""
+    response = client.post("/admin/login/?next=/admin/", {"username": username, "password": password})
+    return response.status_code == 302 and response["Location"] == "/admin/"
+
+
 def _run(*args) -> list[str]:
     out = io.StringIO()
     call_command("create_merchant", *args, stdout=out)
@@ -28,7 +34,7 @@ def test_create_merchant_with_login_prints_a_password_that_opens_the_dashboard(c
     user = get_user_model().objects.get(username="owner@shop.test")
     assert user.is_staff and not user.is_superuser
     assert Account.objects.get(email="owner@shop.test").user == user
-    assert client.login(username="owner@shop.test", password=password)
+    assert _log_in(client, "owner@shop.test", password)
     assert client.get("/admin/").status_code == 200
 
 
@@ -43,7 +49,7 @@ def test_create_merchant_can_print_a_set_password_link_instead(client):
     done = client.post(form.redirect_chain[-1][0], {"new_password1": "A-long-new-passphrase-42",
                                                     "new_password2": "A-long-new-passphrase-42"})
     assert done.status_code == 302
-    assert client.login(username="two@shop.test", password="A-long-new-passphrase-42")
+    assert _log_in(client, "two@shop.test", "A-long-new-passphrase-42")
 
 
 @pytest.mark.django_db
@@ -95,7 +101,7 @@ def test_an_existing_merchant_gets_a_login_once(merchant, client):
     call_command("merchant_login", merchant.email, stdout=out)
 
     password = out.getvalue().splitlines()[-1]
-    assert client.login(username=merchant.email, password=password)
+    assert _log_in(client, merchant.email, password)
     with pytest.raises(CommandError, match="already has a login"):
         call_command("merchant_login", str(merchant.pk), stdout=io.StringIO())
     with pytest.raises(CommandError, match="found 0"):

@@ -55,8 +55,8 @@ BAD_BODIES = [
     ("nested metadata", {"amount": "5", "metadata": {"order": {"id": 1}}}, "metadata_invalid", "metadata"),
     ("list in metadata", {"amount": "5", "metadata": {"ids": [1, 2]}}, "metadata_invalid", "metadata"),
     ("metadata not an object", {"amount": "5", "metadata": ["a"]}, "metadata_invalid", "metadata"),
-    ("NUL in a metadata value", {"amount": "5", "metadata": {"note": "a\u0000b"}}, "metadata_invalid", "metadata"),
-    ("NUL in a metadata key", {"amount": "5", "metadata": {"k\u0000": "b"}}, "metadata_invalid", "metadata"),
+    ("NUL in a metadata value", {"amount": "5", "metadata": {"note": "a\u0000b"}}, "null_characters_not_allowed", "metadata"),
+    ("NUL in a metadata key", {"amount": "5", "metadata": {"k\u0000": "b"}}, "null_characters_not_allowed", "metadata"),
     ("NUL in the description", {"amount": "5", "description": "a\u0000b"}, "null_characters_not_allowed", "description"),
     # URLs
     ("ftp success_url", {"amount": "5", "success_url": "ftp://example.com/done"}, "success_url_invalid", "success_url"),
