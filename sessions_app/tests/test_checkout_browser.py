@@ -54,6 +54,8 @@ def test_pay_with_wallet_sends_the_quoted_payment_and_the_page_turns_paid(browse
                                                                          live_server, settings):
     # given a web3 session and a customer whose browser has a wallet
     settings.PUBLIC_BASE_URL = live_server.url
+    # The injected test wallet talks to the node from the page, as a wallet extension would.
+    settings.CSP_CONNECT_SRC = [anvil_node.url]
     configure_merchant(merchant, asset=NATIVE_ETH)
     created = api.post("/create_session", {"amount": "30.00", "providers": ["web3"]}, format="json").json()
     payer = anvil_node.w3.eth.accounts[2]

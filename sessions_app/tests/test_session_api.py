@@ -224,12 +224,12 @@ def test_a_wrong_method_is_a_405_in_the_error_shape(api):
 def test_an_unknown_url_is_a_404_in_the_error_shape(api):
     response = api.get("/no/such/endpoint")
 
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "cursor_invalid"
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_a_bad_list_cursor_is_a_4xx_in_the_error_shape(api):
     response = api.get("/sessions?cursor=garbage")
 
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "cursor_invalid"
