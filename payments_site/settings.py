@@ -247,3 +247,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Performance ---
+# An authenticated API key (with its account) is cached for at most this long; revoking,
+# rotating or saving a key or its account drops it at once. 0 turns the cache off.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60)
+if REDIS_URL:
+    # A slow or unreachable cache must cost a request a second at most, never hang it.
+    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
