@@ -40,3 +40,9 @@ def api(merchant) -> APIClient:
 @pytest.fixture
 def anon() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def _fulfilment_inline(settings):
+    # Without a broker, fulfilment runs in the test itself, not on a thread that outlives it.
+    settings.FULFILMENT_EAGER_BACKGROUND = False

@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class InvoicesAppConfig(AppConfig):
     name = "invoices_app"
     verbose_name = "Invoices and fulfilment"
+
+    def ready(self) -> None:
+        from invoices_app import receivers
+        from sessions_app.signals import session_paid, session_refunded
+
+        session_paid.connect(receivers.on_session_paid, dispatch_uid="invoices_app.fulfil_on_paid")
+        session_refunded.connect(receivers.on_session_refunded, dispatch_uid="invoices_app.invoice_refunded")

@@ -248,6 +248,26 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# --- Fulfilment (invoice, PDF, buyer's key, access link, emails) ---
+ACCESS_LINK_TTL_SECONDS = env_int("ACCESS_LINK_TTL_SECONDS", 7 * 24 * 3600)
+# The safety net re-queues paid sessions still unfulfilled this long after payment.
+FULFILMENT_RETRY_AFTER_SECONDS = env_int("FULFILMENT_RETRY_AFTER_SECONDS", 300)
+FULFILMENT_SAFETY_NET_INTERVAL_SECONDS = env_int("FULFILMENT_SAFETY_NET_INTERVAL_SECONDS", 60)
+FULFILMENT_MAX_RETRIES = env_int("FULFILMENT_MAX_RETRIES", 10)
+# How long an email attempt owns its send; keep it well above EMAIL_TIMEOUT.
+FULFILMENT_EMAIL_LEASE_SECONDS = env_int("FULFILMENT_EMAIL_LEASE_SECONDS", 120)
+# Without REDIS_URL: run fulfilment on a background thread of the web process (off the request).
+FULFILMENT_EAGER_BACKGROUND = env_bool("FULFILMENT_EAGER_BACKGROUND", True)
+SESSION_EXPIRY_INTERVAL_SECONDS = env_int("SESSION_EXPIRY_INTERVAL_SECONDS", 60)
+CELERY_BEAT_SCHEDULE = {
+    "fulfilment-safety-net": {"task": "invoices_app.tasks.fulfilment_safety_net",
+                              "schedule": float(FULFILMENT_SAFETY_NET_INTERVAL_SECONDS)},
+    "sessions-expire-overdue": {"task": "sessions_app.tasks.sessions_expire_overdue",
+                                "schedule": float(SESSION_EXPIRY_INTERVAL_SECONDS)},
+}
+LOGGING["loggers"]["weasyprint.progress"] = {"level": "WARNING"}
+LOGGING["loggers"]["fontTools"] = {"level": "WARNING"}
+
 # --- Performance ---
 # An authenticated API key (with its account) is cached for at most this long; revoking,
 # rotating or saving a key or its account drops it at once. 0 turns the cache off.

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
+from invoices_app import views as invoice_views
 from keys_app.apis import AccountApi
 from sessions_app import apis as session_apis
 from sessions_app import views as session_views
@@ -19,4 +20,7 @@ urlpatterns = [
     path("checkout", session_views.checkout, name="checkout"),
     path("checkout/<str:session_id>/simulate", session_views.checkout_simulate, name="checkout-simulate"),
     path("webhooks/stripe", session_views.stripe_webhook, name="webhook-stripe"),
+    path("access/<str:token>", invoice_views.access_page, name="access"),
+    path("access/<str:token>/invoice.pdf", invoice_views.access_invoice_pdf, name="access-invoice-pdf"),
+    path("access/<str:token>/reveal-key", invoice_views.access_reveal_key, name="access-reveal-key"),
 ]

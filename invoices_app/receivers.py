@@ -1,0 +1,22 @@
+"""invoices_app listens to the session lifecycle; sessions_app never imports fulfilment."""
+
+from __future__ import annotations
+
+import logging
+
+from invoices_app import services
+
+logger = logging.getLogger(__name__)
+
+
+def on_session_paid(sender, session_id, **kwargs) -> None:
+    # Runs on commit of the paid transition. A broker failure must not fail the webhook:
+    # fulfilment_queue logs it, and the beat safety net re-queues the session.
+    services.fulfilment_queue(session_id=session_id)
+
+
+def on_session_refunded(sender, session_id, event_id="", **kwargs) -> None:
+    try:
+        services.invoice_mark_refunded(session_id=session_id, event_id=event_id)
+    except Exception:
+        logger.exception("could not mark the invoice of session %s refunded", session_id)

@@ -1,0 +1,472 @@
+"""Fulfilment of a paid session, step by step, each step exactly once.
+
+Every step first looks for its own result and returns it when it exists; the write of a
+step runs under a lock on the session's Fulfilment row, and a unique constraint backs
+each result (one invoice, one key, one link, one email record per session), so a retry,
+a redelivered task or two workers at once never double anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.mail import EmailMultiAlternatives
+from django.db import connection, transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from audit.services import audit_record
+from invoices_app import secrets_box, tokens
+from invoices_app.models import (
+    AccessLink,
+    AccessLinkUse,
+    EmailRecord,
+    Fulfilment,
+    Invoice,
+    InvoiceCounter,
+    KeyReveal,
+)
+from invoices_app.selectors import invoice_document, money, sessions_needing_fulfilment
+from keys_app.models import Account, ApiKey, Mode
+from keys_app.services import key_issue
+from sessions_app import currencies
+from sessions_app.models import PaymentSession, Status
+
+logger = logging.getLogger(__name__)
+
+ACTOR = "worker:fulfilment"
+
+
+class EmailInFlight(Exception):
+    """Another attempt claimed this email moments ago; try again once its lease runs out."""
+
+    def __init__(self, retry_in: float) -> None:
+        super().__init__(f"email claimed by another attempt, retry in {retry_in:.0f} s")
+        self.retry_in = retry_in
+
+
+# ---------------------------------------------------------------- queueing
+
+_inline_pool: ThreadPoolExecutor | None = None
+_inline_lock = threading.Lock()
+
+
+def _run_inline(session_id: str) -> None:
+    from invoices_app.tasks import fulfil_session
+
+    try:
+        fulfil_session.apply(args=[session_id])
+    finally:
+        connection.close()
+
+
+def fulfilment_queue(*, session_id: uuid.UUID | str) -> bool:
+    """Queue fulfil_session. A broker failure is logged and swallowed: the safety net re-queues."""
+    from invoices_app.tasks import fulfil_session
+
+    global _inline_pool
+    if fulfil_session.app.conf.task_always_eager and settings.FULFILMENT_EAGER_BACKGROUND:
+        # No broker (the embedded default): still keep PDF rendering and SMTP out of the web
+        # request, on one background thread of this process.
+        with _inline_lock:
+            if _inline_pool is None:
+                _inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fulfilment")
+        _inline_pool.submit(_run_inline, str(session_id))
+        return True
+    try:
+        fulfil_session.delay(str(session_id))
+    except Exception:
+        logger.exception("could not queue fulfilment of session %s; the safety net will retry", session_id)
+        return False
+    return True
+
+
+def fulfilment_safety_net(*, now=None, older_than_seconds: int | None = None, limit: int = 200) -> int:
+    """Re-queue paid sessions whose fulfilment is unfinished (Redis was down, a worker died)."""
+    now = now or timezone.now()
+    age = timedelta(seconds=settings.FULFILMENT_RETRY_AFTER_SECONDS if older_than_seconds is None
+                    else older_than_seconds)
+    queued = 0
+    for session_id in list(sessions_needing_fulfilment(paid_before=now - age, queued_before=now - age, limit=limit)):
+        Fulfilment.objects.get_or_create(session_id=session_id)
+        if not fulfilment_queue(session_id=session_id):
+            break  # the broker is down: the next run tries again
+        Fulfilment.objects.filter(pk=session_id).update(queued_at=now)
+        account_id = PaymentSession.objects.filter(pk=session_id).values_list("account_id", flat=True).first()
+        audit_record(action="fulfilment.requeued", subject_type="payment_session", subject_id=session_id,
+                     account_id=account_id, actor="system:safety_net")
+        queued += 1
+    # A key nobody revealed while its link was valid can never be revealed: drop its ciphertext.
+    stale = now - timedelta(seconds=settings.ACCESS_LINK_TTL_SECONDS + 24 * 3600)
+    KeyReveal.objects.filter(revealed_at__isnull=True, created_at__lt=stale).exclude(ciphertext="").update(
+        ciphertext="")
+    return queued
+
+
+# ---------------------------------------------------------------- the run
+
+
+def fulfilment_run(*, session_id: uuid.UUID | str) -> Fulfilment | None:
+    session = PaymentSession.objects.select_related("account").filter(pk=session_id).first()
+    if session is None or session.status != Status.PAID:
+        logger.warning("fulfilment of session %s skipped: not found or not paid", session_id)
+        return None
+    fulfilment, _ = Fulfilment.objects.get_or_create(session=session)
+    if fulfilment.completed_at:
+        return fulfilment
+    Fulfilment.objects.filter(pk=session.pk).update(attempts=F("attempts") + 1)
+    try:
+        invoice = invoice_issue(session=session)
+        invoice_pdf_store(invoice=invoice)
+        invoice.refresh_from_db()
+        buyer_key_issue(session=session)
+        link = access_link_create(session=session, invoice=invoice)
+        receipt_send(session=session, invoice=invoice, link=link)
+        merchant_notify(session=session, invoice=invoice)
+    except Exception as exc:
+        Fulfilment.objects.filter(pk=session.pk).update(last_error=f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    with transaction.atomic():
+        done = Fulfilment.objects.filter(pk=session.pk, completed_at__isnull=True).update(
+            completed_at=timezone.now(), last_error="")
+        if done:
+            audit_record(action="fulfilment.completed", subject_type="payment_session", subject_id=session.pk,
+                         account_id=session.account_id, actor=ACTOR, data={"invoice": invoice.number})
+    return Fulfilment.objects.get(pk=session.pk)
+
+
+def _lock(session: PaymentSession) -> Fulfilment:
+    # Serialise the steps of one session: a second worker waits here, then finds the result.
+    fulfilment, _ = Fulfilment.objects.get_or_create(session=session)
+    return Fulfilment.objects.select_for_update().get(pk=fulfilment.pk)
+
+
+def _mark(session: PaymentSession, field: str) -> None:
+    Fulfilment.objects.filter(pk=session.pk, **{f"{field}__isnull": True}).update(**{field: timezone.now()})
+
+
+# ---------------------------------------------------------------- 1. invoice
+
+
+def vat_split(*, gross: Decimal, rate: Decimal, currency: str) -> tuple[Decimal, Decimal, Decimal]:
+    """(net, vat, gross) from a gross amount; net is rounded half up, VAT is the remainder."""
+    quantum = Decimal(1).scaleb(-currencies.exponent(currency))
+    gross = gross.quantize(quantum, rounding=ROUND_HALF_UP)
+    net = (gross * 100 / (100 + rate)).quantize(quantum, rounding=ROUND_HALF_UP)
+    return net, gross - net, gross
+
+
+def invoice_issue(*, session: PaymentSession) -> Invoice:
+    existing = Invoice.objects.filter(session=session).first()
+    if existing:
+        return existing
+    with transaction.atomic():
+        _lock(session)
+        existing = Invoice.objects.filter(session=session).first()
+        if existing:
+            return existing
+        account = Account.objects.get(pk=session.account_id)
+        now = timezone.now()
+        counter, _ = InvoiceCounter.objects.get_or_create(account=account, year=now.year)
+        # The counter row lock makes numbers gapless: the next number is taken in the same
+        # transaction that stores the invoice, so a rollback gives it back.
+        counter = InvoiceCounter.objects.select_for_update().get(pk=counter.pk)
+        sequence = counter.last_number + 1
+        InvoiceCounter.objects.filter(pk=counter.pk).update(last_number=sequence)
+        net, vat, gross = vat_split(gross=session.amount, rate=account.vat_rate, currency=session.currency)
+        invoice = Invoice.objects.create(
+            account=account, session=session, number=f"{account.invoice_prefix}-{now.year}-{sequence:05d}",
+            year=now.year, sequence=sequence, issue_date=now.date(), issued_at=now,
+            seller_name=account.name, seller_address=account.address, seller_vat_id=account.vat_id,
+            seller_email=account.email, buyer_email=session.customer_email, buyer_name=session.customer_name,
+            buyer_address=session.customer_address, description=session.description or "Payment",
+            currency=session.currency, vat_rate=account.vat_rate, net=net, vat=vat, gross=gross,
+            payment_provider=session.provider, payment_reference=session.provider_reference,
+            paid_at=session.paid_at,
+        )
+        _mark(session, "invoice_issued_at")
+        audit_record(action="invoice.issued", subject_type="invoice", subject_id=invoice.pk,
+                     account_id=account.pk, actor=ACTOR,
+                     after={"number": invoice.number, "session_id": str(session.pk), "net": net, "vat": vat,
+                            "gross": gross, "currency": invoice.currency, "vat_rate": invoice.vat_rate})
+    return invoice
+
+
+@transaction.atomic
+def invoice_mark_refunded(*, session_id: uuid.UUID | str, event_id: str = "") -> Invoice | None:
+    invoice = Invoice.objects.select_for_update().filter(session_id=session_id).first()
+    if invoice is None or invoice.status == Invoice.Status.REFUNDED:
+        return invoice
+    invoice.status = Invoice.Status.REFUNDED
+    invoice.refunded_at = timezone.now()
+    invoice.save(update_fields=["status", "refunded_at"])
+    audit_record(action="invoice.refunded", subject_type="invoice", subject_id=invoice.pk,
+                 account_id=invoice.account_id, actor="webhook", before={"status": Invoice.Status.ISSUED},
+                 after={"status": invoice.status}, data={"event_id": event_id})
+    return invoice
+
+
+# ---------------------------------------------------------------- 2. PDF
+
+
+def invoice_pdf_name(invoice: Invoice) -> str:
+    return f"invoices/{invoice.account_id}/{invoice.number}.pdf"
+
+
+def invoice_pdf_store(*, invoice: Invoice) -> str:
+    if invoice.pdf_name and default_storage.exists(invoice.pdf_name):
+        return invoice.pdf_name
+    with transaction.atomic():
+        _lock(invoice.session)
+        invoice = Invoice.objects.get(pk=invoice.pk)
+        if invoice.pdf_name and default_storage.exists(invoice.pdf_name):
+            return invoice.pdf_name
+        # Imported here: weasyprint is heavy, and web processes never render.
+        from invoices_app.pdf import render_invoice_pdf
+
+        pdf = render_invoice_pdf(invoice_document(invoice=invoice))
+        name = invoice_pdf_name(invoice)
+        # A file left by an attempt that died before recording it is replaced, not renamed.
+        if default_storage.exists(name):
+            default_storage.delete(name)
+        saved = default_storage.save(name, ContentFile(pdf))
+        digest = hashlib.sha256(pdf).hexdigest()
+        Invoice.objects.filter(pk=invoice.pk).update(pdf_name=saved, pdf_sha256=digest)
+        _mark(invoice.session, "pdf_stored_at")
+        audit_record(action="invoice.pdf_stored", subject_type="invoice", subject_id=invoice.pk,
+                     account_id=invoice.account_id, actor=ACTOR,
+                     data={"name": saved, "sha256": digest, "bytes": len(pdf)})
+    invoice.pdf_name, invoice.pdf_sha256 = saved, digest
+    return saved
+
+
+def invoice_pdf_bytes(*, invoice: Invoice) -> bytes | None:
+    if not invoice.pdf_name:
+        return None
+    try:
+        with default_storage.open(invoice.pdf_name, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------- 3. buyer's key
+
+
+def _holder_for(*, email: str, name: str) -> Account:
+    if connection.vendor == "postgresql":
+        # Two sessions of one buyer fulfilled at once must find the same holder account.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"holder:{email.lower()}"])
+    holder = Account.objects.filter(kind=Account.Kind.HOLDER, email__iexact=email).order_by("pk").first()
+    if holder:
+        return holder
+    holder = Account.objects.create(kind=Account.Kind.HOLDER, name=name or email, email=email)
+    audit_record(action="account.created", subject_type="account", subject_id=holder.pk, account_id=holder.pk,
+                 actor=ACTOR, after={"name": holder.name, "email": email, "kind": holder.kind})
+    return holder
+
+
+def buyer_key_issue(*, session: PaymentSession) -> ApiKey | None:
+    """The buyer's test key, one per session; its plain text is sealed until revealed once."""
+    existing = ApiKey.objects.filter(source_session_id=session.pk).first()
+    if existing:
+        return existing
+    if not session.customer_email:
+        return None  # nobody to give it to; the merchant sees the session without a key
+    with transaction.atomic():
+        _lock(session)
+        existing = ApiKey.objects.filter(source_session_id=session.pk).first()
+        if existing:
+            return existing
+        holder = _holder_for(email=session.customer_email, name=session.customer_name)
+        issued = key_issue(account=holder, mode=Mode.TEST, label=f"session {session.pk}", actor=ACTOR,
+                           source_session_id=session.pk)
+        KeyReveal.objects.create(api_key=issued.api_key, session=session, ciphertext=secrets_box.seal(issued.plaintext))
+        _mark(session, "key_issued_at")
+        audit_record(action="fulfilment.key_issued", subject_type="payment_session", subject_id=session.pk,
+                     account_id=session.account_id, actor=ACTOR,
+                     data={"key_id": issued.api_key.pk, "holder_id": holder.pk, "key": issued.api_key.display})
+    return issued.api_key
+
+
+# ---------------------------------------------------------------- 4. access link
+
+
+def access_link_create(*, session: PaymentSession, invoice: Invoice) -> AccessLink:
+    existing = AccessLink.objects.filter(session=session).first()
+    if existing:
+        return existing
+    with transaction.atomic():
+        _lock(session)
+        existing = AccessLink.objects.filter(session=session).first()
+        if existing:
+            return existing
+        # Whole seconds: the token carries them, and the row must re-sign the same token.
+        now = timezone.now().replace(microsecond=0)
+        link = AccessLink.objects.create(session=session, invoice=invoice, created_at=now,
+                                         expires_at=now + timedelta(seconds=settings.ACCESS_LINK_TTL_SECONDS))
+        _mark(session, "link_created_at")
+        audit_record(action="access_link.created", subject_type="access_link", subject_id=link.jti,
+                     account_id=session.account_id, actor=ACTOR,
+                     after={"session_id": str(session.pk), "expires_at": link.expires_at})
+    return link
+
+
+def access_token(link: AccessLink) -> str:
+    return tokens.token_encode(jti=link.jti, session_id=link.session_id, issued_at=int(link.created_at.timestamp()),
+                               expires_at=int(link.expires_at.timestamp()))
+
+
+def access_url(link: AccessLink) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/access/{access_token(link)}"
+
+
+@transaction.atomic
+def access_link_revoke(*, link: AccessLink, actor: str, reason: str = "") -> AccessLink:
+    """Staff: stop a link from working (410 from then on). Revoking twice changes nothing."""
+    link = AccessLink.objects.select_for_update().get(pk=link.pk)
+    if link.revoked_at:
+        return link
+    link.revoked_at = timezone.now()
+    link.revoked_by = actor[:200]
+    link.save(update_fields=["revoked_at", "revoked_by"])
+    audit_record(action="access_link.revoked", subject_type="access_link", subject_id=link.jti,
+                 account_id=link.invoice.account_id, actor=actor, after={"revoked_at": link.revoked_at},
+                 data={"reason": reason})
+    return link
+
+
+def access_link_use_record(*, link: AccessLink, action: str, ip: str | None = None, user_agent: str = "") -> None:
+    AccessLinkUse.objects.create(link=link, action=action, ip=ip or None, user_agent=user_agent[:300])
+
+
+def key_reveal(*, link: AccessLink, ip: str | None = None, user_agent: str = "") -> str | None:
+    """The buyer's key in plain text, once. None when it was revealed before (or cannot be)."""
+    with transaction.atomic():
+        reveal = KeyReveal.objects.select_for_update().filter(session_id=link.session_id).first()
+        if reveal is None or reveal.revealed_at or not reveal.ciphertext:
+            access_link_use_record(link=link, action=AccessLinkUse.Action.REVEAL_REFUSED, ip=ip,
+                                   user_agent=user_agent)
+            return None
+        try:
+            plaintext = secrets_box.open_sealed(reveal.ciphertext)
+        except secrets_box.CannotOpen:
+            logger.error("key of session %s cannot be unsealed (DJANGO_SECRET_KEY changed?)", link.session_id)
+            return None
+        reveal.ciphertext = ""
+        reveal.revealed_at = timezone.now()
+        reveal.save(update_fields=["ciphertext", "revealed_at"])
+        access_link_use_record(link=link, action=AccessLinkUse.Action.REVEAL, ip=ip, user_agent=user_agent)
+        audit_record(action="key.revealed", subject_type="api_key", subject_id=reveal.api_key_id,
+                     account_id=link.invoice.account_id, actor=f"access_link:{link.jti}",
+                     data={"session_id": str(link.session_id), "ip": ip})
+    return plaintext
+
+
+# ---------------------------------------------------------------- 5. emails
+
+
+def _email_once(*, session: PaymentSession, kind: str, to: str, step: str,
+                build: Callable[[], EmailMultiAlternatives]) -> EmailRecord:
+    """Claim, send outside any transaction, record.
+
+    SMTP has no idempotency key, so a crash between the server's "250 OK" and our commit
+    of `sent_at` sends the mail again on retry (at least once, in that window only). The
+    lease keeps a second worker from sending while the first one is still talking to the
+    server; the stable Message-ID lets mail clients fold such a repeat.
+    """
+    with transaction.atomic():
+        _lock(session)
+        record, _ = EmailRecord.objects.get_or_create(session=session, kind=kind, defaults={"to": to})
+        if record.sent_at:
+            return record
+        now = timezone.now()
+        lease = timedelta(seconds=settings.FULFILMENT_EMAIL_LEASE_SECONDS)
+        if record.claimed_at and record.claimed_at + lease > now:
+            raise EmailInFlight((record.claimed_at + lease - now).total_seconds())
+        EmailRecord.objects.filter(pk=record.pk).update(claimed_at=now, attempts=F("attempts") + 1, to=to)
+    message = build()
+    try:
+        message.send()
+    except Exception as exc:
+        # Nothing was accepted: give the claim back so the retry need not wait for the lease.
+        EmailRecord.objects.filter(pk=record.pk).update(claimed_at=None, last_error=f"{type(exc).__name__}: {exc}"[:500])
+        raise
+    with transaction.atomic():
+        EmailRecord.objects.filter(pk=record.pk).update(sent_at=timezone.now(), subject=message.subject[:300],
+                                                        message_id=message.extra_headers.get("Message-ID", ""),
+                                                        last_error="")
+        _mark(session, step)
+        audit_record(action=f"email.{kind}.sent", subject_type="payment_session", subject_id=session.pk,
+                     account_id=session.account_id, actor=ACTOR, data={"to": to, "subject": message.subject})
+    record.refresh_from_db()
+    return record
+
+
+def _message_id(session: PaymentSession, kind: str) -> str:
+    domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
+    return f"<{kind}.{session.pk}@{domain}>"
+
+
+def _email_context(session: PaymentSession, invoice: Invoice) -> dict[str, Any]:
+    return {"session": session, "invoice": invoice, "amount": money(invoice.gross, invoice.currency),
+            "net": money(invoice.net, invoice.currency), "vat": money(invoice.vat, invoice.currency)}
+
+
+def receipt_send(*, session: PaymentSession, invoice: Invoice, link: AccessLink) -> EmailRecord | None:
+    if not session.customer_email:
+        return None
+
+    def build() -> EmailMultiAlternatives:
+        key = ApiKey.objects.filter(source_session_id=session.pk).first()
+        context = {**_email_context(session, invoice), "access_url": access_url(link), "key": key,
+                   "expires_at": link.expires_at}
+        message = EmailMultiAlternatives(
+            subject=f"Your receipt {invoice.number} from {invoice.seller_name}",
+            body=render_to_string("emails/receipt.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL, to=[session.customer_email],
+            reply_to=[invoice.seller_email] if invoice.seller_email else None,
+            headers={"Message-ID": _message_id(session, EmailRecord.Kind.RECEIPT)},
+        )
+        message.attach_alternative(render_to_string("emails/receipt.html", context), "text/html")
+        pdf = invoice_pdf_bytes(invoice=invoice)
+        if pdf is None:
+            raise FileNotFoundError(f"PDF of {invoice.number} is missing")
+        message.attach(f"{invoice.number}.pdf", pdf, "application/pdf")
+        return message
+
+    return _email_once(session=session, kind=EmailRecord.Kind.RECEIPT, to=session.customer_email,
+                       step="email_sent_at", build=build)
+
+
+def merchant_notify(*, session: PaymentSession, invoice: Invoice) -> EmailRecord | None:
+    merchant_email = session.account.email
+    if not merchant_email:
+        return None
+
+    def build() -> EmailMultiAlternatives:
+        context = _email_context(session, invoice)
+        message = EmailMultiAlternatives(
+            subject=f"Payment received: {context['amount']} ({invoice.number})",
+            body=render_to_string("emails/merchant_paid.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL, to=[merchant_email],
+            headers={"Message-ID": _message_id(session, EmailRecord.Kind.MERCHANT_PAID)},
+        )
+        message.attach_alternative(render_to_string("emails/merchant_paid.html", context), "text/html")
+        return message
+
+    return _email_once(session=session, kind=EmailRecord.Kind.MERCHANT_PAID, to=merchant_email,
+                       step="merchant_notified_at", build=build)

@@ -1,0 +1,170 @@
+import uuid
+from datetime import timedelta
+
+import jwt
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.utils import timezone
+from freezegun import freeze_time
+
+from audit.models import AuditEvent
+from invoices_app import services, tokens
+from invoices_app.models import AccessLink, AccessLinkUse, Invoice
+from keys_app.models import ApiKey
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture
+def fulfilled(paid_session):
+    session = paid_session()
+    services.fulfilment_run(session_id=session.pk)
+    link = AccessLink.objects.get(session=session)
+    return session, link, services.access_token(link)
+
+
+def test_a_valid_link_shows_the_invoice_its_status_and_the_pdf(fulfilled, client):
+    session, link, token = fulfilled
+    invoice = Invoice.objects.get(session=session)
+
+    page = client.get(f"/access/{token}")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert invoice.number in body and "99.99 EUR" in body and "Paid" in body and "Reveal my API key" in body
+    assert page["Cache-Control"].startswith("max-age=0") or "no-store" in page["Cache-Control"]
+
+    pdf = client.get(f"/access/{token}/invoice.pdf")
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+    assert list(AccessLinkUse.objects.filter(link=link).values_list("action", flat=True).order_by("at")) == [
+        "view", "pdf"]
+
+
+def test_an_expired_link_gets_410(fulfilled, client):
+    _, link, token = fulfilled
+    with freeze_time(link.expires_at + timedelta(seconds=1)):
+        response = client.get(f"/access/{token}")
+    assert response.status_code == 410
+    assert "expired" in response.content.decode()
+
+
+def test_the_link_still_works_just_before_it_expires(fulfilled, client):
+    _, link, token = fulfilled
+    with freeze_time(link.expires_at - timedelta(seconds=5)):
+        assert client.get(f"/access/{token}").status_code == 200
+
+
+def test_a_link_lasts_seven_days(fulfilled):
+    _, link, _ = fulfilled
+    assert link.expires_at - link.created_at == timedelta(days=7)
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda t: t[:-3] + ("AAA" if not t.endswith("AAA") else "BBB"),  # signature altered
+    lambda t: t.split(".")[0] + "." + t.split(".")[1][::-1] + "." + t.split(".")[2],  # claims altered
+    lambda t: "not-a-token",
+    lambda t: t + "." + t,
+])
+def test_a_tampered_or_malformed_token_gets_401(fulfilled, client, mangle):
+    _, _, token = fulfilled
+    response = client.get(f"/access/{mangle(token)}")
+    assert response.status_code == 401
+    assert "not valid" in response.content.decode()
+    assert client.get(f"/access/{mangle(token)}/invoice.pdf").status_code == 401
+
+
+def test_a_token_for_another_audience_gets_401(fulfilled, client):
+    session, link, _ = fulfilled
+    other = tokens.token_encode(jti=link.jti, session_id=session.pk, issued_at=int(link.created_at.timestamp()),
+                                expires_at=int(link.expires_at.timestamp()), audience="api")
+    assert client.get(f"/access/{other}").status_code == 401
+
+
+def test_a_token_signed_with_another_secret_gets_401(fulfilled, client):
+    session, link, _ = fulfilled
+    forged = jwt.encode({"iss": "payments", "aud": "access", "sub": str(session.pk), "jti": str(link.jti),
+                         "exp": int(link.expires_at.timestamp())}, "x" * 40, algorithm="HS256")
+    assert client.get(f"/access/{forged}").status_code == 401
+
+
+def test_a_well_signed_token_for_an_unknown_link_gets_401(fulfilled, client):
+    session, link, _ = fulfilled
+    stray = tokens.token_encode(jti=uuid.uuid4(), session_id=session.pk, issued_at=int(link.created_at.timestamp()),
+                                expires_at=int(link.expires_at.timestamp()))
+    assert client.get(f"/access/{stray}").status_code == 401
+
+
+def test_a_token_with_alg_none_gets_401(fulfilled, client):
+    session, link, _ = fulfilled
+    unsigned = jwt.encode({"iss": "payments", "aud": "access", "sub": str(session.pk), "jti": str(link.jti),
+                           "exp": int(link.expires_at.timestamp())}, None, algorithm="none")
+    assert client.get(f"/access/{unsigned}").status_code == 401
+
+
+def test_a_revoked_link_gets_410_and_revoking_is_audited(fulfilled, client):
+    _, link, token = fulfilled
+    services.access_link_revoke(link=link, actor="staff:alice", reason="customer asked")
+    services.access_link_revoke(link=link, actor="staff:alice")  # twice changes nothing
+
+    response = client.get(f"/access/{token}")
+    assert response.status_code == 410 and "revoked" in response.content.decode()
+    assert client.get(f"/access/{token}/invoice.pdf").status_code == 410
+    assert AuditEvent.objects.filter(action="access_link.revoked").count() == 1
+
+
+def test_the_key_is_revealed_once_and_authenticates_to_the_api(fulfilled, settings):
+    session, link, token = fulfilled
+    browser = Client(enforce_csrf_checks=True)
+    page = browser.get(f"/access/{token}")
+    csrf = page.cookies["csrftoken"].value
+
+    # when the buyer reveals the key
+    revealed = browser.post(f"/access/{token}/reveal-key", {"csrfmiddlewaretoken": csrf})
+
+    # then the page shows it once, and it works as an API key
+    assert revealed.status_code == 200
+    plaintext = revealed.context["revealed_key"]
+    assert plaintext.startswith("sk_test_") and plaintext in revealed.content.decode()
+    me = Client().get("/account", HTTP_X_API_KEY=plaintext)
+    assert me.status_code == 200, me.content
+    assert me.json()["email"] == "buyer@example.com"
+
+    # and a second reveal shows only the prefix and last 4
+    again = browser.post(f"/access/{token}/reveal-key", {"csrfmiddlewaretoken": csrf})
+    assert again.status_code == 200 and again.context["revealed_key"] is None
+    assert plaintext not in again.content.decode()
+    key = ApiKey.objects.get(source_session_id=session.pk)
+    assert key.display in again.content.decode() and "already revealed" in again.content.decode()
+    assert "Reveal my API key" not in browser.get(f"/access/{token}").content.decode()
+    assert AuditEvent.objects.filter(action="key.revealed").count() == 1
+
+
+def test_the_reveal_needs_the_csrf_token(fulfilled):
+    _, _, token = fulfilled
+    response = Client(enforce_csrf_checks=True).post(f"/access/{token}/reveal-key")
+    assert response.status_code == 403
+
+
+def test_the_database_never_holds_the_key_in_clear(fulfilled, client):
+    session, link, token = fulfilled
+    reveal = link.session.key_reveal
+    revealed = client.post(f"/access/{token}/reveal-key").context["revealed_key"]
+    assert revealed not in reveal.ciphertext
+    reveal.refresh_from_db()
+    assert reveal.ciphertext == "" and reveal.revealed_at is not None
+
+
+def test_an_access_token_is_signed_hs256_with_the_jwt_secret(fulfilled):
+    _, link, token = fulfilled
+    header = jwt.get_unverified_header(token)
+    claims = jwt.decode(token, settings.JWT_SECRET_KEY, algorithms=["HS256"], audience="access")
+    assert header["alg"] == "HS256"
+    assert claims["jti"] == str(link.jti) and claims["exp"] == int(link.expires_at.timestamp())
+    assert claims["exp"] - claims["iat"] == 7 * 24 * 3600
+    assert timezone.now().timestamp() < claims["exp"]

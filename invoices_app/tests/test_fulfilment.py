@@ -1,0 +1,199 @@
+import hashlib
+import io
+from datetime import timedelta
+from decimal import Decimal
+from smtplib import SMTPServerDisconnected
+
+import pytest
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from pypdf import PdfReader
+
+from audit.models import AuditEvent
+from audit.services import audit_verify
+from invoices_app import services
+from invoices_app.models import AccessLink, EmailRecord, Fulfilment, Invoice, KeyReveal
+from invoices_app.pdf import render_invoice_pdf
+from invoices_app.selectors import invoice_document
+from invoices_app.tests.conftest import create_session, mark_paid
+from keys_app.models import Account, ApiKey
+from keys_app.services import account_update
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+def pdf_text(data: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+
+
+def test_a_paid_session_gets_an_invoice_a_pdf_a_key_a_link_and_two_emails(paid_session, merchant, mailoutbox):
+    # given a merchant with an address, a VAT id and 19 % VAT, and a paid session
+    account_update(account=merchant, actor="test", address="Hauptstr. 1\n10115 Berlin", vat_id="DE123456789",
+                   vat_rate=Decimal("19"), invoice_prefix="ACME")
+    session = paid_session(amount="119.00")
+
+    # when it is fulfilled
+    fulfilment = services.fulfilment_run(session_id=session.pk)
+
+    # then every step happened once, and the fulfilment is complete
+    assert fulfilment.completed_at is not None
+    invoice = Invoice.objects.get(session=session)
+    assert invoice.number == f"ACME-{timezone.now().year}-00001"
+    assert (invoice.net, invoice.vat, invoice.gross) == (Decimal("100.00"), Decimal("19.00"), Decimal("119.00"))
+    assert invoice.seller_vat_id == "DE123456789" and invoice.buyer_email == "buyer@example.com"
+    assert invoice.payment_reference.startswith("pi_test_")
+    text = pdf_text(default_storage.open(invoice.pdf_name).read())
+    assert invoice.number in text and "119.00 EUR" in text and "Acme GmbH" in text and "DE123456789" in text
+    key = ApiKey.objects.get(source_session_id=session.pk)
+    assert key.account.kind == Account.Kind.HOLDER and key.account.email == "buyer@example.com"
+    assert key.mode == "test"
+    assert AccessLink.objects.filter(session=session).count() == 1
+    receipt, notice = sorted(mailoutbox, key=lambda m: m.to[0])[::-1]
+    assert receipt.to == ["buyer@example.com"] and notice.to == ["billing@acme.test"]
+    assert receipt.attachments[0][0] == f"{invoice.number}.pdf"
+    assert key.prefix in receipt.body and "/access/" in receipt.body
+    assert receipt.alternatives[0][1] == "text/html"
+    assert "Payment received" in notice.subject
+    # and every step is in the audit trail, whose chains still verify
+    actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert {"invoice.issued", "invoice.pdf_stored", "fulfilment.key_issued", "access_link.created",
+            "email.receipt.sent", "email.merchant_paid.sent", "fulfilment.completed"} <= actions
+    assert audit_verify() == []
+
+
+def test_fulfilling_a_session_again_changes_nothing(paid_session, mailoutbox):
+    # given a fulfilled session
+    session = paid_session()
+    services.fulfilment_run(session_id=session.pk)
+    Fulfilment.objects.filter(pk=session.pk).update(completed_at=None)  # as if the last step's record was lost
+
+    # when the task runs again, twice
+    services.fulfilment_run(session_id=session.pk)
+    services.fulfilment_run(session_id=session.pk)
+
+    # then nothing is doubled
+    assert Invoice.objects.count() == 1
+    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert AccessLink.objects.count() == 1 and KeyReveal.objects.count() == 1
+    assert len(mailoutbox) == 2
+    assert EmailRecord.objects.filter(sent_at__isnull=False).count() == 2
+
+
+def test_invoice_numbers_count_per_merchant_and_year_without_gaps(merchant, other_merchant):
+    # given paid sessions of two merchants
+    sessions = [create_session(merchant) for _ in range(3)] + [create_session(other_merchant)]
+    for session in sessions:
+        mark_paid(session)
+
+    # when each gets its invoice
+    numbers = [services.invoice_issue(session=s).number for s in sessions]
+
+    # then each merchant counts from 1
+    year = timezone.now().year
+    assert numbers == [f"INV-{year}-00001", f"INV-{year}-00002", f"INV-{year}-00003", f"INV-{year}-00001"]
+
+
+@pytest.mark.parametrize(("gross", "rate", "currency", "net", "vat"), [
+    ("119.00", "19", "EUR", "100.00", "19.00"),
+    ("10.00", "0", "EUR", "10.00", "0.00"),
+    ("9.99", "21", "EUR", "8.26", "1.73"),
+    ("1000", "10", "JPY", "909", "91"),
+    ("1.000", "5", "KWD", "0.952", "0.048"),
+])
+def test_vat_is_split_from_the_gross_amount_in_the_currency_s_minor_units(gross, rate, currency, net, vat):
+    n, v, g = services.vat_split(gross=Decimal(gross), rate=Decimal(rate), currency=currency)
+    assert (str(n), str(v)) == (net, vat)
+    assert n + v == g
+
+
+def test_the_pdf_renders_the_same_bytes_again_on_a4(paid_session):
+    # given an issued invoice
+    invoice = services.invoice_issue(session=paid_session())
+    data = invoice_document(invoice=invoice)
+
+    # when it is rendered twice
+    first, second = render_invoice_pdf(data), render_invoice_pdf(data)
+
+    # then the bytes are identical and the page is A4
+    assert hashlib.sha256(first).digest() == hashlib.sha256(second).digest()
+    box = PdfReader(io.BytesIO(first)).pages[0].mediabox
+    assert (round(float(box.width) * 25.4 / 72), round(float(box.height) * 25.4 / 72)) == (210, 297)
+
+
+def test_a_refund_marks_the_invoice_refunded(paid_session):
+    from invoices_app.receivers import on_session_refunded
+
+    session = paid_session()
+    services.invoice_issue(session=session)
+    on_session_refunded(sender=None, session_id=session.pk, event_id="evt_refund")
+    assert Invoice.objects.get(session=session).status == Invoice.Status.REFUNDED
+    assert AuditEvent.objects.filter(action="invoice.refunded").count() == 1
+
+
+def test_an_smtp_failure_gives_the_claim_back_and_the_retry_sends_once(paid_session, mailoutbox, monkeypatch):
+    # given a session whose receipt fails to send once
+    session = paid_session()
+    real_send = services.EmailMultiAlternatives.send
+    calls = {"n": 0}
+
+    def flaky_send(message, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise SMTPServerDisconnected("connection lost")
+        return real_send(message, *args, **kwargs)
+
+    monkeypatch.setattr(services.EmailMultiAlternatives, "send", flaky_send)
+
+    # when the run fails and is retried
+    with pytest.raises(SMTPServerDisconnected):
+        services.fulfilment_run(session_id=session.pk)
+    record = EmailRecord.objects.get(kind="receipt")
+    assert record.claimed_at is None and record.sent_at is None and "connection lost" in record.last_error
+    services.fulfilment_run(session_id=session.pk)
+
+    # then the receipt went out once
+    assert len([m for m in mailoutbox if m.to == ["buyer@example.com"]]) == 1
+    assert EmailRecord.objects.get(kind="receipt").attempts == 2
+
+
+def test_a_fresh_claim_by_another_attempt_is_not_sent_twice(paid_session, mailoutbox):
+    # given a receipt claimed a moment ago by another worker
+    session = paid_session()
+    services.invoice_pdf_store(invoice=services.invoice_issue(session=session))
+    EmailRecord.objects.create(session=session, kind="receipt", to="buyer@example.com", claimed_at=timezone.now())
+
+    # when this attempt reaches the email step, it backs off
+    with pytest.raises(services.EmailInFlight):
+        services.fulfilment_run(session_id=session.pk)
+    assert mailoutbox == []
+
+    # and once the lease has run out, it sends
+    EmailRecord.objects.update(claimed_at=timezone.now() - timedelta(hours=1))
+    services.fulfilment_run(session_id=session.pk)
+    assert len(mailoutbox) == 2
+
+
+def test_the_safety_net_requeues_only_unfinished_paid_sessions(paid_session, mailoutbox, settings):
+    # given one session fulfilled and one whose task was lost, both paid a while ago
+    done, lost = paid_session(), paid_session(email="other@example.com")
+    services.fulfilment_run(session_id=done.pk)
+    past = timezone.now() - timedelta(minutes=10)
+    type(done).objects.filter(pk__in=[done.pk, lost.pk]).update(paid_at=past)
+
+    # when the safety net runs (tasks run in-process here)
+    queued = services.fulfilment_safety_net()
+
+    # then only the lost one was queued, and it is now complete
+    assert queued == 1
+    assert Fulfilment.objects.get(pk=lost.pk).completed_at is not None
+    assert services.fulfilment_safety_net() == 0
+
+
+def test_a_session_paid_moments_ago_is_left_to_its_own_task(paid_session):
+    paid_session()
+    assert services.fulfilment_safety_net() == 0

@@ -1,0 +1,182 @@
+"""Fulfilment on real Celery workers over the real Redis broker, with a real SMTP server."""
+
+import io
+import re
+import threading
+from decimal import Decimal
+
+import pytest
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.test import Client
+from pypdf import PdfReader
+
+from invoices_app import services
+from invoices_app.models import AccessLink, EmailRecord, Fulfilment, Invoice, InvoiceCounter
+from invoices_app.tests.conftest import (
+    create_session,
+    mark_paid,
+    paid_event_body,
+    post_webhook,
+    use_broker,
+    wait_until,
+)
+from keys_app.models import ApiKey
+from sessions_app.models import PaymentSession, WebhookEvent
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def in_threads(n: int, work) -> list:
+    """Run work(i) in n threads released at once; each thread closes its own DB connection."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+    errors: list = []
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+            results[i] = work(i)
+        except Exception as exc:  # reported below, with the thread's own traceback
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    return results
+
+
+def completed(session) -> bool:
+    return Fulfilment.objects.filter(pk=session.pk, completed_at__isnull=False).exists()
+
+
+def access_link_in(message) -> str:
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    return re.search(r"https?://\S+/access/(\S+)", text).group(1)
+
+
+def test_twenty_concurrent_paid_events_fulfil_once_and_the_email_carries_the_pdf_and_a_working_link(
+        merchant, workers, smtp_server):
+    # given a worker on Redis and an open session
+    workers()
+    session = create_session(merchant, amount="49.90")
+
+    # when 20 signed paid events for it arrive at once (10 distinct ones, each delivered twice)
+    bodies = [paid_event_body(session) for _ in range(10)] * 2
+    responses = in_threads(20, lambda i: post_webhook(Client(), bodies[i]))
+
+    # then every delivery is answered 200, one of them paid the session, and fulfilment completes
+    assert [r.status_code for r in responses] == [200] * 20
+    assert sorted(r.json()["outcome"] for r in responses).count("processed") == 1
+    wait_until(lambda: completed(session), timeout=60, message="fulfilment to complete")
+
+    # with exactly one of everything
+    invoice = Invoice.objects.get(session=session)
+    assert Invoice.objects.count() == 1
+    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert AccessLink.objects.filter(session=session).count() == 1
+    assert EmailRecord.objects.filter(session=session, sent_at__isnull=False).count() == 2
+    assert len(smtp_server.to("buyer@example.com")) == 1
+    assert len(smtp_server.to("billing@acme.test")) == 1
+    assert services.fulfilment_safety_net(older_than_seconds=0) == 0
+
+    # the stored PDF shows the number, the amount and the merchant
+    stored = default_storage.open(invoice.pdf_name).read()
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(stored)).pages)
+    assert invoice.number in text and "49.90 EUR" in text and "Acme GmbH" in text
+
+    # and the email that went through SMTP carries the same PDF and a link that works
+    receipt = smtp_server.to("buyer@example.com")[0]
+    attachment = next(receipt.iter_attachments())
+    assert attachment.get_filename() == f"{invoice.number}.pdf"
+    assert attachment.get_content() == stored
+    assert receipt.get_body(preferencelist=("html",)) is not None
+    key = ApiKey.objects.get(source_session_id=session.pk)
+    assert key.prefix in receipt.get_body(preferencelist=("plain",)).get_content()
+    token = access_link_in(receipt)
+    page = Client().get(f"/access/{token}")
+    assert page.status_code == 200 and invoice.number in page.content.decode()
+    pdf = Client().get(f"/access/{token}/invoice.pdf")
+    assert pdf.status_code == 200 and pdf.content == stored
+
+
+def test_invoice_numbers_stay_gapless_under_twenty_concurrent_payments(merchant):
+    # given 20 paid sessions of one merchant
+    sessions = [create_session(merchant, email=f"b{i}@example.com") for i in range(20)]
+    for session in sessions:
+        mark_paid(session)
+
+    # when their invoices are issued at the same instant, from 20 connections
+    numbers = in_threads(20, lambda i: services.invoice_issue(session=sessions[i]).number)
+
+    # then the numbers are 1..20 with no gap and no repeat
+    year = Invoice.objects.first().year
+    assert sorted(numbers) == [f"INV-{year}-{n:05d}" for n in range(1, 21)]
+    assert InvoiceCounter.objects.get(account=merchant, year=year).last_number == 20
+
+
+def test_a_worker_killed_mid_fulfilment_is_finished_by_the_next_one_without_doubles(
+        merchant, workers, smtp_server, client):
+    # given a worker that will be stopped dead while the SMTP server holds its receipt
+    smtp_server.hold_next = True
+    first = workers()
+    session = create_session(merchant)
+    assert post_webhook(client, paid_event_body(session)).status_code == 200
+    assert smtp_server.entered.wait(timeout=60), "the receipt never reached the SMTP server"
+
+    # when the worker is killed with SIGKILL in the middle of sending
+    first.kill()
+    smtp_server.release.set()
+    assert not completed(session)
+    assert EmailRecord.objects.get(session=session, kind="receipt").sent_at is None
+
+    # and a new worker starts and the safety net re-queues the unfinished fulfilment
+    workers()
+    assert services.fulfilment_safety_net(older_than_seconds=0) == 1
+    wait_until(lambda: completed(session), timeout=60, message="fulfilment to complete after the restart")
+
+    # then everything completed once
+    assert Invoice.objects.count() == 1 and InvoiceCounter.objects.get().last_number == 1
+    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert AccessLink.objects.count() == 1
+    assert len(smtp_server.to("buyer@example.com")) == 1
+    assert len(smtp_server.to("billing@acme.test")) == 1
+    assert EmailRecord.objects.get(session=session, kind="receipt").attempts == 2
+
+
+def test_with_redis_down_the_webhook_is_stored_and_the_safety_net_fulfils_it_later(
+        merchant, own_redis, worker_env, tmp_path, smtp_server, client):
+    from invoices_app.tests.conftest import start_worker
+
+    # given the app's broker is a Redis that is down when the payment arrives
+    use_broker(own_redis.url)
+    session = create_session(merchant, amount="12.34")
+    own_redis.stop()
+
+    # when the paid webhook arrives
+    response = post_webhook(client, paid_event_body(session))
+
+    # then it is answered 200 and stored, and the session is paid
+    assert response.status_code == 200, response.content
+    assert WebhookEvent.objects.filter(session=session, outcome="processed").count() == 1
+    assert PaymentSession.objects.get(pk=session.pk).status == "paid"
+    assert not Fulfilment.objects.filter(pk=session.pk, completed_at__isnull=False).exists()
+
+    # when Redis is back, a worker runs and the safety net does its round
+    own_redis.start()
+    worker = start_worker(env={**worker_env, "REDIS_URL": own_redis.url}, log=tmp_path / "worker.log")
+    try:
+        use_broker(own_redis.url)
+        assert services.fulfilment_safety_net(older_than_seconds=0) == 1
+        wait_until(lambda: completed(session), timeout=60, message="fulfilment after Redis came back")
+    finally:
+        worker.kill()
+
+    # then fulfilment completed, once
+    assert Invoice.objects.get(session=session).gross == Decimal("12.34")
+    assert len(smtp_server.to("buyer@example.com")) == 1

@@ -1,0 +1,89 @@
+"""The customer's access pages, behind a 7-day signed link. No API key, no login."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from invoices_app import selectors, services, tokens
+from invoices_app.models import AccessLink, AccessLinkUse
+
+_ERRORS = {
+    401: ("This link is not valid", "The link is incomplete or was altered. Open it again from your email."),
+    410: ("This link has expired", "Access links work for 7 days. Ask the merchant for a new one."),
+    "revoked": ("This link was revoked", "The merchant has disabled this link. Ask them for a new one."),
+}
+
+
+def _error(request: HttpRequest, kind) -> HttpResponse:
+    title, message = _ERRORS[kind]
+    status = 401 if kind == 401 else 410
+    return render(request, "invoices/access_error.html", {"title": title, "message": message}, status=status)
+
+
+def _resolve(request: HttpRequest, token: str) -> AccessLink | HttpResponse:
+    try:
+        claims = tokens.token_decode(token)
+    except tokens.TokenExpired:
+        return _error(request, 410)
+    except tokens.TokenInvalid:
+        return _error(request, 401)
+    link = selectors.access_link_get(jti=claims.jti)
+    if link is None or str(link.session_id) != claims.session_id:
+        return _error(request, 401)
+    if link.revoked_at:
+        return _error(request, "revoked")
+    return link
+
+
+def _client(request: HttpRequest) -> dict:
+    return {"ip": request.META.get("REMOTE_ADDR"), "user_agent": request.headers.get("User-Agent", "")}
+
+
+def _page(request: HttpRequest, link: AccessLink, token: str, **extra) -> HttpResponse:
+    context = {"view": selectors.access_view(link=link), "token": token, **extra}
+    response = render(request, "invoices/access.html", context)
+    response["Referrer-Policy"] = "no-referrer"  # the token is in the URL
+    return response
+
+
+@never_cache
+@require_GET
+def access_page(request: HttpRequest, token: str) -> HttpResponse:
+    link = _resolve(request, token)
+    if isinstance(link, HttpResponse):
+        return link
+    services.access_link_use_record(link=link, action=AccessLinkUse.Action.VIEW, **_client(request))
+    return _page(request, link, token)
+
+
+@never_cache
+@require_GET
+def access_invoice_pdf(request: HttpRequest, token: str) -> HttpResponse:
+    link = _resolve(request, token)
+    if isinstance(link, HttpResponse):
+        return link
+    # Only the stored file is served: rendering happens on workers, never here.
+    pdf = services.invoice_pdf_bytes(invoice=link.invoice)
+    if pdf is None:
+        response = render(request, "invoices/access_error.html", {
+            "title": "The PDF is being prepared", "message": "Try again in a minute."}, status=503)
+        response["Retry-After"] = "60"
+        return response
+    services.access_link_use_record(link=link, action=AccessLinkUse.Action.PDF, **_client(request))
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{link.invoice.number}.pdf"'
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@never_cache
+@require_POST
+def access_reveal_key(request: HttpRequest, token: str) -> HttpResponse:
+    link = _resolve(request, token)
+    if isinstance(link, HttpResponse):
+        return link
+    plaintext = services.key_reveal(link=link, **_client(request))
+    return _page(request, link, token, revealed_key=plaintext, reveal_refused=plaintext is None)
