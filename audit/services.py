@@ -90,9 +90,36 @@ def audit_record(
             prev_hash=prev_hash,
         )
         event.hash = event_digest(prev_hash=event.prev_hash, fields=_hashed_fields(event))
-        event.save()
-        AuditChain.objects.filter(scope=scope).update(head_hash=event.hash)
+        _append(event)
     return event
+
+
+def _append(event: AuditEvent) -> None:
+    """Insert the link and move the chain's head to it."""
+    if connection.vendor != "postgresql":
+        event.save()
+        AuditChain.objects.filter(scope=event.scope).update(head_hash=event.hash)
+        return
+    # PostgreSQL: both writes in one statement (one round trip fewer on every audited change).
+    quote = connection.ops.quote_name
+    fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(quote(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
+    sql = (
+        f"WITH link AS (INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        f"RETURNING {quote(AuditEvent._meta.pk.column)}) "
+        f"UPDATE {quote(AuditChain._meta.db_table)} SET head_hash = %s WHERE scope = %s "
+        f"RETURNING (SELECT {quote(AuditEvent._meta.pk.column)} FROM link)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, event.hash, event.scope])
+        row = cursor.fetchone()
+    if row is None:  # the chain row is locked by _chain_advance in this transaction: cannot vanish
+        raise RuntimeError(f"audit chain {event.scope} disappeared")
+    event.pk = row[0]
+    event._state.adding = False
+    event._state.db = connection.alias
 
 
 @dataclass(frozen=True)

@@ -496,6 +496,16 @@ class Bench:
             return False
         return fulfilment.available()
 
+    def fulfilment_plan(self) -> str:
+        from bench import fulfilment
+
+        return f"{fulfilment.PAYMENTS} payments, one every {fulfilment.PACE_S} s, one worker"
+
+    def drop_backlog(self) -> None:
+        dropped = self.celery_purge()
+        if dropped:
+            log(f"dropped {dropped} fulfilment tasks queued by the webhook load (not part of any figure)")
+
     def measure_fulfilment(self) -> dict[str, Any]:
         from bench import fulfilment
 
@@ -515,6 +525,13 @@ class Bench:
         endpoints = tuple(ep for ep in ENDPOINTS if not args.only or ep in args.only or ep in BASELINES)
         main = self.pass_(label=f"{args.workers}w", concurrencies=args.concurrency, runs=args.runs,
                           duration=args.duration, endpoints=endpoints)
+        fulfilment = None
+        if self.fulfilment_available() and not args.skip_fulfilment:
+            self.drop_backlog()
+            self.celery_consume(True)
+            log(f"paid -> email: {self.fulfilment_plan()}")
+            fulfilment = self.measure_fulfilment()
+            self.celery_consume(False)
         scaling = None
         if args.scale_workers:
             self.stop_web()
@@ -523,11 +540,7 @@ class Bench:
             scaling = self.pass_(label=f"{args.scale_workers}w", concurrencies=args.scale_concurrency,
                                  runs=args.runs, duration=args.duration, endpoints=endpoints)
         self.stop_web()
-        dropped = self.celery_purge()
-        if dropped:
-            log(f"dropped {dropped} fulfilment tasks queued by the webhook load (not part of any figure)")
-        self.celery_consume(True)
-        fulfilment = self.measure_fulfilment() if self.fulfilment_available() else None
+        self.drop_backlog()
         self.sampler.sample()
         return self.report(started=started, main=main, scaling=scaling, fulfilment=fulfilment)
 
@@ -671,6 +684,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scale-concurrency", type=ints, default=[8])
     parser.add_argument("--only", type=lambda s: s.split(","), default=None,
                         help="hot paths to measure (baselines always run), e.g. webhook,status")
+    parser.add_argument("--skip-fulfilment", action="store_true", help="skip paid->email and the PDF render")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")

@@ -1,6 +1,6 @@
 """Profile one hot path in-process: SQL statements per request and a pyinstrument profile.
 
-    .venv/bin/python bench/profile.py webhook [--requests 300] [--html out.html]
+    .venv/bin/python bench/profile_path.py webhook [--requests 300] [--html out.html]
 
 It uses its own database (recreated, like `make bench`) and the production settings, and calls
 the WSGI application directly, so what it shows is the view's own work without the network.
@@ -29,6 +29,8 @@ def main() -> int:
     parser.add_argument("path", choices=["create_session", "webhook", "status", "insert", "read"])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--html", type=Path, default=None)
+    parser.add_argument("--time-only", action="store_true", help="CPU and wall time per request, no profiler")
+    parser.add_argument("--cprofile", action="store_true", help="cProfile by own CPU time instead of pyinstrument")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
     args = parser.parse_args()
@@ -89,6 +91,27 @@ def main() -> int:
     print(f"{len(queries.captured_queries)} SQL statements in one request:")
     for q in queries.captured_queries:
         print("   ", q["sql"][:160])
+    if args.time_only:
+        cpu, start = time.process_time(), time.perf_counter()
+        for i in range(n):
+            call(i)
+        print(f"{n} requests: {(time.process_time() - cpu) / n * 1000:.2f} ms CPU, "
+              f"{(time.perf_counter() - start) / n * 1000:.2f} ms wall each")
+        return 0
+    if args.cprofile:
+        import cProfile
+        import pstats
+
+        cpu = time.process_time()
+        start = time.perf_counter()
+        with cProfile.Profile() as prof:
+            for i in range(n):
+                call(i)
+        elapsed = time.perf_counter() - start
+        print(f"{n} requests: {(time.process_time() - cpu) / n * 1000:.2f} ms CPU, {elapsed / n * 1000:.2f} ms wall each")
+        pstats.Stats(prof).sort_stats("tottime").print_stats(35)
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(60)
+        return 0
     profiler = Profiler(interval=0.0005)
     start = time.perf_counter()
     with profiler:
