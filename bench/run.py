@@ -47,6 +47,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
 BASELINES = ("hello", "insert", "read")
 HOT_PATHS = ("create_session", "webhook", "status")
 ENDPOINTS = (*BASELINES, *HOT_PATHS)
+BASE_OF = {"create_session": "insert", "webhook": "insert", "status": "read"}
 TARGETS = {
     "create_session": ("insert", 0.6),
     "webhook": ("insert", 0.5),
@@ -298,7 +299,7 @@ class Bench:
         self.workdir = Path(tempfile.mkdtemp(prefix="payments-bench-"))
         self.services: list[Service] = []
         self.sampler = RssSampler()
-        self.web: Service | None = None
+        self.webs: dict[int, tuple[Service, int]] = {}  # workers -> (gunicorn, port)
         self.celery: Service | None = None
         self.results: dict[str, Any] = {}
         self.used_sessions: set[str] = set()
@@ -306,18 +307,18 @@ class Bench:
 
     # -- lifecycle
 
-    def start_web(self, workers: int) -> None:
-        self.web = Service(f"gunicorn-{workers}w", gunicorn_argv(port=self.port, workers=workers), self.env,
-                           self.workdir)
-        self.services.append(self.web)
-        wait_http(f"http://127.0.0.1:{self.port}/_bench/hello", deadline_s=60, service=self.web)
-        self.sampler.watch(f"web_{workers}w", self.web.pid, children=True)
+    def start_web(self, workers: int, port: int) -> None:
+        web = Service(f"gunicorn-{workers}w", gunicorn_argv(port=port, workers=workers), self.env, self.workdir)
+        self.services.append(web)
+        wait_http(f"http://127.0.0.1:{port}/_bench/hello", deadline_s=60, service=web)
+        self.sampler.watch(f"web_{workers}w", web.pid, children=True)
+        self.webs[workers] = (web, port)
 
-    def stop_web(self) -> None:
-        if self.web is not None:
-            self.web.stop()
-            self.services.remove(self.web)
-            self.web = None
+    def stop_webs(self) -> None:
+        for web, _port in self.webs.values():
+            web.stop()
+            self.services.remove(web)
+        self.webs.clear()
 
     def start_celery(self) -> None:
         self.celery_name = f"bench-{secrets.token_hex(3)}@127.0.0.1"
@@ -451,11 +452,12 @@ class Bench:
 
     # -- measuring
 
-    def measure(self, endpoint: str, concurrency: int, duration: float) -> Sample:
+    def measure(self, endpoint: str, concurrency: int, duration: float, port: int | None = None) -> Sample:
         from sessions_app.models import WebhookEvent
 
+        port = port or self.port
         if endpoint != "webhook":
-            sample = run_wrk(port=self.port, requests_file=self.files[endpoint], concurrency=concurrency,
+            sample = run_wrk(port=port, requests_file=self.files[endpoint], concurrency=concurrency,
                              duration=duration, cycle=True)
             if endpoint == "create_session":
                 self.pool_hint = max(self.pool_hint, sample.rps)
@@ -464,7 +466,7 @@ class Bench:
         count = int(max(1500, self.pool_hint * duration * 1.6))
         path = self.webhook_file(count)
         before = WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.PROCESSED).count()
-        sample = run_wrk(port=self.port, requests_file=path, concurrency=concurrency, duration=duration, cycle=False)
+        sample = run_wrk(port=port, requests_file=path, concurrency=concurrency, duration=duration, cycle=False)
         processed = WebhookEvent.objects.filter(outcome=WebhookEvent.Outcome.PROCESSED).count() - before
         # Every answered delivery must have paid its session (stored, transitioned, queued).
         if processed < sample.requests - sample.errors:
@@ -485,6 +487,24 @@ class Bench:
                     log(f"{label} run {rep + 1}/{runs} c={c:<2} {ep:<15} {sample.rps:8.1f} req/s "
                         f"p50 {sample.p50_ms:6.2f} ms p99 {sample.p99_ms:7.2f} ms"
                         + (f"  ERRORS {sample.errors}" if sample.errors else ""))
+        return figures
+
+    def scale_pass(self, *, concurrencies: list[int], runs: int, duration: float,
+                   endpoints: tuple[str, ...]) -> dict[int, dict[str, dict[int, Figure]]]:
+        """Both worker counts served at once on two ports, measured alternately, run by run."""
+        counts = sorted(self.webs)
+        figures = {w: {ep: {c: Figure() for c in concurrencies} for ep in endpoints} for w in counts}
+        for ep in endpoints:
+            self.measure(ep, 8, 1, port=self.webs[counts[-1]][1])
+        for rep in range(runs):
+            for c in concurrencies:
+                for ep in endpoints:
+                    for w in counts:
+                        sample = self.measure(ep, c, duration, port=self.webs[w][1])
+                        figures[w][ep][c].samples.append(sample)
+                        log(f"{w}w run {rep + 1}/{runs} c={c:<2} {ep:<15} {sample.rps:8.1f} req/s "
+                            f"p50 {sample.p50_ms:6.2f} ms p99 {sample.p99_ms:7.2f} ms"
+                            + (f"  ERRORS {sample.errors}" if sample.errors else ""))
         return figures
 
     # -- fulfilment (paid -> invoice PDF -> email)
@@ -520,7 +540,7 @@ class Bench:
         self.sampler.start()
         self.start_celery()
         self.celery_consume(False)
-        self.start_web(args.workers)
+        self.start_web(args.workers, self.port)
         log(f"gunicorn sync x{args.workers} on 127.0.0.1:{self.port}; celery worker {self.celery_name}")
         endpoints = tuple(ep for ep in ENDPOINTS if not args.only or ep in args.only or ep in BASELINES)
         main = self.pass_(label=f"{args.workers}w", concurrencies=args.concurrency, runs=args.runs,
@@ -534,12 +554,11 @@ class Bench:
             self.celery_consume(False)
         scaling = None
         if args.scale_workers:
-            self.stop_web()
-            self.start_web(args.scale_workers)
-            log(f"second pass: gunicorn sync x{args.scale_workers}")
-            scaling = self.pass_(label=f"{args.scale_workers}w", concurrencies=args.scale_concurrency,
-                                 runs=args.runs, duration=args.duration, endpoints=endpoints)
-        self.stop_web()
+            self.start_web(args.scale_workers, free_port())
+            log(f"scaling: gunicorn sync x{args.workers} and x{args.scale_workers}, measured alternately")
+            scaling = self.scale_pass(concurrencies=args.scale_concurrency, runs=args.runs,
+                                      duration=args.duration, endpoints=endpoints)
+        self.stop_webs()
         self.drop_backlog()
         self.sampler.sample()
         return self.report(started=started, main=main, scaling=scaling, fulfilment=fulfilment)
@@ -547,37 +566,41 @@ class Bench:
     def report(self, *, started, main, scaling, fulfilment) -> dict[str, Any]:
         args = self.args
         mb = {role: round(v / 2**20, 1) for role, v in self.sampler.peak.items()}
-        web_rss = mb.get(f"web_{args.workers}w")
+        web_rss = max([v for k, v in mb.items() if k.startswith("web_")], default=None)
         celery_rss = max([v for k, v in mb.items() if k.startswith("celery")], default=None)
+        figures = {}
+        for ep, per_c in main.items():
+            figures[ep] = {}
+            for c, fig in per_c.items():
+                entry = fig.as_dict()
+                base = BASE_OF.get(ep)
+                if base in main:
+                    entry["baseline"] = base
+                    entry["ratio"] = paired_ratio(fig, main[base][c])
+                figures[ep][str(c)] = entry
         result: dict[str, Any] = {
             "date": started.isoformat(timespec="seconds"),
             "machine": machine(),
             "config": {"workers": args.workers, "scale_workers": args.scale_workers, "runs": args.runs,
                        "duration_s": args.duration, "concurrency": args.concurrency,
-                       "server": "gunicorn sync", "celery": "1 worker, prefork, concurrency 1"},
-            "figures": {ep: {str(c): fig.as_dict() for c, fig in per_c.items()} for ep, per_c in main.items()},
+                       "server": "gunicorn sync", "celery": "1 worker, prefork, concurrency 1",
+                       "ratio": "median over runs of (hot path req/s / its baseline's req/s in the same round)"},
+            "figures": figures,
             "rss_mb": mb,
             "fulfilment": fulfilment,
         }
-        if scaling:
-            result["scaling"] = {ep: {str(c): fig.as_dict() for c, fig in per_c.items()} for ep, per_c in scaling.items()}
         targets = []
-
-        def rps(figs, ep, c):
-            return figs.get(ep, {}).get(c).median("rps") if figs.get(ep, {}).get(c) else None
-
         for ep, (base, target) in TARGETS.items():
-            value, baseline = rps(main, ep, 8), rps(main, base, 8)
-            if value is None or baseline is None:
-                continue
-            ratio = value / baseline
-            targets.append({"target": f"{ep} req/s >= {target}x {base} (c=8)", "value": round(ratio, 3),
-                            "ok": ratio >= target})
+            ratio = figures.get(ep, {}).get("8", {}).get("ratio")
+            if ratio is not None:
+                targets.append({"target": f"{ep} req/s >= {target}x {base} (c=8)", "value": ratio,
+                                "ok": ratio >= target})
         create = main.get("create_session", {}).get(8)
         if create:
-            p99 = create.median("p99_ms")
+            p99 = round(create.median("p99_ms"), 1)
             targets.append({"target": f"create_session p99 <= {CREATE_P99_MS:.0f} ms (c=8)", "value": p99,
-                            "ok": p99 <= CREATE_P99_MS})
+                            "ok": p99 <= CREATE_P99_MS,
+                            "note": f"insert baseline p99 {main['insert'][8].median('p99_ms'):.1f} ms in the same run"})
         if fulfilment:
             for key, limit, unit in (("paid_to_email_p50_s", PAID_TO_EMAIL_P50_S, "s"),
                                      ("paid_to_email_p99_s", PAID_TO_EMAIL_P99_S, "s"),
@@ -593,15 +616,26 @@ class Bench:
         targets.append({"target": f"celery worker RSS <= {CELERY_RSS_MB:g} MB", "value": celery_rss,
                         "ok": celery_rss is not None and celery_rss <= CELERY_RSS_MB})
         if scaling:
-            for ep in ENDPOINTS:
+            one, two = scaling[args.workers], scaling[args.scale_workers]
+            result["scaling"] = {}
+            for ep in one:
                 for c in args.scale_concurrency:
-                    one, two = rps(main, ep, c), rps(scaling, ep, c)
-                    if one and two:
-                        targets.append({"target": f"{ep} c={c}: {args.scale_workers}w vs {args.workers}w req/s "
-                                                  f">= {SCALING_MIN_RATIO}", "value": round(two / one, 3),
-                                        "ok": two / one >= SCALING_MIN_RATIO})
+                    ratio = paired_ratio(two[ep][c], one[ep][c])
+                    result["scaling"].setdefault(ep, {})[str(c)] = {
+                        f"{args.workers}w": one[ep][c].as_dict(), f"{args.scale_workers}w": two[ep][c].as_dict(),
+                        "ratio": ratio}
+                    if ep in HOT_PATHS:
+                        targets.append({"target": f"{ep} c={c}: x{args.scale_workers} vs x{args.workers} workers "
+                                                  f"req/s >= {SCALING_MIN_RATIO}", "value": ratio,
+                                        "ok": ratio is not None and ratio >= SCALING_MIN_RATIO})
         result["targets"] = targets
         return result
+
+
+def paired_ratio(fig: Figure, base: Figure) -> float | None:
+    """Median of the run-by-run ratios: each run is compared with the baseline run next to it."""
+    pairs = [a.rps / b.rps for a, b in zip(fig.samples, base.samples, strict=False) if b.rps]
+    return round(statistics.median(pairs), 3) if pairs else None
 
 
 def machine() -> dict[str, Any]:
@@ -627,46 +661,46 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
     figs = result["figures"]
-    base_of = {"create_session": "insert", "webhook": "insert", "status": "read"}
     lines = [f"\nPerformance, {result['date']}, {result['machine']['nproc']} cores ({result['machine']['cpu']}), "
              f"gunicorn sync x{args.workers}, medians of {args.runs} runs x {args.duration:g} s",
              f"{'path':<16}{'c':>3}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}   {'baseline':<10}{'req/s':>10}"
              f"{'p99 ms':>9}{'ratio':>8}",
              "-" * 86]
     for ep in ENDPOINTS:
-        if ep not in figs:
-            continue
-        for c, fig in figs[ep].items():
-            base = base_of.get(ep)
-            b = figs.get(base, {}).get(c) if base else None
-            ratio = (fig["rps"] / b["rps"]) if b and b["rps"] else None
+        for c, fig in figs.get(ep, {}).items():
+            base = fig.get("baseline")
+            b = figs[base][c] if base else None
+            ratio = fig.get("ratio")
             lines.append(f"{ep:<16}{c:>3}{fmt(fig['rps']):>10}{fmt(fig['p50_ms'], 2):>9}{fmt(fig['p99_ms'], 2):>9}   "
                          f"{(base or ''):<10}{fmt(b['rps'] if b else None):>10}"
-                         f"{fmt(b['p99_ms'] if b else None, 2):>9}{fmt(ratio, 2) + 'x' if ratio else '':>8}")
+                         f"{fmt(b['p99_ms'] if b else None, 2):>9}{(fmt(ratio, 2) + 'x') if ratio else '':>8}")
+    lines.append("(ratio: median of run-by-run ratios to the baseline measured in the same round)")
     if result.get("scaling"):
+        w1, w2 = f"{args.workers}w", f"{args.scale_workers}w"
         lines.append("")
-        lines.append(f"Scaling: gunicorn sync x{args.scale_workers} against x{args.workers} (req/s, same run)")
+        lines.append(f"Scaling: gunicorn sync x{args.scale_workers} against x{args.workers}, both served at once "
+                     f"and measured alternately")
         for ep, per_c in result["scaling"].items():
-            for c, fig in per_c.items():
-                one = figs.get(ep, {}).get(c)
-                if one and fig["rps"]:
-                    lines.append(f"{ep:<16}{c:>3}{fmt(fig['rps']):>10}{fmt(fig['p99_ms'], 2):>9} ms p99   "
-                                 f"x{args.workers}: {fmt(one['rps']):>9}   ratio {fig['rps'] / one['rps']:.2f}x")
+            for c, row in per_c.items():
+                lines.append(f"{ep:<16}{c:>3}  x{args.workers}{fmt(row[w1]['rps']):>10} req/s  "
+                             f"x{args.scale_workers}{fmt(row[w2]['rps']):>10} req/s  p99 {fmt(row[w2]['p99_ms'], 1):>7} ms"
+                             f"  ratio {fmt(row['ratio'], 2)}x")
     ful = result.get("fulfilment")
     lines.append("")
     if ful:
-        lines.append(f"Paid to email sent (1 worker, n={ful['count']}): p50 {fmt(ful['paid_to_email_p50_s'], 3)} s, "
-                     f"p99 {fmt(ful['paid_to_email_p99_s'], 3)} s")
+        lines.append(f"Paid to email sent (1 worker, n={ful['count']}, one payment every {ful['pace_s']} s): "
+                     f"p50 {fmt(ful['paid_to_email_p50_s'], 3)} s, p99 {fmt(ful['paid_to_email_p99_s'], 3)} s")
         lines.append(f"Invoice PDF render: median {fmt(ful['pdf_median_ms'])} ms (n={ful['pdf_count']})")
     else:
         lines.append("Paid to email sent / invoice PDF: not yet measurable (fulfilment not built)")
     rss = result["rss_mb"]
-    lines.append("Peak RSS (MB): " + ", ".join(f"{k} {v}" for k, v in sorted(rss.items())))
+    lines.append("Peak RSS per process (MB): " + ", ".join(f"{k} {v}" for k, v in sorted(rss.items())))
     lines.append("")
     lines.append("Targets")
     for t in result["targets"]:
         mark = {True: "ok  ", False: "MISS", None: "n/a "}[t["ok"]]
-        lines.append(f"  [{mark}] {t['target']:<58} {t['value'] if t['value'] is not None else t.get('note', '-')}")
+        value = t["value"] if t["value"] is not None else "-"
+        lines.append(f"  [{mark}] {t['target']:<60} {value}" + (f"  ({t['note']})" if t.get("note") else ""))
     print("\n".join(lines), flush=True)
 
 
