@@ -6,7 +6,7 @@ PORT ?= 8000
 export ALLOW_DEBUG ?= 1
 TEST_WORKERS ?= 2
 
-.PHONY: run test install install-dev lint bench clean
+.PHONY: run up test install install-dev lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,13 @@ run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+# Web, worker and beat together (Procfile), on Redis. `release` (migrate) runs first, alone:
+# honcho stops every process as soon as one exits.
+up: install
+	@test -n "$$REDIS_URL" || { echo "Set REDIS_URL (and DATABASE_URL) first, e.g. REDIS_URL=redis://127.0.0.1:6379/0"; exit 2; }
+	$(BIN)/python manage.py migrate --noinput
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start web worker beat
 
 test: install-dev
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --create-db $(PYTEST_ARGS)

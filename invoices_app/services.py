@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.text import get_valid_filename
 
 from audit.services import audit_record
 from invoices_app import secrets_box, tokens
@@ -148,9 +149,17 @@ def fulfilment_run(*, session_id: uuid.UUID | str) -> Fulfilment | None:
 
 
 def _lock(session: PaymentSession) -> Fulfilment:
-    # Serialise the steps of one session: a second worker waits here, then finds the result.
+    """Serialise the steps of one session: a second worker waits here, then finds the result.
+
+    Lock order matters. PostgreSQL checks foreign keys at COMMIT (Django makes them deferred),
+    which takes a share lock on the session row after we already hold the merchant's audit
+    chain; a webhook for the same session holds that row and waits for the chain. Taking the
+    session row first (FOR NO KEY UPDATE, which does not block other rows referencing it)
+    gives both paths the same order: session, then chain.
+    """
+    PaymentSession.objects.select_for_update(no_key=True).only("pk").get(pk=session.pk)
     fulfilment, _ = Fulfilment.objects.get_or_create(session=session)
-    return Fulfilment.objects.select_for_update().get(pk=fulfilment.pk)
+    return Fulfilment.objects.select_for_update(no_key=True).get(pk=fulfilment.pk)
 
 
 def _mark(session: PaymentSession, field: str) -> None:
@@ -177,7 +186,8 @@ def invoice_issue(*, session: PaymentSession) -> Invoice:
         existing = Invoice.objects.filter(session=session).first()
         if existing:
             return existing
-        account = Account.objects.get(pk=session.account_id)
+        # Same reason as in _lock: the invoice and the counter reference the account row.
+        account = Account.objects.select_for_update(no_key=True).get(pk=session.account_id)
         now = timezone.now()
         counter, _ = InvoiceCounter.objects.get_or_create(account=account, year=now.year)
         # The counter row lock makes numbers gapless: the next number is taken in the same
@@ -206,7 +216,8 @@ def invoice_issue(*, session: PaymentSession) -> Invoice:
 
 @transaction.atomic
 def invoice_mark_refunded(*, session_id: uuid.UUID | str, event_id: str = "") -> Invoice | None:
-    invoice = Invoice.objects.select_for_update().filter(session_id=session_id).first()
+    # NO KEY UPDATE: an access link being created for this invoice must not wait on us.
+    invoice = Invoice.objects.select_for_update(no_key=True).filter(session_id=session_id).first()
     if invoice is None or invoice.status == Invoice.Status.REFUNDED:
         return invoice
     invoice.status = Invoice.Status.REFUNDED
@@ -221,8 +232,13 @@ def invoice_mark_refunded(*, session_id: uuid.UUID | str, event_id: str = "") ->
 # ---------------------------------------------------------------- 2. PDF
 
 
+def invoice_pdf_filename(invoice: Invoice) -> str:
+    # The prefix is the merchant's to choose: keep only what is safe in a path and a header.
+    return get_valid_filename(f"{invoice.number}.pdf")
+
+
 def invoice_pdf_name(invoice: Invoice) -> str:
-    return f"invoices/{invoice.account_id}/{invoice.number}.pdf"
+    return f"invoices/{invoice.account_id}/{invoice_pdf_filename(invoice)}"
 
 
 def invoice_pdf_store(*, invoice: Invoice) -> str:
@@ -356,6 +372,8 @@ def access_link_use_record(*, link: AccessLink, action: str, ip: str | None = No
 def key_reveal(*, link: AccessLink, ip: str | None = None, user_agent: str = "") -> str | None:
     """The buyer's key in plain text, once. None when it was revealed before (or cannot be)."""
     with transaction.atomic():
+        # The link row first: a revocation locks it before the audit chain, and so do we.
+        AccessLink.objects.select_for_update(no_key=True).only("pk").get(pk=link.pk)
         reveal = KeyReveal.objects.select_for_update().filter(session_id=link.session_id).first()
         if reveal is None or reveal.revealed_at or not reveal.ciphertext:
             access_link_use_record(link=link, action=AccessLinkUse.Action.REVEAL_REFUSED, ip=ip,
@@ -416,6 +434,11 @@ def _email_once(*, session: PaymentSession, kind: str, to: str, step: str,
     return record
 
 
+def _one_line(text: str) -> str:
+    # A merchant's name with a line break must not make the header invalid (or inject one).
+    return " ".join(text.split())
+
+
 def _message_id(session: PaymentSession, kind: str) -> str:
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
     return f"<{kind}.{session.pk}@{domain}>"
@@ -435,7 +458,7 @@ def receipt_send(*, session: PaymentSession, invoice: Invoice, link: AccessLink)
         context = {**_email_context(session, invoice), "access_url": access_url(link), "key": key,
                    "expires_at": link.expires_at}
         message = EmailMultiAlternatives(
-            subject=f"Your receipt {invoice.number} from {invoice.seller_name}",
+            subject=_one_line(f"Your receipt {invoice.number} from {invoice.seller_name}"),
             body=render_to_string("emails/receipt.txt", context),
             from_email=settings.DEFAULT_FROM_EMAIL, to=[session.customer_email],
             reply_to=[invoice.seller_email] if invoice.seller_email else None,
@@ -445,7 +468,7 @@ def receipt_send(*, session: PaymentSession, invoice: Invoice, link: AccessLink)
         pdf = invoice_pdf_bytes(invoice=invoice)
         if pdf is None:
             raise FileNotFoundError(f"PDF of {invoice.number} is missing")
-        message.attach(f"{invoice.number}.pdf", pdf, "application/pdf")
+        message.attach(invoice_pdf_filename(invoice), pdf, "application/pdf")
         return message
 
     return _email_once(session=session, kind=EmailRecord.Kind.RECEIPT, to=session.customer_email,
@@ -460,7 +483,7 @@ def merchant_notify(*, session: PaymentSession, invoice: Invoice) -> EmailRecord
     def build() -> EmailMultiAlternatives:
         context = _email_context(session, invoice)
         message = EmailMultiAlternatives(
-            subject=f"Payment received: {context['amount']} ({invoice.number})",
+            subject=_one_line(f"Payment received: {context['amount']} ({invoice.number})"),
             body=render_to_string("emails/merchant_paid.txt", context),
             from_email=settings.DEFAULT_FROM_EMAIL, to=[merchant_email],
             headers={"Message-ID": _message_id(session, EmailRecord.Kind.MERCHANT_PAID)},

@@ -74,7 +74,7 @@ def access_invoice_pdf(request: HttpRequest, token: str) -> HttpResponse:
         return response
     services.access_link_use_record(link=link, action=AccessLinkUse.Action.PDF, **_client(request))
     response = HttpResponse(pdf, content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="{link.invoice.number}.pdf"'
+    response["Content-Disposition"] = f'attachment; filename="{services.invoice_pdf_filename(link.invoice)}"'
     response["Referrer-Policy"] = "no-referrer"
     return response
 

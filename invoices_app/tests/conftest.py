@@ -128,14 +128,15 @@ def smtp_server():
 # ---------------------------------------------------------------- broker and workers
 
 
-def use_broker(url: str | None) -> None:
-    """Point this process's Celery app at a broker (None: back to eager, in-process)."""
+def use_broker(url: str | None, queue: str = "celery") -> None:
+    """Point this process's Celery app at a broker and queue (None: back to eager, in-process)."""
     from kombu import pools
 
     from payments_site.celery import app
 
     app.conf.broker_url = url or "memory://"
     app.conf.task_always_eager = url is None
+    app.conf.task_default_queue = queue
     # Producers are pooled per broker URL, process-wide: drop them all so the next publish
     # connects afresh.
     pools.reset()
@@ -143,16 +144,24 @@ def use_broker(url: str | None) -> None:
     app.amqp._producer_pool = None
 
 
+@dataclass
+class Broker:
+    url: str
+    queue: str
+
+
 @pytest.fixture
 def broker():
+    """The shared Redis, with a queue of this test's own: parallel test processes share the
+    Redis database, and a worker must never take another test's task."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_TEST_URL)
-    client.flushdb()
-    use_broker(REDIS_TEST_URL)
-    yield REDIS_TEST_URL
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    use_broker(REDIS_TEST_URL, queue)
+    yield Broker(REDIS_TEST_URL, queue)
     use_broker(None)
-    client.flushdb()
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     client.close()
 
 
@@ -177,12 +186,12 @@ class Worker:
             self.proc.wait(timeout=30)
 
 
-def start_worker(*, env: dict, log: Path, timeout: float = 60.0) -> Worker:
+def start_worker(*, env: dict, log: Path, queue: str = "celery", timeout: float = 60.0) -> Worker:
     handle = log.open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "payments_site", "worker", "--loglevel", "INFO",
          "--concurrency", "1", "--pool", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-n", f"test-{uuid.uuid4().hex[:8]}@%h"],
+         "-Q", queue, "-n", f"test-{uuid.uuid4().hex[:8]}@%h"],
         cwd=BASE_DIR, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
     )
     handle.close()
@@ -219,7 +228,7 @@ def workers(broker, worker_env, tmp_path):
     started: list[Worker] = []
 
     def start(**extra) -> Worker:
-        worker = start_worker(env={**worker_env, "REDIS_URL": broker, **extra},
+        worker = start_worker(env={**worker_env, "REDIS_URL": broker.url, **extra}, queue=broker.queue,
                               log=tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         return worker
@@ -227,7 +236,7 @@ def workers(broker, worker_env, tmp_path):
     yield start
     for worker in started:
         if worker.proc.poll() is None:
-            os.killpg(worker.proc.pid, signal.SIGTERM)
+            worker.proc.send_signal(signal.SIGTERM)  # warm shutdown, like a deploy
             try:
                 worker.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

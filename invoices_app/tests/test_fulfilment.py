@@ -197,3 +197,69 @@ def test_the_safety_net_requeues_only_unfinished_paid_sessions(paid_session, mai
 def test_a_session_paid_moments_ago_is_left_to_its_own_task(paid_session):
     paid_session()
     assert services.fulfilment_safety_net() == 0
+
+
+def test_a_session_paid_without_an_email_gets_its_invoice_and_the_merchant_is_told(merchant, mailoutbox):
+    session = create_session(merchant, email="")
+    mark_paid(session)
+
+    fulfilment = services.fulfilment_run(session_id=session.pk)
+
+    assert fulfilment.completed_at is not None
+    assert Invoice.objects.filter(session=session).exists()
+    assert not ApiKey.objects.filter(source_session_id=session.pk).exists()
+    assert [m.to for m in mailoutbox] == [["billing@acme.test"]]
+
+
+def test_a_refund_webhook_marks_the_invoice_refunded(paid_session, client, django_capture_on_commit_callbacks):
+    import json
+
+    from sessions_app.providers import stripe_provider
+
+    # given a fulfilled session
+    session = paid_session()
+    services.fulfilment_run(session_id=session.pk)
+
+    # when Stripe reports the charge refunded
+    event = stripe_provider.test_event(session_id=str(session.pk), event_type="charge.refunded",
+                                       amount=session.amount, currency="EUR")
+    event["data"]["object"].update({"object": "charge", "amount_refunded": 9999})
+    body = json.dumps(event)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/webhooks/stripe", body, content_type="application/json",
+                               HTTP_STRIPE_SIGNATURE=stripe_provider.sign(body))
+
+    # then the invoice says so
+    assert response.status_code == 200
+    assert Invoice.objects.get(session=session).status == Invoice.Status.REFUNDED
+
+
+def test_the_paid_signal_queues_fulfilment(merchant, django_capture_on_commit_callbacks, mailoutbox):
+    session = create_session(merchant)
+    with django_capture_on_commit_callbacks(execute=True):
+        mark_paid(session)
+    assert Fulfilment.objects.get(pk=session.pk).completed_at is not None
+
+
+def test_the_fulfil_pending_command_runs_the_safety_net(paid_session, mailoutbox):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    session = paid_session()
+    out = StringIO()
+    call_command("fulfil_pending", "--older-than", "0", stdout=out)
+    assert "1 session(s)" in out.getvalue()
+    assert Fulfilment.objects.get(pk=session.pk).completed_at is not None
+
+
+def test_a_merchant_s_odd_name_and_prefix_stay_out_of_paths_and_headers(paid_session, merchant, mailoutbox):
+    account_update(account=merchant, actor="test", name="Evil\nBcc: x@evil.test", invoice_prefix="../X")
+    session = paid_session()
+
+    services.fulfilment_run(session_id=session.pk)
+
+    invoice = Invoice.objects.get(session=session)
+    folder, _, filename = invoice.pdf_name.rpartition("/")
+    assert folder == f"invoices/{merchant.pk}" and filename.endswith(".pdf") and filename != ".."
+    assert all("\n" not in m.subject for m in mailoutbox) and len(mailoutbox) == 2
