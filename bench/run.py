@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -195,11 +196,16 @@ def service_env(*, database_url: str, redis_url: str, data_dir: Path, web_port: 
 
 
 def gunicorn_argv(*, port: int, workers: int) -> list[str]:
-    # The Procfile's web line, with the worker count as a parameter.
-    return [str(BIN / "gunicorn"), "payments_site.wsgi:application", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--worker-class", "sync", "--keep-alive", "5",
-            "--max-requests", "5000", "--max-requests-jitter", "500", "--backlog", "2048",
-            "--log-level", "warning"]
+    """The Procfile's `web:` command, bound to our port and with the worker count given."""
+    line = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("web:"))
+    argv = shlex.split(line.split(":", 1)[1])
+    for flag, value in (("--bind", f"127.0.0.1:{port}"), ("--workers", str(workers))):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    argv[0] = str(BIN / argv[0])
+    return [*argv, "--log-level", "warning"]
 
 
 def wait_http(url: str, *, deadline_s: float, service: Service) -> None:
@@ -692,7 +698,8 @@ def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
                      f"p50 {fmt(ful['paid_to_email_p50_s'], 3)} s, p99 {fmt(ful['paid_to_email_p99_s'], 3)} s")
         lines.append(f"Invoice PDF render: median {fmt(ful['pdf_median_ms'])} ms (n={ful['pdf_count']})")
     else:
-        lines.append("Paid to email sent / invoice PDF: not yet measurable (fulfilment not built)")
+        why = "skipped (--skip-fulfilment)" if args.skip_fulfilment else "not yet measurable (fulfilment not built)"
+        lines.append(f"Paid to email sent / invoice PDF: {why}")
     rss = result["rss_mb"]
     lines.append("Peak RSS per process (MB): " + ", ".join(f"{k} {v}" for k, v in sorted(rss.items())))
     lines.append("")
