@@ -93,10 +93,15 @@ def main() -> int:
         print("   ", q["sql"][:160])
     if args.time_only:
         cpu, start = time.process_time(), time.perf_counter()
+        walls = []
         for i in range(n):
+            t = time.perf_counter()
             call(i)
+            walls.append((time.perf_counter() - t) * 1000)
+        walls.sort()
         print(f"{n} requests: {(time.process_time() - cpu) / n * 1000:.2f} ms CPU, "
-              f"{(time.perf_counter() - start) / n * 1000:.2f} ms wall each")
+              f"{(time.perf_counter() - start) / n * 1000:.2f} ms wall each; "
+              f"p50 {walls[n // 2]:.2f} ms, p99 {walls[int(n * 0.99)]:.2f} ms, max {walls[-1]:.2f} ms")
         return 0
     if args.cprofile:
         import cProfile
