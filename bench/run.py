@@ -48,6 +48,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
 BASELINES = ("hello", "insert", "read")
 HOT_PATHS = ("create_session", "webhook", "status")
 ENDPOINTS = (*BASELINES, *HOT_PATHS)
+# The order of the runs within a round: each hot path right next to its baseline, so a change
+# in the machine's load between two runs falls on both sides of a ratio as far as it can.
+RUN_ORDER = ("hello", "read", "status", "create_session", "insert", "webhook")
 BASE_OF = {"create_session": "insert", "webhook": "insert", "status": "read"}
 TARGETS = {
     "create_session": ("insert", 0.6),
@@ -548,7 +551,7 @@ class Bench:
         self.celery_consume(False)
         self.start_web(args.workers, self.port)
         log(f"gunicorn sync x{args.workers} on 127.0.0.1:{self.port}; celery worker {self.celery_name}")
-        endpoints = tuple(ep for ep in ENDPOINTS if not args.only or ep in args.only or ep in BASELINES)
+        endpoints = tuple(ep for ep in RUN_ORDER if not args.only or ep in args.only or ep in BASELINES)
         main = self.pass_(label=f"{args.workers}w", concurrencies=args.concurrency, runs=args.runs,
                           duration=args.duration, endpoints=endpoints)
         fulfilment = None
