@@ -29,6 +29,7 @@ def main() -> int:
     parser.add_argument("path", choices=["create_session", "webhook", "status", "insert", "read"])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--html", type=Path, default=None)
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before the requests, as warmup.warm()")
     parser.add_argument("--time-only", action="store_true", help="CPU and wall time per request, no profiler")
     parser.add_argument("--cprofile", action="store_true", help="cProfile by own CPU time instead of pyinstrument")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
@@ -91,6 +92,11 @@ def main() -> int:
     print(f"{len(queries.captured_queries)} SQL statements in one request:")
     for q in queries.captured_queries:
         print("   ", q["sql"][:160])
+    if args.gc_freeze:
+        import gc
+
+        gc.collect()
+        gc.freeze()
     if args.time_only:
         cpu, start = time.process_time(), time.perf_counter()
         walls = []
