@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class KeysAppConfig(AppConfig):
     name = "keys_app"
     verbose_name = "Accounts and API keys"
+
+    def ready(self) -> None:
+        from keys_app import receivers  # noqa: F401 - connects the cache invalidation

@@ -6,8 +6,8 @@ from rest_framework import authentication, exceptions
 
 from keys_app.keygen import hash_key, parse_key
 from keys_app.models import ApiKey
-from keys_app.selectors import key_get_by_hash
-from keys_app.services import key_touch
+from keys_app.selectors import key_get_by_hash, key_get_cached
+from keys_app.services import key_cache_put, key_touch
 from payments_site.errors import ApiError
 
 HEADER = "HTTP_X_API_KEY"
@@ -32,7 +32,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if parse_key(raw) is None:
             raise _unauthorized("api_key_malformed", "The API key is malformed (wrong format or checksum).")
         digest = hash_key(raw)
-        key = key_get_by_hash(key_hash=digest)
+        key = key_get_cached(key_hash=digest)
+        cached = key is not None
+        if not cached:
+            key = key_get_by_hash(key_hash=digest)
         # The lookup is by a hash of the key, so timing reveals nothing about stored keys;
         # the comparison guards against a collation-insensitive match all the same.
         if key is None or not hmac.compare_digest(key.key_hash, digest):
@@ -42,6 +45,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if key.is_expired():
             raise _unauthorized("api_key_expired", "This API key has expired.")
         key_touch(key=key)
+        if not cached:
+            key_cache_put(key=key)
         return key.account, key
 
     def authenticate_header(self, request):

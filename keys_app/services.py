@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,8 @@ from django.utils import timezone
 from audit.services import audit_record
 from keys_app.keygen import generate_key, hash_key
 from keys_app.models import Account, ApiKey, Mode
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def key_revoke(*, key: ApiKey, actor: str) -> ApiKey:
     key.save(update_fields=["status", "revoked_at"])
     audit_record(action="key.revoked", subject_type="api_key", subject_id=key.pk, account_id=key.account_id,
                  actor=actor, before=before, after=_key_summary(key))
-    transaction.on_commit(lambda: key_cache_forget(key_hash=key.key_hash))
+    key_cache_forget(key_hash=key.key_hash)
     return key
 
 
@@ -122,7 +125,7 @@ def key_rotate(*, key: ApiKey, overlap: timedelta, actor: str) -> IssuedKey:
     key.save(update_fields=["replaced_by", "status", "revoked_at", "expires_at"])
     audit_record(action="key.rotated", subject_type="api_key", subject_id=key.pk, account_id=key.account_id,
                  actor=actor, before=before, after={**_key_summary(key), "replaced_by": issued.api_key.pk})
-    transaction.on_commit(lambda: key_cache_forget(key_hash=key.key_hash))
+    key_cache_forget(key_hash=key.key_hash)
     return issued
 
 
@@ -144,12 +147,68 @@ def key_touch(*, key: ApiKey) -> None:
         key.last_used_at = now
 
 
-def key_cache_forget(*, key_hash: str) -> None:
+# Left in the cache by key_cache_forget: readers treat it as a miss, and key_cache_put (an
+# add, not a set) cannot replace it with a copy read before the change was committed.
+KEY_CACHE_TOMBSTONE = "forgotten"
+
+
+def key_cache_put(*, key: ApiKey) -> None:
+    """Cache an active key that was just read and touched, until its next touch is due.
+
+    The entry expires when `last_used_at` would be refreshed, so a cached key never needs a
+    write, and at most API_KEY_CACHE_SECONDS after it was read.
+    """
     from django.core.cache import cache
 
     from keys_app.selectors import key_cache_key
 
-    cache.delete(key_cache_key(key_hash))
+    lifetime = settings.API_KEY_CACHE_SECONDS
+    if lifetime <= 0 or key.status != ApiKey.Status.ACTIVE:
+        return
+    if key.last_used_at is not None:
+        touch_due = settings.API_KEY_TOUCH_INTERVAL_SECONDS - (timezone.now() - key.last_used_at).total_seconds()
+        lifetime = min(lifetime, int(touch_due))
+    if key.expires_at is not None:
+        lifetime = min(lifetime, int((key.expires_at - timezone.now()).total_seconds()))
+    if lifetime < 1:
+        return
+    try:
+        cache.add(key_cache_key(key.key_hash), key, timeout=lifetime)
+    except Exception:
+        logger.warning("API key cache unavailable; key not cached", exc_info=True)
+
+
+def _key_cache_tombstone(key_hashes: list[str]) -> None:
+    from django.core.cache import cache
+
+    from keys_app.selectors import key_cache_key
+
+    if not key_hashes:
+        return
+    try:
+        cache.set_many({key_cache_key(h): KEY_CACHE_TOMBSTONE for h in key_hashes},
+                       timeout=max(settings.API_KEY_CACHE_SECONDS, 1) * 2)
+    except Exception:
+        # The entry then lives out its lifetime (API_KEY_CACHE_SECONDS at most).
+        logger.error("API key cache unavailable; a changed key may be served from the cache until it expires",
+                     exc_info=True)
+
+
+def key_cache_forget(*, key_hash: str) -> None:
+    """Drop a changed key from the cache: now, and again once the change is committed.
+
+    Now, so that the change counts at once for this process (and for tests that never commit);
+    again after the commit, in case another request re-read the key in between.
+    """
+    _key_cache_tombstone([key_hash])
+    transaction.on_commit(lambda: _key_cache_tombstone([key_hash]))
+
+
+def account_keys_forget(*, account_id: int) -> None:
+    """A cached key carries its account: when the account changes, forget all its keys."""
+    hashes = list(ApiKey.objects.filter(account_id=account_id).values_list("key_hash", flat=True))
+    _key_cache_tombstone(hashes)
+    transaction.on_commit(lambda: _key_cache_tombstone(hashes))
 
 
 @dataclass(frozen=True)

@@ -422,3 +422,11 @@ _PROVIDER_BEAT_SCHEDULE = {
     "web3-poll-open-sessions": {"task": "sessions_app.crypto.tasks.web3_poll", "schedule": float(WEB3_POLL_SECONDS)},
 }
 CELERY_BEAT_SCHEDULE = {**globals().get("CELERY_BEAT_SCHEDULE", {}), **_PROVIDER_BEAT_SCHEDULE}
+
+# --- Performance ---
+# An authenticated API key (with its account) is cached for at most this long; revoking,
+# rotating or saving a key or its account drops it at once. 0 turns the cache off.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60)
+if REDIS_URL:
+    # A slow or unreachable cache must cost a request a second at most, never hang it.
+    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}

@@ -211,12 +211,15 @@ class CreateSessionApi(APIView):
             session = session_create(account=account, api_key=api_key, **serializer.validated_data)
             return 201, session_payload(session, with_web3=True)
 
+        key = request.headers.get("Idempotency-Key")
         stored = idempotent(
             account=account,
-            key=request.headers.get("Idempotency-Key"),
-            # The key's mode is part of the request: a live key must never be handed a test session.
-            fingerprint=request_fingerprint({"mode": api_key.mode,
-                                             "body": json.loads(json.dumps(request.data, default=str))}),
+            key=key,
+            # Only a request with a key is ever compared with another. The key's mode is part of
+            # the request: a live key must never be handed a test session.
+            fingerprint=(request_fingerprint({"mode": api_key.mode,
+                                              "body": json.loads(json.dumps(request.data, default=str))})
+                         if key else ""),
             produce=produce,
         )
         response = Response(stored.body, status=stored.status_code)

@@ -1,0 +1,90 @@
+"""A webhook is stored once and pays its session once, however many copies arrive together."""
+
+import json
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from audit.models import AuditEvent
+from audit.services import audit_verify
+from sessions_app.models import PaymentSession, Status, WebhookEvent
+from sessions_app.providers import stripe_provider
+from sessions_app.services import session_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def deliver_concurrently(bodies: list[str]) -> list[dict]:
+    barrier = threading.Barrier(len(bodies))
+    results: list = [None] * len(bodies)
+    errors: list = []
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+            response = Client().post("/webhooks/stripe", bodies[i], content_type="application/json",
+                                     HTTP_STRIPE_SIGNATURE=stripe_provider.sign(bodies[i]))
+            assert response.status_code == 200, response.content
+            results[i] = response.json()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    return results
+
+
+def paid_event(session: PaymentSession) -> str:
+    return json.dumps(stripe_provider.test_event(session_id=str(session.pk), event_type="payment_intent.succeeded",
+                                                 amount=session.amount, currency=session.currency))
+
+
+def test_twenty_copies_of_one_event_are_stored_once_and_pay_once(merchant):
+    # given an open session and one signed event delivered 20 times at the same instant
+    session = session_create(account=merchant, api_key=merchant.api_key, amount=Decimal("10.00"))
+    body = paid_event(session)
+
+    results = deliver_concurrently([body] * 20)
+
+    # then one delivery processed it, the others were told it was a duplicate
+    outcomes = sorted(r["outcome"] for r in results)
+    assert outcomes == ["duplicate"] * 19 + ["processed"]
+    assert WebhookEvent.objects.filter(session=session).count() == 1
+    assert PaymentSession.objects.get(pk=session.pk).status == Status.PAID
+    assert AuditEvent.objects.filter(subject_id=str(session.pk), action="session.paid").count() == 1
+    assert audit_verify() == []
+
+
+def test_twenty_different_paid_events_for_one_session_make_one_transition(merchant):
+    # given 20 distinct succeeded events for the same session, delivered together
+    session = session_create(account=merchant, api_key=merchant.api_key, amount=Decimal("10.00"))
+
+    results = deliver_concurrently([paid_event(session) for _ in range(20)])
+
+    # then the session was paid once; every other event was stored and ignored
+    assert sorted(r["outcome"] for r in results) == ["ignored"] * 19 + ["processed"]
+    assert WebhookEvent.objects.filter(session=session).count() == 20
+    assert AuditEvent.objects.filter(subject_id=str(session.pk), action="session.paid").count() == 1
+    assert audit_verify() == []
+
+
+def test_an_unmatched_event_is_stored_once(client):
+    body = json.dumps(stripe_provider.test_event(session_id="00000000-0000-0000-0000-000000000000",
+                                                 event_type="payment_intent.succeeded", amount=Decimal("1.00"),
+                                                 currency="EUR"))
+    first = client.post("/webhooks/stripe", body, content_type="application/json",
+                        HTTP_STRIPE_SIGNATURE=stripe_provider.sign(body))
+    second = client.post("/webhooks/stripe", body, content_type="application/json",
+                         HTTP_STRIPE_SIGNATURE=stripe_provider.sign(body))
+
+    assert (first.json()["outcome"], second.json()["outcome"]) == ("unmatched", "duplicate")
+    assert WebhookEvent.objects.filter(outcome="unmatched").count() == 1
