@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from payments_site.wsgi import application
-from sessions_app.providers import stripe_provider
+from sessions_app.providers import onecom_provider, stripe_provider, web3_provider
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]
@@ -39,18 +39,33 @@ UNLIMITED = {scope: "100000/min" for scope in (
 
 
 
+def _resign(environ) -> None:
+    path = environ.get("PATH_INFO")
+    if path == "/webhooks/stripe" and environ.get("HTTP_STRIPE_SIGNATURE") is not None:
+        sign = lambda body: {"HTTP_STRIPE_SIGNATURE": stripe_provider.sign(body)}  # noqa: E731
+    elif path == "/webhooks/onecom" and environ.get("HTTP_WEBHOOK_SIGNATURE") is not None:
+        # The generated webhook-id stays: it is the event id the receiver stores.
+        sign = lambda body: {"HTTP_" + name.upper().replace("-", "_"): value  # noqa: E731
+                             for name, value in onecom_provider.sign(
+                                 body, msg_id=environ.get("HTTP_WEBHOOK_ID") or None).items()}
+    elif path == "/webhooks/web3" and environ.get("HTTP_WEB3_SIGNATURE") is not None:
+        sign = lambda body: {"HTTP_WEB3_SIGNATURE": web3_provider.sign(body)}  # noqa: E731
+    else:
+        return
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    try:
+        environ.update(sign(body.decode("utf-8")))
+    except UnicodeDecodeError:
+        pass
+
+
 def signing_app(environ, start_response):
-    """Stripe signs what it sends: re-sign each generated webhook body that carries a signature
+    """Providers sign what they send: re-sign each generated webhook body that carries a signature
     header, so the fuzzer reaches past verification into parsing and storage. (A missing header
     stays missing; unsigned and badly signed bodies have their own tests.)"""
-    if environ.get("PATH_INFO") == "/webhooks/stripe" and environ.get("HTTP_STRIPE_SIGNATURE") is not None:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
-        try:
-            environ["HTTP_STRIPE_SIGNATURE"] = stripe_provider.sign(body.decode("utf-8"))
-        except UnicodeDecodeError:
-            pass
+    _resign(environ)
     return application(environ, start_response)
 
 
