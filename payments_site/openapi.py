@@ -3,6 +3,7 @@ headers, and the provider webhooks (plain Django views, so they are described he
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -113,10 +114,11 @@ _STRIPE_EVENT = {
 
 _ONECOM_EVENT = {
     "type": "object",
-    "description": "A One.com callback. Handled types: payment.processing|succeeded|failed|expired; others are "
-                   "stored and ignored. For payment.succeeded, amount and currency must equal the session's.",
+    "description": "A One.com callback. For payment.succeeded, amount and currency must equal the session's.",
     "properties": {
-        "type": {"type": "string", "example": "payment.succeeded"},
+        "type": {"type": "string", "enum": ["payment.processing", "payment.succeeded", "payment.failed",
+                                            "payment.expired"],
+                 "description": "The contract's types; any other is stored and ignored."},
         "data": {
             "type": "object",
             "properties": {
@@ -137,7 +139,7 @@ _WEB3_HINT = {
     "type": "object",
     "description": "An address-activity notification. Only a hint: the chain is read to see what was paid.",
     "properties": {
-        "chain_id": {"type": "integer", "example": 1, "description": "Must equal WEB3_CHAIN_ID."},
+        "chain_id": {"type": "integer", "description": "The chain this server verifies on (WEB3_CHAIN_ID)."},
         "address": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$", "description": "A session's address."},
         "tx_hash": {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$", "description": "Optional."},
     },
@@ -226,10 +228,23 @@ def add_webhook_paths(result: dict[str, Any], generator, request, public) -> dic
         "required": ["error"],
     })
     for path, item in WEBHOOK_PATHS.items():
-        result["paths"].setdefault(path, item)
+        result["paths"].setdefault(path, copy.deepcopy(item))
+    _web3_chain_id(result)
     _drop_blank_format_defaults(result)
     _add_session_links(result)
     return result
+
+
+def _web3_chain_id(result: dict[str, Any]) -> None:
+    """The one chain this server verifies on is a setting: say which."""
+    from django.conf import settings
+
+    operation = result["paths"].get("/webhooks/web3", {}).get("post")
+    if operation is None:
+        return
+    chain_id = operation["requestBody"]["content"]["application/json"]["schema"]["properties"]["chain_id"]
+    chain_id["enum"] = [settings.WEB3_CHAIN_ID]
+    chain_id["example"] = settings.WEB3_CHAIN_ID
 
 
 _SESSION_LINKS = {

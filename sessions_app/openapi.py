@@ -105,6 +105,10 @@ def refine_schema(result, generator, request, public):
 
     from sessions_app import currencies
 
+    onecom = result.get("paths", {}).get("/webhooks/onecom", {}).get("post")
+    if onecom is not None:
+        data = onecom["requestBody"]["content"]["application/json"]["schema"]["properties"]["data"]
+        data["properties"]["currency"]["enum"] = sorted(currencies.EXPONENTS)
     body = result.get("components", {}).get("schemas", {}).get("CreateSessionInputRequest")
     if body is None:
         return result
