@@ -123,3 +123,35 @@ def test_a_created_session_survives_any_sequence_of_its_linked_operations(data, 
             generation_mode=mode, path_parameters={"session_id": session_id}), label=operation_id)
         # then no answer is a 5xx or off the schema
         case.call_and_validate(headers=headers, checks=CHECKS)
+
+
+# What the fuzzer found, pinned: each answer is a 400 naming the field once.
+@pytest.mark.parametrize(("body", "code", "field", "says"), [
+    ({"web3_asset": {"type": "native", "symbol": "ETH", "decimals": 18.5}}, "web3_asset_invalid", "web3_asset",
+     "decimals"),
+    ({"web3_asset": []}, "web3_asset_invalid", "web3_asset", "object"),
+    ({"web3_xpub": "not-an-xpub"}, "web3_xpub_invalid", "web3_xpub", "public key"),
+    ({"enabled_providers": [[]]}, "enabled_providers_invalid_choice", "enabled_providers", "choice"),
+])
+def test_odd_web3_setups_are_refused_with_their_field(api, body, code, field, says):
+    response = api.patch("/account", body, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == (code, field)
+    assert says in error["message"]
+
+
+def test_a_web3_transaction_without_a_configured_chain_is_a_503_in_the_error_shape(api, anon, settings):
+    # given a merchant taking crypto, and no node configured
+    settings.WEB3_PROVIDER_URL = ""
+    xpub = ("xpub6DyUKdwoLWmUJ4Tn9Bbsdtx7B5Ws18mEN19e5HT52ikE53FiUheSQXrZUNPovqfyKmw4579A1Mm3GXXKM39N64uooBfJ4tN"
+            "AzFsEbodRTx4")
+    assert api.patch("/account", {"web3_xpub": xpub, "web3_asset": {"type": "native", "symbol": "ETH", "decimals": 18},
+                                  "enabled_providers": ["web3"]}, format="json").status_code == 200
+    session = api.post("/create_session", {"amount": "10.00", "currency": "EUR"}, format="json").json()
+    # when the checkout page submits a transaction
+    response = anon.post(f"/session/{session['session_id']}/web3/tx", {"tx_hash": "0x" + "ab" * 32}, format="json")
+    # then the answer says the chain is unavailable, in the one error shape
+    assert response.status_code == 503
+    assert response.json() == {"error": {"code": "chain_unavailable", "message": "WEB3_PROVIDER_URL is not set.",
+                                         "field": None}}
