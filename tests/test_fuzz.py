@@ -39,24 +39,31 @@ UNLIMITED = {scope: "100000/min" for scope in (
 
 
 
+def _onecom_headers(body: str, environ) -> dict[str, str]:
+    # The generated webhook-id stays: it is the event id the receiver stores.
+    signed = onecom_provider.sign(body, msg_id=environ.get("HTTP_WEBHOOK_ID") or None)
+    return {"HTTP_" + name.upper().replace("-", "_"): value for name, value in signed.items()}
+
+
+# Path -> (the signature header as WSGI names it, what re-signs a body).
+SIGNERS = {
+    "/webhooks/stripe": ("HTTP_STRIPE_SIGNATURE",
+                         lambda body, environ: {"HTTP_STRIPE_SIGNATURE": stripe_provider.sign(body)}),
+    "/webhooks/onecom": ("HTTP_WEBHOOK_SIGNATURE", _onecom_headers),
+    "/webhooks/web3": ("HTTP_WEB3_SIGNATURE",
+                       lambda body, environ: {"HTTP_WEB3_SIGNATURE": web3_provider.sign(body)}),
+}
+
+
 def _resign(environ) -> None:
-    path = environ.get("PATH_INFO")
-    if path == "/webhooks/stripe" and environ.get("HTTP_STRIPE_SIGNATURE") is not None:
-        sign = lambda body: {"HTTP_STRIPE_SIGNATURE": stripe_provider.sign(body)}  # noqa: E731
-    elif path == "/webhooks/onecom" and environ.get("HTTP_WEBHOOK_SIGNATURE") is not None:
-        # The generated webhook-id stays: it is the event id the receiver stores.
-        sign = lambda body: {"HTTP_" + name.upper().replace("-", "_"): value  # noqa: E731
-                             for name, value in onecom_provider.sign(
-                                 body, msg_id=environ.get("HTTP_WEBHOOK_ID") or None).items()}
-    elif path == "/webhooks/web3" and environ.get("HTTP_WEB3_SIGNATURE") is not None:
-        sign = lambda body: {"HTTP_WEB3_SIGNATURE": web3_provider.sign(body)}  # noqa: E731
-    else:
+    header, sign = SIGNERS.get(environ.get("PATH_INFO"), (None, None))
+    if header is None or environ.get(header) is None:
         return
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(body)
     try:
-        environ.update(sign(body.decode("utf-8")))
+        environ.update(sign(body.decode("utf-8"), environ))
     except UnicodeDecodeError:
         pass
 
