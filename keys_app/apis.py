@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from django.core.serializers.json import DjangoJSONEncoder
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,13 +11,42 @@ from keys_app.models import PROVIDERS, Account
 from keys_app.services import account_update
 from payments_site.openapi import RETRY_AFTER, errors
 
+_ASSET_COMMON = {
+    "symbol": {"type": "string", "example": "ETH",
+               "description": "1-11 letters or digits; stored in upper case."},
+    "decimals": {"type": "integer", "minimum": 0, "maximum": 36, "example": 18},
+}
 
-def _invalid(field: str, exc: web3_setup.SetupInvalid) -> serializers.ValidationError:
-    return serializers.ValidationError({field: serializers.ErrorDetail(str(exc), code=exc.code)})
+
+@extend_schema_field({
+    "oneOf": [
+        {"type": "object", "title": "Native", "additionalProperties": False,
+         "properties": {"type": {"type": "string", "enum": ["native"]}, **_ASSET_COMMON},
+         "required": ["type", "symbol", "decimals"]},
+        {"type": "object", "title": "ERC-20", "additionalProperties": False,
+         "properties": {"type": {"type": "string", "enum": ["erc20"]}, **_ASSET_COMMON,
+                        "address": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$",
+                                    "description": "The token contract."},
+                        "currency": {"type": "string", "example": "EUR",
+                                     "description": "A stablecoin's ISO 4217 currency: priced 1:1 in it only."}},
+         "required": ["type", "symbol", "decimals", "address"]},
+    ],
+    "description": "The asset customers pay in; null for none.",
+})
+class Web3AssetField(serializers.JSONField):
+    pass
+
+
+def _invalid(exc: web3_setup.SetupInvalid) -> serializers.ValidationError:
+    # Raised from validate_<field>: DRF files it under that field already.
+    return serializers.ValidationError(serializers.ErrorDetail(str(exc), code=exc.code))
 
 
 class AccountApi(APIView):
     class OutputSerializer(serializers.ModelSerializer):
+        enabled_providers = serializers.ListField(child=serializers.ChoiceField(choices=PROVIDERS))
+        web3_asset = Web3AssetField(allow_null=True)
+
         class Meta:
             model = Account
             fields = ["id", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at",
@@ -32,7 +62,8 @@ class AccountApi(APIView):
         enabled_providers = serializers.ListField(child=serializers.ChoiceField(choices=PROVIDERS), required=False,
                                                   allow_empty=False, max_length=len(PROVIDERS))
         web3_xpub = serializers.CharField(max_length=200, required=False, allow_blank=True)
-        web3_asset = serializers.JSONField(required=False, allow_null=True)
+        # JSON numbers arrive as Decimal (parsers.py): let them through to asset_validate, which names the problem.
+        web3_asset = Web3AssetField(required=False, allow_null=True, encoder=DjangoJSONEncoder)
 
         def validate_enabled_providers(self, value):
             return [name for name in PROVIDERS if name in value]
@@ -41,13 +72,13 @@ class AccountApi(APIView):
             try:
                 return web3_setup.xpub_validate(value)
             except web3_setup.SetupInvalid as exc:
-                raise _invalid("web3_xpub", exc) from None
+                raise _invalid(exc) from None
 
         def validate_web3_asset(self, value):
             try:
                 return web3_setup.asset_validate(value)
             except web3_setup.SetupInvalid as exc:
-                raise _invalid("web3_asset", exc) from None
+                raise _invalid(exc) from None
 
         def validate(self, attrs):
             unknown = set(self.initial_data) - set(self.fields) if isinstance(self.initial_data, dict) else set()

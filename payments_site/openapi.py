@@ -3,6 +3,7 @@ headers, and the provider webhooks (plain Django views, so they are described he
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -51,6 +52,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state (e.g. the session is no longer open).",
     413: "The body is too large.",
     415: "The body is not JSON.",
+    422: "Well-formed but cannot be done: `error.code` says why.",
     429: "Too many requests: wait `Retry-After` seconds.",
     503: "The endpoint is not configured on this server.",
 }
@@ -110,24 +112,65 @@ _STRIPE_EVENT = {
 }
 
 
-def _webhook_operation(*, summary: str, description: str, signature_header: dict[str, Any], body: dict[str, Any]):
+_ONECOM_EVENT = {
+    "type": "object",
+    "description": "A One.com callback. For payment.succeeded, amount and currency must equal the session's.",
+    "properties": {
+        "type": {"type": "string", "enum": ["payment.processing", "payment.succeeded", "payment.failed",
+                                            "payment.expired"],
+                 "description": "The contract's types; any other is stored and ignored."},
+        "data": {
+            "type": "object",
+            "properties": {
+                "session_id": {"type": "string", "format": "uuid", "description": "Our session id (`reference`)."},
+                "payment_id": {"type": "string", "example": "pay_8c1d0e..."},
+                "amount": {"type": "string", "pattern": r"^\d+(\.\d+)?$", "example": "99.99",
+                           "description": "A decimal string in major units, never a JSON number."},
+                "currency": {"type": "string", "example": "EUR"},
+                "reason": {"type": "string", "description": "For payment.failed: the decline reason."},
+            },
+            "required": ["session_id", "payment_id", "amount", "currency"],
+        },
+    },
+    "required": ["type", "data"],
+}
+
+_WEB3_HINT = {
+    "type": "object",
+    "description": "An address-activity notification. Only a hint: the chain is read to see what was paid.",
+    "properties": {
+        "chain_id": {"type": "integer", "description": "The chain this server verifies on (WEB3_CHAIN_ID)."},
+        "address": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$", "description": "A session's address."},
+        "tx_hash": {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$", "description": "Optional."},
+    },
+    "required": ["chain_id", "address"],
+}
+
+
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": description}
+
+
+def _webhook_operation(*, operation_id: str, summary: str, description: str, headers: list[dict[str, Any]],
+                       body: dict[str, Any], bad_request: str = "Unsigned, badly signed, stale, or not an event.",
+                       unavailable: str = "No webhook secret is configured."):
     error = {"content": _json(_ref("Error"))}
     return {
         "post": {
-            "operationId": summary.lower().replace(" ", "_"),
+            "operationId": operation_id,
             "summary": summary,
             "description": description,
             "tags": ["webhooks"],
             "security": [],
-            "parameters": [signature_header],
+            "parameters": headers,
             "requestBody": {"required": True, "content": _json(body)},
             "responses": {
                 "200": {"description": "Verified and stored (or recognised as a duplicate).",
                         "content": _json(_WEBHOOK_ACK)},
-                "400": {"description": "Unsigned, badly signed, stale, or not an event.", **error},
+                "400": {"description": bad_request, **error},
                 "413": {"description": _DESCRIPTIONS[413], **error},
                 "415": {"description": _DESCRIPTIONS[415], **error},
-                "503": {"description": "No webhook secret is configured.", **error},
+                "503": {"description": unavailable, **error},
             },
         }
     }
@@ -135,15 +178,43 @@ def _webhook_operation(*, summary: str, description: str, signature_header: dict
 
 WEBHOOK_PATHS: dict[str, dict[str, Any]] = {
     "/webhooks/stripe": _webhook_operation(
+        operation_id="receive_stripe_webhook",
         summary="Receive Stripe webhook",
         description="Stripe calls this. The body must be the exact bytes Stripe signed, at most 256 KiB, "
                     "`Content-Type: application/json`. Signatures older or newer than the tolerance "
                     "(300 s) are refused. The same event id is processed once.",
-        signature_header={"name": "Stripe-Signature", "in": "header", "required": True,
-                          "schema": {"type": "string"},
-                          "description": "`t=<unix time>,v1=<hex HMAC-SHA256(secret, \"t.body\")>`; several "
-                                         "`v1` during a secret rotation."},
+        headers=[_header("Stripe-Signature", "`t=<unix time>,v1=<hex HMAC-SHA256(secret, \"t.body\")>`; several "
+                                             "`v1` during a secret rotation.")],
         body=_STRIPE_EVENT,
+    ),
+    "/webhooks/onecom": _webhook_operation(
+        operation_id="receive_onecom_webhook",
+        summary="Receive One.com webhook",
+        description="One.com calls this with a [Standard Webhooks](https://www.standardwebhooks.com/) signature "
+                    "made with ONECOM_WEBHOOK_SECRET. At most 64 KiB, `Content-Type: application/json`. A timestamp "
+                    "more than 5 minutes off is refused. The same `webhook-id` is processed once.",
+        headers=[
+            _header("webhook-id", "The event id; a resend keeps it."),
+            _header("webhook-timestamp", "Unix seconds."),
+            _header("webhook-signature", "`v1,<base64 HMAC-SHA256(secret, \"{id}.{timestamp}.{body}\")>`; several, "
+                                         "space-separated, during a secret rotation."),
+        ],
+        body=_ONECOM_EVENT,
+        bad_request="Unsigned, badly signed, stale, or not a well-formed event (`amount_invalid`, "
+                    "`currency_invalid`, `event_invalid`). Nothing is stored.",
+    ),
+    "/webhooks/web3": _webhook_operation(
+        operation_id="receive_web3_webhook",
+        summary="Receive a Web3 address-activity notification",
+        description="A chain watcher calls this when a session's address sees activity. At most 16 KiB. The "
+                    "notification only makes us read the chain (WEB3_PROVIDER_URL); the outcome is `processed` "
+                    "when it named a session's address, else `unmatched`.",
+        headers=[_header("Web3-Signature", "`t=<unix time>,v1=<hex HMAC-SHA256(WEB3_WEBHOOK_SECRET, "
+                                           "\"<t>.<body>\")>`.")],
+        body=_WEB3_HINT,
+        bad_request="Unsigned, badly signed, stale, another chain (`chain_mismatch`), or a bad address or hash.",
+        unavailable="No webhook secret is configured, or the node is not configured or does not answer "
+                    "(`chain_unavailable`).",
     ),
 }
 
@@ -157,10 +228,23 @@ def add_webhook_paths(result: dict[str, Any], generator, request, public) -> dic
         "required": ["error"],
     })
     for path, item in WEBHOOK_PATHS.items():
-        result["paths"].setdefault(path, item)
+        result["paths"].setdefault(path, copy.deepcopy(item))
+    _web3_chain_id(result)
     _drop_blank_format_defaults(result)
     _add_session_links(result)
     return result
+
+
+def _web3_chain_id(result: dict[str, Any]) -> None:
+    """The one chain this server verifies on is a setting: say which."""
+    from django.conf import settings
+
+    operation = result["paths"].get("/webhooks/web3", {}).get("post")
+    if operation is None:
+        return
+    chain_id = operation["requestBody"]["content"]["application/json"]["schema"]["properties"]["chain_id"]
+    chain_id["enum"] = [settings.WEB3_CHAIN_ID]
+    chain_id["example"] = settings.WEB3_CHAIN_ID
 
 
 _SESSION_LINKS = {

@@ -289,6 +289,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Sessions' providers and the account's enabled_providers are the same choice set: one enum.
+    "ENUM_NAME_OVERRIDES": {"ProviderEnum": "keys_app.models.PROVIDERS",
+                            "StatusEnum": "sessions_app.models.Status",
+                            "Web3TransferStatusEnum": "sessions_app.models.Web3Transfer.Status"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "payments_site.openapi.add_webhook_paths",

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import validate_email
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
@@ -29,6 +29,7 @@ from sessions_app.openapi import (
     SessionPageSerializer,
     SessionSerializer,
     SessionStatusSerializer,
+    Web3TxResultSerializer,
 )
 from sessions_app.services import (
     idempotent,
@@ -302,6 +303,25 @@ class SessionWeb3TxApi(APIView):
     # Each submission costs RPC calls to the node: limited like the other checkout actions.
     throttle_classes = throttling.CHECKOUT_THROTTLES
 
+    class InputSerializer(serializers.Serializer):
+        """For the schema; the view checks the body itself to answer with its own codes."""
+
+        tx_hash = serializers.RegexField(r"^(0x)?[0-9a-fA-F]{64}$", help_text="The transaction hash, 0x + 64 hex.")
+        email = serializers.EmailField(max_length=254, required=False, allow_blank=True,
+                                       help_text="Where to send the receipt, if the session has no customer email.")
+
+    @extend_schema(operation_id="submit_web3_tx", summary="Submit a crypto payment's transaction (public)",
+                   description="The checkout page calls this after the wallet sends. The chain is read to check "
+                               "what the transaction pays; the body alone proves nothing. `202` while it is not "
+                               "mined; `422` when it cannot pay this session (`tx_wrong_recipient`, "
+                               "`tx_wrong_token`, `tx_failed`, `tx_already_used`, `tx_no_value`, "
+                               "`web3_not_offered`); `503 chain_unavailable` when no node is configured or it "
+                               "does not answer.",
+                   tags=["sessions"], auth=[], request={"application/json": InputSerializer},
+                   parameters=[SESSION_ID, RETRY_AFTER],
+                   responses={200: Web3TxResultSerializer,
+                              202: OpenApiResponse(Web3TxResultSerializer, description="Not mined yet."),
+                              **errors(400, 404, 415, 422, 429, 503)})
     def post(self, request, session_id: str):
         from sessions_app.crypto import services as crypto
         from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
@@ -315,12 +335,17 @@ class SessionWeb3TxApi(APIView):
         email = request.data.get("email")
         if email:
             # The wallet flow has no form post: the page sends the receipt address along.
+            if not isinstance(email, str) or len(email) > 254:
+                raise ApiError("email_invalid", "email is not a valid address.", field="email")
             try:
                 validate_email(email)
             except ValidationError:
                 raise ApiError("email_invalid", "email is not a valid address.", field="email") from None
-            session_set_customer(session_id=session.pk, email=email)
         try:
+            # Before the email is stored: a malformed hash changes nothing.
+            tx_hash = crypto.normalize_tx_hash(tx_hash)
+            if email:
+                session_set_customer(session_id=session.pk, email=email)
             check = crypto.session_tx_submit(session_id=session.pk, tx_hash=tx_hash)
         except crypto.TxRejected as exc:
             status_code = 400 if exc.code == "tx_hash_invalid" else 422

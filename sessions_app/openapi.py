@@ -6,7 +6,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
-from sessions_app.models import Status
+from sessions_app.models import Status, Web3Transfer
 
 
 class AmountFieldSchema(OpenApiSerializerFieldExtension):
@@ -67,6 +67,29 @@ class SessionStatusSerializer(serializers.Serializer):
         ref_name = "SessionStatus"
 
 
+class Web3TransferSerializer(serializers.Serializer):
+    log_index = serializers.IntegerField(help_text="-1 for a native (ether) transfer.")
+    amount = serializers.RegexField(r"^\d+$", help_text="In the asset's smallest units, as a string.")
+    confirmations = serializers.IntegerField(min_value=0)
+    status = serializers.ChoiceField(choices=Web3Transfer.Status.choices)
+    note = serializers.CharField(allow_blank=True,
+                                 help_text="`underpaid`, `overpaid`, `late`, `outside_quote`, or empty.")
+
+    class Meta:
+        ref_name = "Web3Transfer"
+
+
+class Web3TxResultSerializer(serializers.Serializer):
+    session_id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=Status.choices, help_text="The session's status after the check.")
+    tx_hash = serializers.CharField(help_text="Normalized: lower case, 0x-prefixed.")
+    found = serializers.BooleanField(help_text="False (and status 202) while the transaction is not mined.")
+    transfers = Web3TransferSerializer(many=True)
+
+    class Meta:
+        ref_name = "Web3TxResult"
+
+
 SESSION_ID = OpenApiParameter("session_id", str, OpenApiParameter.PATH, description="The session's id (a UUID).")
 LIST_PARAMETERS = [
     OpenApiParameter("status", str, enum=Status.values, description="Only sessions in this status."),
@@ -82,6 +105,10 @@ def refine_schema(result, generator, request, public):
 
     from sessions_app import currencies
 
+    onecom = result.get("paths", {}).get("/webhooks/onecom", {}).get("post")
+    if onecom is not None:
+        data = onecom["requestBody"]["content"]["application/json"]["schema"]["properties"]["data"]
+        data["properties"]["currency"]["enum"] = sorted(currencies.EXPONENTS)
     body = result.get("components", {}).get("schemas", {}).get("CreateSessionInputRequest")
     if body is None:
         return result

@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from payments_site.wsgi import application
-from sessions_app.providers import stripe_provider
+from sessions_app.providers import onecom_provider, stripe_provider, web3_provider
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]
@@ -39,18 +39,40 @@ UNLIMITED = {scope: "100000/min" for scope in (
 
 
 
+def _onecom_headers(body: str, environ) -> dict[str, str]:
+    # The generated webhook-id stays: it is the event id the receiver stores.
+    signed = onecom_provider.sign(body, msg_id=environ.get("HTTP_WEBHOOK_ID") or None)
+    return {"HTTP_" + name.upper().replace("-", "_"): value for name, value in signed.items()}
+
+
+# Path -> (the signature header as WSGI names it, what re-signs a body).
+SIGNERS = {
+    "/webhooks/stripe": ("HTTP_STRIPE_SIGNATURE",
+                         lambda body, environ: {"HTTP_STRIPE_SIGNATURE": stripe_provider.sign(body)}),
+    "/webhooks/onecom": ("HTTP_WEBHOOK_SIGNATURE", _onecom_headers),
+    "/webhooks/web3": ("HTTP_WEB3_SIGNATURE",
+                       lambda body, environ: {"HTTP_WEB3_SIGNATURE": web3_provider.sign(body)}),
+}
+
+
+def _resign(environ) -> None:
+    header, sign = SIGNERS.get(environ.get("PATH_INFO"), (None, None))
+    if header is None or environ.get(header) is None:
+        return
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    try:
+        environ.update(sign(body.decode("utf-8"), environ))
+    except UnicodeDecodeError:
+        pass
+
+
 def signing_app(environ, start_response):
-    """Stripe signs what it sends: re-sign each generated webhook body that carries a signature
+    """Providers sign what they send: re-sign each generated webhook body that carries a signature
     header, so the fuzzer reaches past verification into parsing and storage. (A missing header
     stays missing; unsigned and badly signed bodies have their own tests.)"""
-    if environ.get("PATH_INFO") == "/webhooks/stripe" and environ.get("HTTP_STRIPE_SIGNATURE") is not None:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
-        environ["wsgi.input"] = io.BytesIO(body)
-        try:
-            environ["HTTP_STRIPE_SIGNATURE"] = stripe_provider.sign(body.decode("utf-8"))
-        except UnicodeDecodeError:
-            pass
+    _resign(environ)
     return application(environ, start_response)
 
 
@@ -108,3 +130,35 @@ def test_a_created_session_survives_any_sequence_of_its_linked_operations(data, 
             generation_mode=mode, path_parameters={"session_id": session_id}), label=operation_id)
         # then no answer is a 5xx or off the schema
         case.call_and_validate(headers=headers, checks=CHECKS)
+
+
+# What the fuzzer found, pinned: each answer is a 400 naming the field once.
+@pytest.mark.parametrize(("body", "code", "field", "says"), [
+    ({"web3_asset": {"type": "native", "symbol": "ETH", "decimals": 18.5}}, "web3_asset_invalid", "web3_asset",
+     "decimals"),
+    ({"web3_asset": []}, "web3_asset_invalid", "web3_asset", "object"),
+    ({"web3_xpub": "not-an-xpub"}, "web3_xpub_invalid", "web3_xpub", "public key"),
+    ({"enabled_providers": [[]]}, "enabled_providers_invalid_choice", "enabled_providers", "choice"),
+])
+def test_odd_web3_setups_are_refused_with_their_field(api, body, code, field, says):
+    response = api.patch("/account", body, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == (code, field)
+    assert says in error["message"]
+
+
+def test_a_web3_transaction_without_a_configured_chain_is_a_503_in_the_error_shape(api, anon, settings):
+    # given a merchant taking crypto, and no node configured
+    settings.WEB3_PROVIDER_URL = ""
+    xpub = ("xpub6DyUKdwoLWmUJ4Tn9Bbsdtx7B5Ws18mEN19e5HT52ikE53FiUheSQXrZUNPovqfyKmw4579A1Mm3GXXKM39N64uooBfJ4tN"
+            "AzFsEbodRTx4")
+    assert api.patch("/account", {"web3_xpub": xpub, "web3_asset": {"type": "native", "symbol": "ETH", "decimals": 18},
+                                  "enabled_providers": ["web3"]}, format="json").status_code == 200
+    session = api.post("/create_session", {"amount": "10.00", "currency": "EUR"}, format="json").json()
+    # when the checkout page submits a transaction
+    response = anon.post(f"/session/{session['session_id']}/web3/tx", {"tx_hash": "0x" + "ab" * 32}, format="json")
+    # then the answer says the chain is unavailable, in the one error shape
+    assert response.status_code == 503
+    assert response.json() == {"error": {"code": "chain_unavailable", "message": "WEB3_PROVIDER_URL is not set.",
+                                         "field": None}}

@@ -9,7 +9,8 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from openapi_spec_validator import validate
 
 # Pages for people, not API operations: HTML forms, the admin, the docs themselves.
-NOT_API = {"admin/", "checkout", "checkout/<str:session_id>/simulate", "api/schema/", "api/docs/", "api/redoc/"}
+NOT_API = {"admin/", "checkout", "checkout/<str:session_id>/simulate", "checkout/<str:session_id>/pay/<str:provider>",
+           "api/schema/", "api/docs/", "api/redoc/"}
 NOT_API_PREFIXES = ("admin/", "access/", "static/", "media/")
 
 
@@ -85,3 +86,23 @@ def test_the_docs_ui_is_served_from_our_own_static_files(anon):
             served = anon.get(asset)
             assert served.status_code == 200, asset
             b"".join(served.streaming_content) if served.streaming else served.content
+
+
+def test_each_provider_webhook_documents_its_signature_headers(schema):
+    headers = {path: [p["name"] for p in schema["paths"][path]["post"]["parameters"] if p["in"] == "header"]
+               for path in ("/webhooks/stripe", "/webhooks/onecom", "/webhooks/web3")}
+    assert headers == {"/webhooks/stripe": ["Stripe-Signature"],
+                       "/webhooks/onecom": ["webhook-id", "webhook-timestamp", "webhook-signature"],
+                       "/webhooks/web3": ["Web3-Signature"]}
+    onecom = schema["paths"]["/webhooks/onecom"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(onecom["properties"]["data"]["required"]) == {"session_id", "payment_id", "amount", "currency"}
+    assert all(operation["post"]["security"] == [] for path, operation in schema["paths"].items()
+               if path.startswith("/webhooks/"))
+
+
+def test_the_web3_transaction_endpoint_is_public_and_documents_its_answers(schema):
+    operation = schema["paths"]["/session/{session_id}/web3/tx"]["post"]
+    assert operation.get("security") in (None, [], [{}])
+    assert {"200", "202", "400", "404", "422", "429", "503"} <= set(operation["responses"])
+    body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert schema["components"]["schemas"][body]["required"] == ["tx_hash"]
