@@ -14,6 +14,7 @@ def hello(request):
 class InsertApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
+    throttle_classes: list = []
 
     def post(self, request):
         row = BaselineRow.objects.create(name=str(request.data.get("name", ""))[:100],
@@ -24,6 +25,7 @@ class InsertApi(APIView):
 class ReadApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
+    throttle_classes: list = []
 
     def get(self, request, pk: int):
         row = BaselineRow.objects.filter(pk=pk).values("id", "name", "amount", "created_at").first()
