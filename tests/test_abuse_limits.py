@@ -190,3 +190,34 @@ def test_admin_login_locks_an_address_out_after_repeated_failures(client, settin
     other = client.post("/admin/login/", {"username": "root", "password": "correct horse battery"},
                         REMOTE_ADDR="10.20.30.40")
     assert other.status_code == 302
+
+
+def test_the_redis_counter_allows_the_limit_then_refuses_with_a_wait(settings):
+    # given the production cache (Redis) behind a limit of 3 a minute for one client address
+    import os
+    import uuid
+
+    from django.core.cache.backends.redis import RedisCache
+
+    from payments_site.throttling import StatusIpThrottle
+
+    redis_cache = RedisCache(os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15"),
+                             {"KEY_PREFIX": f"throttle-test-{uuid.uuid4().hex}"})
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "status_ip": "3/min"}}
+
+    class Request:
+        META = {"REMOTE_ADDR": "192.0.2.7"}
+
+    # when five requests arrive in one window
+    throttles = [StatusIpThrottle() for _ in range(5)]
+    for throttle in throttles:
+        throttle.cache = redis_cache
+    allowed = [throttle.allow_request(Request(), None) for throttle in throttles]
+
+    # then three pass, the rest wait for the next window, and the counter expires by itself
+    assert allowed == [True, True, True, False, False]
+    assert 0 < throttles[-1].wait() <= 60
+    client = redis_cache._cache.get_client("", write=False)
+    counters = client.keys(f"{redis_cache.key_prefix}*")
+    assert counters and all(0 < client.ttl(k) <= 61 for k in counters)
