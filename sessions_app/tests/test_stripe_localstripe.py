@@ -37,6 +37,27 @@ def localstripe(tmp_path):
         process.wait(timeout=5)
 
 
+def _settled() -> tuple:
+    from invoices_app.models import Fulfilment
+
+    return (WebhookEvent.objects.count(), Fulfilment.objects.filter(completed_at__isnull=True).count(),
+            Fulfilment.objects.count())
+
+
+def _wait_until_quiet(*, quiet_for: float = 1.0, timeout: float = 15.0) -> None:
+    """localstripe sends further events after a payment, and the live server fulfils a paid
+    session after its webhook commits: let that work end before the database is emptied."""
+    deadline = time.monotonic() + timeout
+    last, since = _settled(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = _settled()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif now[1] == 0 and time.monotonic() - since >= quiet_for:
+            return
+
+
 @pytest.fixture
 def stripe_setup(localstripe, live_server, settings, merchant):
     settings.STRIPE_SECRET_KEY = API_KEY
@@ -47,7 +68,8 @@ def stripe_setup(localstripe, live_server, settings, merchant):
     form = urllib.parse.urlencode({"url": f"{live_server.url}/webhooks/stripe", "secret": WEBHOOK_SECRET}).encode()
     with urllib.request.urlopen(f"{localstripe}/_config/webhooks/payments", data=form, timeout=10) as response:  # noqa: S310
         assert response.status == 200
-    return stripe.StripeClient(API_KEY, base_addresses={"api": localstripe})
+    yield stripe.StripeClient(API_KEY, base_addresses={"api": localstripe})
+    _wait_until_quiet()
 
 
 def _wait_for(session: PaymentSession, status: str, *, timeout: float = 20.0) -> PaymentSession:
