@@ -3,8 +3,9 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-export ALLOW_DEBUG ?= 1
 export PUBLIC_BASE_URL ?= http://127.0.0.1:$(PORT)
+# The embedded run and the tests use local placeholders; `make up` takes the environment as it is.
+run test: export ALLOW_DEBUG ?= 1
 TEST_WORKERS ?= 2
 
 .PHONY: run up test install install-dev lint bench clean
