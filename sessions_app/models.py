@@ -57,6 +57,17 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
     def __str__(self) -> str:
         return f"{self.id} {self.amount} {self.currency} {self.status}"
 
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None) -> None:
+        # django-fsm-2 reloads a protected field by switching the field's `protected` flag off and
+        # on again, on the field shared by every instance: two threads refreshing at once (a
+        # threaded server, a worker pool) can find it switched back mid-reload and fail with
+        # "Direct status modification is not allowed". Forgetting this instance's value first
+        # lets the reload set it without touching the shared flag.
+        if fields is None or "status" in fields:
+            self.__dict__.pop("status", None)
+        models.Model.refresh_from_db(self, using=using, fields=fields, from_queryset=from_queryset)
+        self._update_initial_state()
+
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES

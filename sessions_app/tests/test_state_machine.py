@@ -153,3 +153,48 @@ def test_a_pending_session_does_not_go_back_to_pending_or_created(make_session, 
 
     assert response.json()["outcome"] == "ignored"
     assert PaymentSession.objects.get(pk=session.pk).status == Status.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_threads_can_refresh_sessions_at_once(merchant):
+    # given two copies of one session, refreshed over and over from two threads
+    import threading
+
+    from django.utils import timezone
+    from django_fsm import FSMFieldMixin
+
+    session = PaymentSession.objects.create(account=merchant, amount="5.00", expires_at=timezone.now())
+    field = PaymentSession._meta.get_field("status")
+    assert isinstance(field, FSMFieldMixin) and field.protected
+    errors: list[BaseException] = []
+    copies = [PaymentSession.objects.get(pk=session.pk) for _ in range(2)]
+    barrier = threading.Barrier(3)
+
+    def refresh(copy):
+        barrier.wait()
+        try:
+            for _ in range(300):
+                copy.refresh_from_db(fields=["status"])
+        except BaseException as exc:  # noqa: BLE001 - any failure is the finding
+            errors.append(exc)
+        finally:
+            from django.db import connection
+
+            connection.close()
+
+    threads = [threading.Thread(target=refresh, args=(c,)) for c in copies]
+    for t in threads:
+        t.start()
+    # and the shared flag is switched the way django-fsm-2 switches it, at the same time
+    barrier.wait()
+    for _ in range(300):
+        field.protected = False
+        field.protected = True
+    for t in threads:
+        t.join()
+
+    # then no refresh trips over the other thread's switch, and the field stays protected
+    assert errors == []
+    assert field.protected
+    with pytest.raises(AttributeError):
+        copies[0].status = "paid"
