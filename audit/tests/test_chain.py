@@ -1,12 +1,11 @@
 """The audit chain stays whole when many writers append to one merchant's chain at once."""
 
-import threading
-
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from audit.models import AuditChain, AuditEvent
 from audit.services import GENESIS, audit_record, audit_verify
+from tests.threads import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,29 +25,16 @@ def test_the_first_link_of_a_chain_creates_its_head_and_links_to_genesis():
 def test_concurrent_writers_of_one_chain_never_fork_it():
     # given 8 threads, each appending 10 links to the same merchant's chain inside its own transactions
     threads, per_thread = 8, 10
-    barrier = threading.Barrier(threads)
-    errors = []
 
-    def work(i):
-        try:
-            barrier.wait(timeout=30)
-            for j in range(per_thread):
-                with transaction.atomic():
-                    audit_record(action="session.created", subject_type="payment_session",
-                                 subject_id=f"{i}-{j}", account_id=7)
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+    def work(i: int) -> None:
+        for j in range(per_thread):
+            with transaction.atomic():
+                audit_record(action="session.created", subject_type="payment_session",
+                             subject_id=f"{i}-{j}", account_id=7)
 
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(timeout=120)
+    run_together(threads, work, timeout=120)
 
     # then every link has its own place, each points at the one before, and the head is the last
-    assert not errors, errors
     seqs = list(AuditEvent.objects.filter(scope="account:7").order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(1, threads * per_thread + 1))
     assert audit_verify(scope="account:7") == []

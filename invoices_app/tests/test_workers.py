@@ -2,12 +2,10 @@
 
 import io
 import re
-import threading
 from decimal import Decimal
 
 import pytest
 from django.core.files.storage import default_storage
-from django.db import connection
 from django.test import Client
 from pypdf import PdfReader
 
@@ -23,32 +21,13 @@ from invoices_app.tests.conftest import (
 )
 from keys_app.models import ApiKey
 from sessions_app.models import PaymentSession, WebhookEvent
+from tests.threads import run_together
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def in_threads(n: int, work) -> list:
-    """Run work(i) in n threads released at once; each thread closes its own DB connection."""
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-    errors: list = []
-
-    def run(i):
-        try:
-            barrier.wait(timeout=30)
-            results[i] = work(i)
-        except Exception as exc:  # reported below, with the thread's own traceback
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    return results
+    return run_together(n, work, timeout=120)
 
 
 def completed(session) -> bool:

@@ -10,7 +10,6 @@ import fcntl
 import json
 import os
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test import Client
 
 from audit.models import AuditEvent
@@ -26,6 +25,7 @@ from audit.services import audit_verify
 from sessions_app.models import PaymentSession, Status, WebhookEvent
 from sessions_app.providers import stripe_provider
 from sessions_app.tests.conftest import stripe_event
+from tests import threads
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -76,31 +76,9 @@ def _connection_budget(needed: int, timeout: float = 120.0) -> Iterator[None]:
 
 
 def run_together(count: int, work: Callable[[int], Any], timeout: float = 60.0) -> list[Any]:
-    """Run `work(i)` in `count` threads, each on its own connection, all released at one instant."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def worker(index: int) -> None:
-        try:
-            connection.ensure_connection()
-            barrier.wait(timeout=timeout)
-            results[index] = work(index)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test below
-            errors.append(exc)
-            barrier.abort()
-        finally:
-            connections.close_all()
-
+    """Run `work(i)` in `count` threads at one instant, once PostgreSQL has room for them all."""
     with _connection_budget(count):
-        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(count)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=timeout)
-    assert not any(thread.is_alive() for thread in threads), "a worker thread hung"
-    assert not errors, errors
-    return results
+        return threads.run_together(count, work, timeout)
 
 
 def _post_signed(body: str) -> tuple[int, str]:

@@ -1,11 +1,9 @@
 """A webhook is stored once and pays its session once, however many copies arrive together."""
 
 import json
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from audit.models import AuditEvent
@@ -13,34 +11,19 @@ from audit.services import audit_verify
 from sessions_app.models import PaymentSession, Status, WebhookEvent
 from sessions_app.providers import stripe_provider
 from sessions_app.services import session_create
+from tests.threads import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def deliver_concurrently(bodies: list[str]) -> list[dict]:
-    barrier = threading.Barrier(len(bodies))
-    results: list = [None] * len(bodies)
-    errors: list = []
+    def deliver(i: int) -> dict:
+        response = Client().post("/webhooks/stripe", bodies[i], content_type="application/json",
+                                 HTTP_STRIPE_SIGNATURE=stripe_provider.sign(bodies[i]))
+        assert response.status_code == 200, response.content
+        return response.json()
 
-    def run(i):
-        try:
-            barrier.wait(timeout=30)
-            response = Client().post("/webhooks/stripe", bodies[i], content_type="application/json",
-                                     HTTP_STRIPE_SIGNATURE=stripe_provider.sign(bodies[i]))
-            assert response.status_code == 200, response.content
-            results[i] = response.json()
-        except Exception as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(bodies))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    return results
+    return run_together(len(bodies), deliver)
 
 
 def paid_event(session: PaymentSession) -> str:
