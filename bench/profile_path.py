@@ -24,6 +24,15 @@ sys.path.insert(0, str(ROOT))
 from bench.run import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, prepare_database, service_env  # noqa: E402
 
 
+def _proc_cpu_seconds(pid: int) -> float | None:
+    """user + system CPU of a local process (the PostgreSQL backend serving us), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("path", choices=["create_session", "webhook", "status", "insert", "read"])
@@ -98,6 +107,10 @@ def main() -> int:
         gc.collect()
         gc.freeze()
     if args.time_only:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        pg_cpu = _proc_cpu_seconds(backend)
         cpu, start = time.process_time(), time.perf_counter()
         walls = []
         for i in range(n):
@@ -108,6 +121,9 @@ def main() -> int:
         print(f"{n} requests: {(time.process_time() - cpu) / n * 1000:.2f} ms CPU, "
               f"{(time.perf_counter() - start) / n * 1000:.2f} ms wall each; "
               f"p50 {walls[n // 2]:.2f} ms, p99 {walls[int(n * 0.99)]:.2f} ms, max {walls[-1]:.2f} ms")
+        if pg_cpu is not None:
+            # The database's own CPU per request: under load it shares the same two cores.
+            print(f"PostgreSQL backend: {(_proc_cpu_seconds(backend) - pg_cpu) / n * 1000:.2f} ms CPU each")
         return 0
     if args.cprofile:
         import cProfile

@@ -196,7 +196,7 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD
 
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {"BACKEND": "payments_site.cache.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
@@ -272,10 +272,7 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
     "checkout_ip": os.environ.get("THROTTLE_CHECKOUT_IP", "30/min"),
     "checkout_session": os.environ.get("THROTTLE_CHECKOUT_SESSION", "10/min"),
 }
-REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
-    "payments_site.throttling.ApiKeyThrottle",
-    "payments_site.throttling.ApiIpThrottle",
-]
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["payments_site.throttling.ApiLimits"]
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Payment sessions API",

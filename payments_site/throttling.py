@@ -15,7 +15,7 @@ from functools import wraps
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from redis.exceptions import RedisError
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from payments_site.errors import error_response
 
@@ -58,45 +58,75 @@ class _Throttle(SimpleRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
         self.wait_seconds: float | None = None
 
-    def _count(self, key: str) -> int:
-        get_client = getattr(getattr(self.cache, "_cache", None), "get_client", None)
-        if get_client is not None:
-            # Redis: INCR creates the counter, so a request costs one round trip (two when it
-            # opens a window and sets its expiry).
-            full_key = self.cache.make_and_validate_key(key)
-            client = get_client(full_key, write=True)
-            count = client.incr(full_key)
-            if count == 1:
-                client.expire(full_key, self.duration + 1)
-            return count
-        try:
-            return self.cache.incr(key)
-        except ValueError:
-            # The window's first request (or its counter just expired).
-            if self.cache.add(key, 1, timeout=self.duration + 1):
-                return 1
-            return self.cache.incr(key)
-
     def allow_request(self, request, view) -> bool:
-        key = self.get_cache_key(request, view)
-        if key is None:
-            return True
-        now = time.time()
-        window = int(now // self.duration)
-        try:
-            count = self._count(f"{key}:{window}")
-        except (RedisError, OSError):
-            # The counters are down with Redis. A payment must not fail for want of a rate
-            # limit: let the request through and say so.
-            logger.warning("rate limit not checked: cache unavailable", extra={"scope": self.scope})
-            return True
-        if count <= self.num_requests:
-            return True
-        self.wait_seconds = (window + 1) * self.duration - now
-        return False
+        allowed, self.wait_seconds = check_limits([self], request, view)
+        return allowed
 
     def wait(self) -> float | None:
         return self.wait_seconds
+
+
+def _count_windows(cache, windows: list[tuple[str, int]]) -> list[int]:
+    """Add one to each (key, lifetime) counter and return the new counts."""
+    get_client = getattr(getattr(cache, "_cache", None), "get_client", None)
+    if get_client is not None:
+        # Redis: every counter in one round trip. SET NX opens a window with its expiry; INCR
+        # counts (and keeps the expiry).
+        full_keys = [cache.make_and_validate_key(key) for key, _ in windows]
+        pipe = get_client(full_keys[0], write=True).pipeline(transaction=False)
+        for full_key, (_, lifetime) in zip(full_keys, windows, strict=True):
+            pipe.set(full_key, 0, ex=lifetime, nx=True)
+            pipe.incr(full_key)
+        return pipe.execute()[1::2]
+    counts = []
+    for key, lifetime in windows:
+        try:
+            counts.append(cache.incr(key))
+        except ValueError:
+            # The window's first request (or its counter just expired).
+            counts.append(1 if cache.add(key, 1, timeout=lifetime) else cache.incr(key))
+    return counts
+
+
+def check_limits(throttles: list[_Throttle], request, view) -> tuple[bool, float | None]:
+    """Count this request against every limit at once: (allowed, seconds to wait when refused)."""
+    now = time.time()
+    windows = []
+    for throttle in throttles:
+        key = throttle.get_cache_key(request, view)
+        if key is not None:
+            window = int(now // throttle.duration)
+            windows.append((throttle, f"{key}:{window}", window))
+    if not windows:
+        return True, None
+    try:
+        counts = _count_windows(throttles[0].cache, [(key, t.duration + 1) for t, key, _ in windows])
+    except (RedisError, OSError):
+        # The counters are down with Redis. A payment must not fail for want of a rate
+        # limit: let the request through and say so.
+        logger.warning("rate limit not checked: cache unavailable",
+                       extra={"scopes": [t.scope for t, _, _ in windows]})
+        return True, None
+    waits = [(window + 1) * t.duration - now
+             for (t, _, window), count in zip(windows, counts, strict=True) if count > t.num_requests]
+    return (False, max(waits)) if waits else (True, None)
+
+
+class Limits(BaseThrottle):
+    """Several limits checked as one throttle, so a request costs one round trip to Redis."""
+
+    members: tuple[type[_Throttle], ...] = ()
+
+    def allow_request(self, request, view) -> bool:
+        allowed, self.wait_seconds = check_limits([cls() for cls in self.members], request, view)
+        return allowed
+
+    def wait(self) -> float | None:
+        return self.wait_seconds
+
+
+def limits(name: str, *members: type[_Throttle]) -> type[Limits]:
+    return type(name, (Limits,), {"members": members, "__module__": __name__})
 
 
 class _KeyThrottle(_Throttle):
@@ -148,10 +178,14 @@ class CheckoutSessionThrottle(_Throttle):
         return self.cache_format % {"scope": self.scope, "ident": f"session:{str(session_id)[:64]}"}
 
 
-API_THROTTLES = [ApiKeyThrottle, ApiIpThrottle]
-CREATE_SESSION_THROTTLES = [*API_THROTTLES, CreateSessionKeyThrottle, CreateSessionIpThrottle]
-STATUS_THROTTLES = [ApiIpThrottle, StatusIpThrottle]
-CHECKOUT_THROTTLES = [CheckoutIpThrottle, CheckoutSessionThrottle]
+ApiLimits = limits("ApiLimits", ApiKeyThrottle, ApiIpThrottle)
+CreateSessionLimits = limits("CreateSessionLimits", ApiKeyThrottle, ApiIpThrottle, CreateSessionKeyThrottle,
+                             CreateSessionIpThrottle)
+StatusLimits = limits("StatusLimits", ApiIpThrottle, StatusIpThrottle)
+CheckoutLimits = limits("CheckoutLimits", CheckoutIpThrottle, CheckoutSessionThrottle)
+CREATE_SESSION_THROTTLES = [CreateSessionLimits]
+STATUS_THROTTLES = [StatusLimits]
+CHECKOUT_THROTTLES = [CheckoutLimits]
 
 
 def rate_limited_response(wait: float | None) -> HttpResponse:
@@ -166,7 +200,7 @@ class _ViewKwargs:
         self.kwargs = kwargs
 
 
-def throttle_view(*throttle_classes: type[SimpleRateThrottle]) -> Callable:
+def throttle_view(*throttle_classes: type[BaseThrottle]) -> Callable:
     """The same limits for a plain Django view (the checkout actions), answered in the API's shape."""
 
     def decorator(view: Callable) -> Callable:
