@@ -16,6 +16,9 @@ class AuditChain(models.Model):
     scope = models.CharField(max_length=64, primary_key=True)
     seq = models.BigIntegerField(default=0)
     head_hash = models.CharField(max_length=64, default="0" * 64)
+    # The hash the head link points back to: written by the same upsert that advances the
+    # head, so one statement can hand both to the new link (RETURNING shows only new values).
+    prev_hash = models.CharField(max_length=64, default="0" * 64)
 
     def __str__(self) -> str:
         return f"{self.scope}@{self.seq}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -22,8 +23,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def event_digest(*, prev_hash: str, fields: dict[str, Any]) -> str:
-    canonical = json.dumps({"prev": prev_hash, **fields}, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_canonical(prev_hash, fields).encode()).hexdigest()
 
 
 def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
@@ -42,22 +42,35 @@ def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def _chain_advance(scope: str) -> tuple[int, str]:
-    """Lock the head of a chain (creating it on first use) and take the next sequence number.
+def _canonical(prev_hash: str, fields: dict[str, Any]) -> str:
+    return json.dumps({"prev": prev_hash, **fields}, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
 
-    One statement instead of get_or_create + SELECT FOR UPDATE: the upsert takes the row lock,
-    so two writers of one chain queue here and the second sees the first's committed head.
-    Returns the new link's seq and the hash it must link to.
+
+def canonical_parts(fields: dict[str, Any]) -> tuple[str, str, str]:
+    """The canonical text of a link around its two chain values: head + prev + mid + str(seq) + tail.
+
+    It lets the database compute a link's hash while it advances the chain head, in the same
+    statement. The pieces are encoded key by key exactly as _canonical encodes the whole, so
+    the hash the database computes is the one audit_verify recomputes.
     """
-    table = connection.ops.quote_name(AuditChain._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (scope, seq, head_hash) VALUES (%s, 1, %s) "  # noqa: S608 - table name is ours
-            f"ON CONFLICT (scope) DO UPDATE SET seq = {table}.seq + 1 RETURNING seq, head_hash",
-            [scope, GENESIS],
-        )
-        seq, head_hash = cursor.fetchone()
-    return seq, head_hash
+    encode = partial(json.dumps, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
+    pieces, current = [], "{"
+    for index, key in enumerate(sorted({*fields, "prev", "seq"})):
+        current += ("," if index else "") + encode(key) + ":"
+        if key == "prev":
+            pieces.append(current + '"')
+            current = '"'
+        elif key == "seq":
+            pieces.append(current)
+            current = ""
+        else:
+            current += encode(fields[key])
+    head, mid = pieces
+    return head, mid, current + "}"
+
+
+def _link_hash_sql(prev_sql: str, seq_sql: str) -> str:
+    return (f"encode(sha256(convert_to(%s || {prev_sql} || %s || ({seq_sql})::text || %s, 'UTF8')), 'hex')")
 
 
 def audit_record(
@@ -73,52 +86,70 @@ def audit_record(
 ) -> AuditEvent:
     """Append one link to the chain of the merchant (or the system chain)."""
     scope = f"account:{account_id}" if account_id is not None else SYSTEM_SCOPE
-    # No savepoint of its own: inside a caller's transaction a failure here fails the caller anyway.
-    with transaction.atomic(savepoint=False):
-        seq, prev_hash = _chain_advance(scope)
-        event = AuditEvent(
-            scope=scope,
-            seq=seq,
-            created_at=timezone.now(),
-            actor=actor[:200],
-            action=action,
-            subject_type=subject_type,
-            subject_id=str(subject_id),
-            account_id=account_id,
-            before=_jsonable(before),
-            after=_jsonable(after),
-            data=_jsonable(data or {}),
-            prev_hash=prev_hash,
-        )
-        event.hash = event_digest(prev_hash=event.prev_hash, fields=_hashed_fields(event))
+    event = AuditEvent(
+        scope=scope,
+        created_at=timezone.now(),
+        actor=actor[:200],
+        action=action,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        account_id=account_id,
+        before=_jsonable(before),
+        after=_jsonable(after),
+        data=_jsonable(data or {}),
+    )
+    if connection.vendor == "postgresql":
+        _append_in_one_statement(event)
+    else:
         _append(event)
     return event
 
 
 def _append(event: AuditEvent) -> None:
-    """Insert the link and move the chain's head to it."""
-    if connection.vendor != "postgresql":
+    """Lock the chain head, link the event to it, and move the head: three statements."""
+    # No savepoint of its own: inside a caller's transaction a failure here fails the caller anyway.
+    with transaction.atomic(savepoint=False):
+        chain, _ = AuditChain.objects.select_for_update().get_or_create(scope=event.scope)
+        event.seq, event.prev_hash = chain.seq + 1, chain.head_hash
+        event.hash = event_digest(prev_hash=event.prev_hash, fields=_hashed_fields(event))
         event.save()
-        AuditChain.objects.filter(scope=event.scope).update(head_hash=event.hash)
-        return
-    # PostgreSQL: both writes in one statement (one round trip fewer on every audited change).
+        AuditChain.objects.filter(scope=event.scope).update(seq=event.seq, prev_hash=event.prev_hash,
+                                                            head_hash=event.hash)
+
+
+def _append_in_one_statement(event: AuditEvent) -> None:
+    """PostgreSQL: advance the head, hash the link and insert it, in one statement.
+
+    The upsert takes the head row's lock, so two writers of one chain queue there and the
+    second links to the first's committed head; outside a transaction the statement commits
+    by itself, and either the link and its head are both written or neither is.
+    """
     quote = connection.ops.quote_name
+    chain_table = quote(AuditChain._meta.db_table)
     fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+    chained = {"seq": "head.seq", "prev_hash": "head.prev_hash", "hash": "head.head_hash"}
+    values, params = [], []
+    for f in fields:
+        if f.name in chained:
+            values.append(chained[f.name])
+        else:
+            values.append("%s")
+            params.append(f.get_db_prep_save(f.pre_save(event, True), connection))
+    hashed = _hashed_fields(event)
+    head, mid, tail = canonical_parts(hashed)
+    first_hash = event_digest(prev_hash=GENESIS, fields={**hashed, "seq": 1})
     columns = ", ".join(quote(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
     sql = (
-        f"WITH link AS (INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608
-        f"RETURNING {quote(AuditEvent._meta.pk.column)}) "
-        f"UPDATE {quote(AuditChain._meta.db_table)} SET head_hash = %s WHERE scope = %s "
-        f"RETURNING (SELECT {quote(AuditEvent._meta.pk.column)} FROM link)"
+        f"WITH head AS (INSERT INTO {chain_table} AS chain (scope, seq, head_hash, prev_hash) "  # noqa: S608
+        f"VALUES (%s, 1, %s, %s) ON CONFLICT (scope) DO UPDATE SET seq = chain.seq + 1, "
+        f"prev_hash = chain.head_hash, head_hash = {_link_hash_sql('chain.head_hash', 'chain.seq + 1')} "
+        f"RETURNING seq, prev_hash, head_hash) "
+        f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) SELECT {', '.join(values)} FROM head "
+        f"RETURNING {quote(AuditEvent._meta.pk.column)}, seq, prev_hash, hash"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, event.hash, event.scope])
-        row = cursor.fetchone()
-    if row is None:  # the chain row is locked by _chain_advance in this transaction: cannot vanish
-        raise RuntimeError(f"audit chain {event.scope} disappeared")
-    event.pk = row[0]
+        cursor.execute(sql, [event.scope, first_hash, GENESIS, head, mid, tail, *params])
+        event.pk, event.seq, event.prev_hash, event.hash = cursor.fetchone()
     event._state.adding = False
     event._state.db = connection.alias
 

@@ -175,3 +175,27 @@ def deliver_paid(client):
         assert response.json()["outcome"] == "processed"
 
     return deliver
+
+
+@pytest.mark.parametrize("fields", [
+    {},
+    {"scope": "account:1", "account_id": 1, "action": "x", "data": {"seq": 3, "prev": "p"}},
+    {"actor": 'quote " and \\ backslash', "subject_id": "é\u2028✓", "before": None, "after": {"z": [1.5, None]}},
+    {"aaa": 1, "zzz": 2, "prev_hash": "h", "sequence": 0},
+])
+def test_the_pieces_the_database_hashes_rebuild_the_canonical_text(fields):
+    # given any fields of a link, and the chain values the database fills in
+    from audit.services import _canonical, canonical_parts
+
+    head, mid, tail = canonical_parts(fields)
+    for prev, seq in ((GENESIS, 1), ("ab" * 32, 123456789012)):
+        # then head + prev + mid + seq + tail is exactly the text audit_verify hashes
+        assert head + prev + mid + str(seq) + tail == _canonical(prev, {**fields, "seq": seq})
+
+
+def test_the_chain_head_remembers_the_hash_its_link_points_to():
+    first, second = _record(99, n=2)
+
+    chain = AuditChain.objects.get(scope="account:99")
+    assert (chain.seq, chain.prev_hash, chain.head_hash) == (2, first.hash, second.hash)
+    assert (second.prev_hash, AuditEvent.objects.get(pk=second.pk).hash) == (first.hash, second.hash)
