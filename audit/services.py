@@ -73,7 +73,7 @@ def _link_hash_sql(prev_sql: str, seq_sql: str) -> str:
     return (f"encode(sha256(convert_to(%s || {prev_sql} || %s || ({seq_sql})::text || %s, 'UTF8')), 'hex')")
 
 
-def audit_record(
+def audit_event(
     *,
     action: str,
     subject_type: str,
@@ -84,10 +84,9 @@ def audit_record(
     after: dict[str, Any] | None = None,
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one link to the chain of the merchant (or the system chain)."""
-    scope = f"account:{account_id}" if account_id is not None else SYSTEM_SCOPE
-    event = AuditEvent(
-        scope=scope,
+    """A link not yet in its chain (the merchant's, or the system chain): no seq, no hashes."""
+    return AuditEvent(
+        scope=f"account:{account_id}" if account_id is not None else SYSTEM_SCOPE,
         created_at=timezone.now(),
         actor=actor[:200],
         action=action,
@@ -98,8 +97,16 @@ def audit_record(
         after=_jsonable(after),
         data=_jsonable(data or {}),
     )
+
+
+def audit_record(**fields: Any) -> AuditEvent:
+    """Append one link to its chain (see audit_event for the fields)."""
+    event = audit_event(**fields)
     if connection.vendor == "postgresql":
-        _append_in_one_statement(event)
+        ctes, params = audit_append_sql(event)
+        with connection.cursor() as cursor:
+            cursor.execute(f"WITH {ctes} SELECT * FROM link", params)  # noqa: S608 - SQL of our own
+            audit_appended(event, cursor.fetchone())
     else:
         _append(event)
     return event
@@ -117,15 +124,16 @@ def _append(event: AuditEvent) -> None:
                                                             head_hash=event.hash)
 
 
-def _append_in_one_statement(event: AuditEvent) -> None:
-    """PostgreSQL: advance the head, hash the link and insert it, in one statement.
+def audit_append_sql(event: AuditEvent, *, only_if: str | None = None) -> tuple[str, list[Any]]:
+    """PostgreSQL: two CTEs, `head` and `link`, that advance the chain, hash the link and insert it.
 
-    The upsert takes the head row's lock, so two writers of one chain queue there and the
-    second links to the first's committed head; outside a transaction the statement commits
-    by itself, and either the link and its head are both written or neither is.
+    A caller puts them in its own statement, so a state change and its audit link are written
+    together, or neither is (`only_if` names a CTE of the caller's: no row there, no link).
+    `link` returns (id, seq, prev_hash, hash); pass that row to audit_appended. The upsert
+    takes the head row's lock, so two writers of one chain queue there and the second links to
+    the first's committed head.
     """
     quote = connection.ops.quote_name
-    chain_table = quote(AuditChain._meta.db_table)
     fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
     chained = {"seq": "head.seq", "prev_hash": "head.prev_hash", "hash": "head.head_hash"}
     values, params = [], []
@@ -138,18 +146,22 @@ def _append_in_one_statement(event: AuditEvent) -> None:
     hashed = _hashed_fields(event)
     head, mid, tail = canonical_parts(hashed)
     first_hash = event_digest(prev_hash=GENESIS, fields={**hashed, "seq": 1})
-    columns = ", ".join(quote(f.column) for f in fields)
-    sql = (
-        f"WITH head AS (INSERT INTO {chain_table} AS chain (scope, seq, head_hash, prev_hash) "  # noqa: S608
-        f"VALUES (%s, 1, %s, %s) ON CONFLICT (scope) DO UPDATE SET seq = chain.seq + 1, "
+    gate = f" FROM {only_if}" if only_if else ""
+    ctes = (
+        f"head AS (INSERT INTO {quote(AuditChain._meta.db_table)} AS chain (scope, seq, head_hash, prev_hash) "  # noqa: S608
+        f"SELECT %s, 1, %s, %s{gate} ON CONFLICT (scope) DO UPDATE SET seq = chain.seq + 1, "
         f"prev_hash = chain.head_hash, head_hash = {_link_hash_sql('chain.head_hash', 'chain.seq + 1')} "
-        f"RETURNING seq, prev_hash, head_hash) "
-        f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) SELECT {', '.join(values)} FROM head "
-        f"RETURNING {quote(AuditEvent._meta.pk.column)}, seq, prev_hash, hash"
+        f"RETURNING seq, prev_hash, head_hash), "
+        f"link AS (INSERT INTO {quote(AuditEvent._meta.db_table)} "
+        f"({', '.join(quote(f.column) for f in fields)}) SELECT {', '.join(values)} FROM head "
+        f"RETURNING {quote(AuditEvent._meta.pk.column)}, seq, prev_hash, hash)"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [event.scope, first_hash, GENESIS, head, mid, tail, *params])
-        event.pk, event.seq, event.prev_hash, event.hash = cursor.fetchone()
+    return ctes, [event.scope, first_hash, GENESIS, head, mid, tail, *params]
+
+
+def audit_appended(event: AuditEvent, row: tuple[int, int, str, str]) -> None:
+    """Fill in what the database decided for a link written by audit_append_sql."""
+    event.pk, event.seq, event.prev_hash, event.hash = row
     event._state.adding = False
     event._state.db = connection.alias
 

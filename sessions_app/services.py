@@ -16,7 +16,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from audit.services import audit_record
+from audit.services import audit_append_sql, audit_appended, audit_event, audit_record
 from keys_app.models import Account, ApiKey
 from payments_site.errors import ApiError
 from sessions_app import currencies
@@ -264,12 +264,16 @@ def _decide(session: PaymentSession, event: PaymentEvent) -> tuple[str, str]:
     return WebhookEvent.Outcome.IGNORED, "no action"
 
 
-def _store(event: PaymentEvent, *, outcome: str, detail: str, session: PaymentSession | None) -> WebhookEvent:
-    stored = WebhookEvent(
+def _stored_event(event: PaymentEvent, *, outcome: str, detail: str, session: PaymentSession | None) -> WebhookEvent:
+    return WebhookEvent(
         provider=event.provider, event_id=event.event_id[:255], event_type=event.event_type[:100],
         payload=event.payload, outcome=outcome, error=detail[:500] if outcome != "processed" else "",
         processed_at=timezone.now(), session=session, account_id=session.account_id if session else None,
     )
+
+
+def _store(event: PaymentEvent, *, outcome: str, detail: str, session: PaymentSession | None) -> WebhookEvent:
+    stored = _stored_event(event, outcome=outcome, detail=detail, session=session)
     if not _insert_once(stored):
         raise _Duplicate
     return stored
@@ -307,6 +311,10 @@ def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> Web
     """
     actor = actor or f"webhook:{event.provider}"
     session_id = _parse_session_ref(event.session_ref)
+    if session_id and connection.vendor == "postgresql" and event.action in _ONE_STATEMENT_ACTIONS:
+        result = _apply_in_one_statement(event, session_id=session_id, actor=actor)
+        if result is not None:
+            return result
     try:
         with transaction.atomic():
             # Lock the session first: concurrent deliveries for it queue here and each sees the
@@ -337,6 +345,89 @@ def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> Web
 TRANSITION_FIELDS = ["status", "provider", "provider_reference", "paid_at", "failed_at", "failure_reason"]
 
 
+_ONE_STATEMENT_ACTIONS = (Action.PAID, Action.PENDING, Action.FAILED)
+
+
+class _Raced(Exception):
+    pass
+
+
+def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor: str) -> WebhookResult | None:
+    """The common case on PostgreSQL: an event that moves its session, written in one statement.
+
+    The session is read without a lock; the statement moves it only if it is still in the
+    state read, stores the event only if it moved and the event id is new, and links the audit
+    record only if the event was stored. Anything else (a concurrent change, a duplicate, an
+    event that moves nothing) writes nothing here and returns None: the caller then takes
+    the locked path, which decides it against the committed state.
+    """
+    session = PaymentSession.objects.filter(pk=session_id).first()
+    if session is None:
+        return None
+    outcome, detail = _decide(session, event)
+    if outcome != WebhookEvent.Outcome.PROCESSED:
+        return None
+    read_status, before = session.status, _session_state(session)
+    _move(session, event)
+    stored = _stored_event(event, outcome=outcome, detail=detail, session=session)
+    link = audit_event(action=f"session.{session.status}", subject_type="payment_session", subject_id=session.pk,
+                       account_id=session.account_id, actor=actor, before=before, after=_session_state(session),
+                       data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider})
+    quote = connection.ops.quote_name
+    moved = [PaymentSession._meta.get_field(name) for name in TRANSITION_FIELDS]
+    event_fields = [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
+    audit_ctes, audit_params = audit_append_sql(link, only_if="stored")
+    sql = (
+        f"WITH moved AS (UPDATE {quote(PaymentSession._meta.db_table)} "  # noqa: S608 - names are ours
+        f"SET {', '.join(f'{quote(f.column)} = %s' for f in moved)} "
+        f"WHERE {quote('id')} = %s AND {quote('status')} = %s RETURNING {quote('id')}), "
+        f"stored AS (INSERT INTO {quote(WebhookEvent._meta.db_table)} "
+        f"({', '.join(quote(f.column) for f in event_fields)}) SELECT {', '.join(['%s'] * len(event_fields))} "
+        f"FROM moved ON CONFLICT ({quote('provider')}, {quote('event_id')}) DO NOTHING RETURNING {quote('id')}), "
+        f"{audit_ctes} "
+        f"SELECT (SELECT count(*) FROM moved), (SELECT {quote('id')} FROM stored), link.* "
+        f"FROM (SELECT 1) AS one LEFT JOIN link ON true"
+    )
+    params = [
+        *(f.get_db_prep_save(getattr(session, f.attname), connection) for f in moved),
+        session.pk, read_status,
+        *(f.get_db_prep_save(f.pre_save(stored, True), connection) for f in event_fields),
+        *audit_params,
+    ]
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                moved_count, stored_id, *link_row = cursor.fetchone()
+            if not moved_count:
+                return None  # changed since it was read: nothing was written
+            if stored_id is None:
+                raise _Raced  # moved, but the event id is not new: undo the move
+            stored.pk, stored._state.adding, stored._state.db = stored_id, False, connection.alias
+            audit_appended(link, tuple(link_row))
+            _announce(session)
+    except _Raced:
+        return None
+    return WebhookResult(outcome, detail, stored)
+
+
+def _move(session: PaymentSession, event: PaymentEvent) -> None:
+    """The event's transition, in memory (the FSM refuses one its state does not allow)."""
+    if event.action == Action.PAID:
+        session.mark_paid(provider=event.provider, provider_reference=event.provider_reference)
+    elif event.action == Action.PENDING:
+        session.mark_pending(provider=event.provider, provider_reference=event.provider_reference)
+    elif event.action == Action.FAILED:
+        session.mark_failed(reason=event.failure_reason or "payment_failed", provider=event.provider,
+                            provider_reference=event.provider_reference)
+
+
+def _announce(session: PaymentSession) -> None:
+    if session.status == Status.PAID:
+        # invoices_app listens for this and queues fulfilment; the lifecycle never imports it.
+        transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk))
+
+
 def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> None:
     before = _session_state(session)
     data = {"event_id": event.event_id, "type": event.event_type, "provider": event.provider}
@@ -347,21 +438,13 @@ def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> 
         transaction.on_commit(partial(session_refunded.send, sender=PaymentSession, session_id=session.pk,
                                       event_id=event.event_id))
         return
-    if event.action == Action.PAID:
-        session.mark_paid(provider=event.provider, provider_reference=event.provider_reference)
-    elif event.action == Action.PENDING:
-        session.mark_pending(provider=event.provider, provider_reference=event.provider_reference)
-    elif event.action == Action.FAILED:
-        session.mark_failed(reason=event.failure_reason or "payment_failed", provider=event.provider,
-                            provider_reference=event.provider_reference)
+    _move(session, event)
     # The transition's fields only; ConcurrentTransitionMixin still adds "WHERE status = <old>".
     session.save(update_fields=TRANSITION_FIELDS)
     audit_record(action=f"session.{session.status}", subject_type="payment_session", subject_id=session.pk,
                  account_id=session.account_id, actor=actor, before=before, after=_session_state(session),
                  data=data)
-    if session.status == Status.PAID:
-        # invoices_app listens for this and queues fulfilment; the lifecycle never imports it.
-        transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk))
+    _announce(session)
 
 
 # ---------------------------------------------------------------- reprocessing a stored delivery
