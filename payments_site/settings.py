@@ -182,6 +182,8 @@ REST_FRAMEWORK = {
 # Background work: Celery on Redis when REDIS_URL is set, in-process otherwise.
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+if REDIS_URL.startswith("redis://"):
+    CELERY_BROKER_TRANSPORT = "payments_site.broker:Transport"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = False

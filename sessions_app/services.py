@@ -13,9 +13,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models.sql.subqueries import InsertQuery
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from audit.services import audit_append_sql, audit_appended, audit_event, audit_record
 from keys_app.models import Account, ApiKey
 from payments_site.errors import ApiError
@@ -34,7 +36,6 @@ def _session_state(session: PaymentSession) -> dict[str, Any]:
 # ---------------------------------------------------------------- creation
 
 
-@transaction.atomic
 def session_create(
     *,
     account: Account,
@@ -55,7 +56,7 @@ def session_create(
     if mode != api_key.mode:
         raise ApiError("mode_mismatch", f"A {api_key.mode} key cannot create {mode} sessions.", field="mode")
     now = timezone.now()
-    session = PaymentSession.objects.create(
+    session = PaymentSession(
         account=account,
         amount=amount,
         currency=currency,
@@ -72,14 +73,41 @@ def session_create(
     )
     from sessions_app.providers import get_provider
 
-    for name in session.providers:
-        # A provider may attach what its checkout needs (Web3: an address and a quote).
-        get_provider(name).prepare_session(session=session)
-    audit_record(action="session.created", subject_type="payment_session", subject_id=session.pk,
-                 account_id=account.pk, actor=f"api_key:{api_key.pk}",
-                 after={"status": session.status, "amount": session.amount, "currency": session.currency,
-                        "mode": session.mode})
+    prepared = [get_provider(name) for name in session.providers]
+    link = audit_event(action="session.created", subject_type="payment_session", subject_id=session.pk,
+                       account_id=account.pk, actor=f"api_key:{api_key.pk}",
+                       after={"status": session.status, "amount": session.amount, "currency": session.currency,
+                              "mode": session.mode})
+    if connection.vendor == "postgresql" and not any(p.prepares_sessions for p in prepared):
+        _insert_with_link(session, link)
+        return session
+    with transaction.atomic():
+        session.save(force_insert=True)
+        for provider in prepared:
+            # A provider may attach what its checkout needs (Web3: an address and a quote).
+            provider.prepare_session(session=session)
+        audit_record(**_link_fields(link))
     return session
+
+
+def _link_fields(link: AuditEvent) -> dict[str, Any]:
+    return {"action": link.action, "subject_type": link.subject_type, "subject_id": link.subject_id,
+            "account_id": link.account_id, "actor": link.actor, "before": link.before, "after": link.after,
+            "data": link.data}
+
+
+def _insert_with_link(obj: models.Model, link: AuditEvent) -> None:
+    """PostgreSQL: insert a row and its audit link in one statement, which commits by itself."""
+    query = InsertQuery(type(obj))
+    query.insert_values(type(obj)._meta.concrete_fields, [obj])
+    [(insert_sql, insert_params)] = query.get_compiler(connection=connection).as_sql()
+    audit_ctes, audit_params = audit_append_sql(link, only_if="inserted")
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH inserted AS ({insert_sql} RETURNING 1), {audit_ctes} SELECT * FROM link",  # noqa: S608
+                       [*insert_params, *audit_params])
+        audit_appended(link, cursor.fetchone())
+    obj._state.adding = False
+    obj._state.db = connection.alias
 
 
 def request_fingerprint(body: Any) -> str:

@@ -50,6 +50,8 @@ class Provider:
     name: ClassVar[str]
     label: ClassVar[str]
     max_body_bytes: ClassVar[int] = 256 * 1024
+    # Whether prepare_session writes anything (session creation then takes a transaction).
+    prepares_sessions: ClassVar[bool] = False
 
     def is_configured(self) -> bool:
         """Whether real (non-simulated) payments can be started with the current settings."""

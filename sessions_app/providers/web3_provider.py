@@ -63,6 +63,8 @@ class Web3Provider(Provider):
     def is_configured(self) -> bool:
         return bool(settings.WEB3_PROVIDER_URL)
 
+    prepares_sessions = True
+
     def prepare_session(self, *, session) -> None:
         crypto.charge_create(session=session)
 
