@@ -5,6 +5,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -13,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, models, transaction
+from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from django.db.models.sql.subqueries import InsertQuery
 from django.utils import timezone
 
@@ -376,18 +377,19 @@ TRANSITION_FIELDS = ["status", "provider", "provider_reference", "paid_at", "fai
 _ONE_STATEMENT_ACTIONS = (Action.PAID, Action.PENDING, Action.FAILED)
 
 
-class _Raced(Exception):
-    pass
+_RACED = "event stored concurrently"
 
 
 def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor: str) -> WebhookResult | None:
     """The common case on PostgreSQL: an event that moves its session, written in one statement.
 
     The session is read without a lock; the statement moves it only if it is still in the
-    state read, stores the event only if it moved and the event id is new, and links the audit
-    record only if the event was stored. Anything else (a concurrent change, a duplicate, an
-    event that moves nothing) writes nothing here and returns None: the caller then takes
-    the locked path, which decides it against the committed state.
+    state read, stores the event only if it moved, and links the audit record only if the
+    event was stored; if it moved but the event id was taken, it aborts itself. Outside a
+    transaction it commits by itself: no BEGIN, no COMMIT, and no lock held while Python
+    works. Anything but a clean move (a concurrent change, a duplicate, an event that moves
+    nothing) writes nothing here and returns None: the caller then takes the locked path,
+    which decides it against the committed state.
     """
     session = PaymentSession.objects.filter(pk=session_id).first()
     if session is None:
@@ -413,7 +415,8 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
         f"({', '.join(quote(f.column) for f in event_fields)}) SELECT {', '.join(['%s'] * len(event_fields))} "
         f"FROM moved ON CONFLICT ({quote('provider')}, {quote('event_id')}) DO NOTHING RETURNING {quote('id')}), "
         f"{audit_ctes} "
-        f"SELECT (SELECT count(*) FROM moved), (SELECT {quote('id')} FROM stored), link.* "
+        f"SELECT CASE WHEN (SELECT count(*) FROM moved) > (SELECT count(*) FROM stored) "
+        f"THEN payments_abort(%s) END, (SELECT count(*) FROM moved), (SELECT {quote('id')} FROM stored), link.* "
         f"FROM (SELECT 1) AS one LEFT JOIN link ON true"
     )
     params = [
@@ -421,21 +424,23 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
         session.pk, read_status,
         *(f.get_db_prep_save(f.pre_save(stored, True), connection) for f in event_fields),
         *audit_params,
+        _RACED,
     ]
     try:
-        with transaction.atomic():
+        # Inside a caller's transaction, a savepoint keeps the abort from spoiling it.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
-                moved_count, stored_id, *link_row = cursor.fetchone()
-            if not moved_count:
-                return None  # changed since it was read: nothing was written
-            if stored_id is None:
-                raise _Raced  # moved, but the event id is not new: undo the move
-            stored.pk, stored._state.adding, stored._state.db = stored_id, False, connection.alias
-            audit_appended(link, tuple(link_row))
-            _announce(session)
-    except _Raced:
-        return None
+                _, moved_count, stored_id, *link_row = cursor.fetchone()
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "P0001" or _RACED not in str(exc):
+            raise
+        return None  # moved, but the event id is not new: the statement undid the move
+    if not moved_count:
+        return None  # changed since it was read: nothing was written
+    stored.pk, stored._state.adding, stored._state.db = stored_id, False, connection.alias
+    audit_appended(link, tuple(link_row))
+    _announce(session)
     return WebhookResult(outcome, detail, stored)
 
 

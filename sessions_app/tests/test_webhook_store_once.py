@@ -71,3 +71,29 @@ def test_an_unmatched_event_is_stored_once(client):
 
     assert (first.json()["outcome"], second.json()["outcome"]) == ("unmatched", "duplicate")
     assert WebhookEvent.objects.filter(outcome="unmatched").count() == 1
+
+
+def test_an_event_id_already_stored_for_another_session_moves_nothing(merchant):
+    # given an event id stored for one session, and another open session
+    first = session_create(account=merchant, api_key=merchant.api_key, amount=Decimal("10.00"))
+    second = session_create(account=merchant, api_key=merchant.api_key, amount=Decimal("10.00"))
+    event = stripe_provider.test_event(session_id=str(first.pk), event_type="payment_intent.succeeded",
+                                       amount=first.amount, currency=first.currency)
+    body = json.dumps(event)
+    Client().post("/webhooks/stripe", body, content_type="application/json",
+                  HTTP_STRIPE_SIGNATURE=stripe_provider.sign(body))
+
+    # when an event with the same id claims to pay the second session (the one statement that
+    # would move it finds the id taken and undoes itself)
+    event["data"]["object"]["metadata"]["session_id"] = str(second.pk)
+    replay = json.dumps(event)
+    response = Client().post("/webhooks/stripe", replay, content_type="application/json",
+                             HTTP_STRIPE_SIGNATURE=stripe_provider.sign(replay))
+
+    # then it is a duplicate: the second session is still open, with no event and no audit link
+    assert response.json()["outcome"] == "duplicate"
+    assert PaymentSession.objects.get(pk=second.pk).status == Status.CREATED
+    assert not WebhookEvent.objects.filter(session=second).exists()
+    assert not AuditEvent.objects.filter(subject_id=str(second.pk), action="session.paid").exists()
+    assert PaymentSession.objects.get(pk=first.pk).status == Status.PAID
+    assert audit_verify() == []
