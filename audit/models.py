@@ -42,7 +42,8 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["scope", "seq"]
         constraints = [models.UniqueConstraint(fields=["scope", "seq"], name="audit_unique_scope_seq")]
-        indexes = [models.Index(fields=["subject_type", "subject_id"]), models.Index(fields=["action"])]
+        # No index on action alone: the dashboard filters actions within a merchant (account_id).
+        indexes = [models.Index(fields=["subject_type", "subject_id"])]
 
     def __str__(self) -> str:
         return f"{self.action} {self.subject_type}:{self.subject_id}"
