@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from smtplib import SMTPException
 
 from celery import shared_task
@@ -10,6 +11,8 @@ from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
 from invoices_app import services
+
+logger = logging.getLogger(__name__)
 
 # SMTPException and storage errors are OSErrors; the database and the broker have their own.
 TRANSIENT = (SMTPException, OSError, OperationalError, InterfaceError, BrokerError)
@@ -22,6 +25,29 @@ def fulfil_session(self, session_id: str) -> None:
         services.fulfilment_run(session_id=session_id)
     except services.EmailInFlight as exc:
         raise self.retry(exc=exc, countdown=max(1, int(exc.retry_in) + 1)) from None
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def fulfil_sessions(items: list[dict]) -> None:
+    """A batch from the relay (invoices_app/relay.py): each session as fulfil_session would do it.
+
+    A session that fails here is handed to fulfil_session, whose retries and backoff apply.
+    """
+    from payments_site.logs import request_id_var
+
+    for item in items:
+        session_id = str(item.get("session_id", ""))
+        # The log lines of each session carry the request id of the webhook that paid it.
+        token = request_id_var.set(str(item.get("request_id") or "-"))
+        try:
+            logger.info("fulfil_session %s (from a batch of %d)", session_id, len(items))
+            services.fulfilment_run(session_id=session_id)
+        except Exception as exc:
+            logger.warning("fulfilment of session %s failed in a batch (%s); retrying on its own",
+                           session_id, type(exc).__name__)
+            fulfil_session.apply_async(args=[session_id], countdown=1)
+        finally:
+            request_id_var.reset(token)
 
 
 @shared_task(acks_late=True, ignore_result=True)

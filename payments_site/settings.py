@@ -185,6 +185,7 @@ CELERY_BROKER_URL = REDIS_URL or "memory://"
 if REDIS_URL.startswith("redis://"):
     CELERY_BROKER_TRANSPORT = "payments_site.broker:Transport"
 CELERY_RESULT_BACKEND = None
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
@@ -343,6 +344,8 @@ ACCESS_LINK_TTL_SECONDS = env_int("ACCESS_LINK_TTL_SECONDS", 7 * 24 * 3600)
 FULFILMENT_RETRY_AFTER_SECONDS = env_int("FULFILMENT_RETRY_AFTER_SECONDS", 300)
 FULFILMENT_SAFETY_NET_INTERVAL_SECONDS = env_int("FULFILMENT_SAFETY_NET_INTERVAL_SECONDS", 60)
 FULFILMENT_MAX_RETRIES = env_int("FULFILMENT_MAX_RETRIES", 10)
+# Paid sessions the relay hands to one fulfil_sessions task at most (invoices_app/relay.py).
+FULFILMENT_RELAY_BATCH = env_int("FULFILMENT_RELAY_BATCH", 20)
 # How long an email attempt owns its send; keep it well above EMAIL_TIMEOUT.
 FULFILMENT_EMAIL_LEASE_SECONDS = env_int("FULFILMENT_EMAIL_LEASE_SECONDS", 120)
 # Without REDIS_URL: run fulfilment on a background thread of the web process (off the request).

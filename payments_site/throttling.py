@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable
 from functools import wraps
 
@@ -173,9 +174,12 @@ class CheckoutSessionThrottle(_Throttle):
 
     def get_cache_key(self, request, view):
         session_id = (getattr(view, "kwargs", None) or {}).get("session_id")
-        if not session_id:
+        try:
+            # Anything but a UUID names no session (the view answers 404; the IP limit still counts).
+            ident = str(uuid.UUID(str(session_id)))
+        except ValueError:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": f"session:{str(session_id)[:64]}"}
+        return self.cache_format % {"scope": self.scope, "ident": f"session:{ident}"}
 
 
 ApiLimits = limits("ApiLimits", ApiKeyThrottle, ApiIpThrottle)

@@ -161,7 +161,7 @@ def broker():
     yield Broker(REDIS_TEST_URL, queue)
     use_broker(None)
     client = redis.Redis.from_url(REDIS_TEST_URL)
-    client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    client.delete(queue, f"{queue}.fulfilment", f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     client.close()
 
 
@@ -228,7 +228,8 @@ def workers(broker, worker_env, tmp_path):
     started: list[Worker] = []
 
     def start(**extra) -> Worker:
-        worker = start_worker(env={**worker_env, "REDIS_URL": broker.url, **extra}, queue=broker.queue,
+        worker = start_worker(env={**worker_env, "REDIS_URL": broker.url, "CELERY_TASK_DEFAULT_QUEUE": broker.queue,
+                                   **extra}, queue=broker.queue,
                               log=tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         return worker
