@@ -108,8 +108,8 @@ def main() -> int:
         gc.freeze()
     if args.time_only:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            backend = cursor.fetchone()[0]
+            cursor.execute("SELECT pg_backend_pid(), pg_current_wal_lsn()")
+            backend, wal_start = cursor.fetchone()
         pg_cpu = _proc_cpu_seconds(backend)
         cpu, start = time.process_time(), time.perf_counter()
         walls = []
@@ -123,7 +123,11 @@ def main() -> int:
               f"p50 {walls[n // 2]:.2f} ms, p99 {walls[int(n * 0.99)]:.2f} ms, max {walls[-1]:.2f} ms")
         if pg_cpu is not None:
             # The database's own CPU per request: under load it shares the same two cores.
-            print(f"PostgreSQL backend: {(_proc_cpu_seconds(backend) - pg_cpu) / n * 1000:.2f} ms CPU each")
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [wal_start])
+                wal_bytes = cursor.fetchone()[0]
+            print(f"PostgreSQL backend: {(_proc_cpu_seconds(backend) - pg_cpu) / n * 1000:.2f} ms CPU each, "
+                  f"{wal_bytes / n / 1024:.1f} KiB of WAL each")
         return 0
     if args.cprofile:
         import cProfile

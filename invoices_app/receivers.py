@@ -5,13 +5,18 @@ from __future__ import annotations
 import logging
 
 from invoices_app import services
+from invoices_app.relay import relay_active
 
 logger = logging.getLogger(__name__)
 
 
-def on_session_paid(sender, session_id, **kwargs) -> None:
-    # Runs on commit of the paid transition. A broker failure must not fail the webhook:
-    # fulfilment_queue logs it, and the beat safety net re-queues the session.
+def on_session_paid(sender, session_id, announced=False, **kwargs) -> None:
+    # Runs on commit of the paid transition. Announced through PostgreSQL, the session reaches
+    # the workers by the relay (relay.py) and the request publishes nothing. Otherwise it is
+    # queued here; a broker failure must not fail the webhook: fulfilment_queue logs it, and
+    # the beat safety net re-queues the session.
+    if announced and relay_active():
+        return
     services.fulfilment_queue(session_id=session_id)
 
 

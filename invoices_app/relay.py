@@ -1,11 +1,11 @@
-"""The hand-off from a paid webhook to the fulfilment workers.
+"""The hand-off from a paid session to the fulfilment workers, through PostgreSQL.
 
-A web request that pays a session pushes one small item onto a Redis list: one LPUSH, a
-fraction of what publishing a Celery task costs (building the message, the producer pool,
-kombu's envelope). A relay thread in each Celery worker takes the items in batches and
-publishes one `fulfil_sessions` task per batch, so under load one publish carries many
-payments. Nothing here is the only record: a paid session without a finished fulfilment is
-found again by the beat safety net, exactly as when the broker is down.
+The transaction that pays a session also NOTIFYs it (sessions_app.signals.SESSION_PAID_CHANNEL):
+no extra round trip for the web request, and delivered if and only if the payment commits. One
+relay per database, in whichever Celery worker holds its advisory lock, LISTENs and publishes
+one `fulfil_sessions` task per batch of notifications, so under load one publish carries many
+payments. A notification nobody hears (no worker running) is not lost work: a paid session
+without a finished fulfilment is found again by the beat safety net.
 """
 
 from __future__ import annotations
@@ -13,86 +13,104 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import deque
 from typing import Any
 
-import redis
+import psycopg
 from django.conf import settings
+from django.db import connection
+from psycopg import sql
+
+from sessions_app.signals import SESSION_PAID_CHANNEL
 
 logger = logging.getLogger(__name__)
 
-_clients: dict[str, redis.Redis] = {}
-_clients_lock = threading.Lock()
+# pg_try_advisory_lock key of the relay: one listener per database publishes (any number of
+# workers may run; the others wait to take over).
+RELAY_LOCK = 0x7061795F72656C61  # "pay_rela"
 
 
-def _app():
+def relay_active() -> bool:
+    """Whether paid sessions announced through PostgreSQL reach the workers by the relay."""
     from payments_site.celery import app
 
-    return app
+    return connection.vendor == "postgresql" and not app.conf.task_always_eager and \
+        app.conf.broker_url.startswith("redis://")
 
 
-def pending_key() -> str:
-    """The list beside the Celery queue the workers consume (one per queue, so tests can share a Redis)."""
-    return f"{_app().conf.task_default_queue}.fulfilment"
+def connect() -> psycopg.Connection:
+    params = connection.settings_dict
+    return psycopg.connect(dbname=params["NAME"], user=params["USER"] or None, password=params["PASSWORD"] or None,
+                           host=params["HOST"] or None, port=params["PORT"] or None, autocommit=True,
+                           connect_timeout=5)
 
 
-def _client(url: str) -> redis.Redis:
-    with _clients_lock:
-        client = _clients.get(url)
-        if client is None:
-            client = _clients[url] = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
-        return client
+class Listener:
+    """The database's relay: a LISTENing connection, and notifications heard but not yet sent."""
 
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        self.backlog: deque[str] = deque()
 
-def relay_push(*, session_id: str, request_id: str) -> None:
-    """Hand a paid session to the workers (raises RedisError/OSError when Redis is down)."""
-    item = json.dumps({"session_id": session_id, "request_id": request_id}, separators=(",", ":"))
-    _client(_app().conf.broker_url).lpush(pending_key(), item)
+    @classmethod
+    def take(cls, conn: psycopg.Connection) -> Listener | None:
+        """Become the database's relay if no other listener is (one per database publishes)."""
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", [RELAY_LOCK]).fetchone()[0]:
+            return None
+        conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(SESSION_PAID_CHANNEL)))
+        return cls(conn)
 
+    def _hear(self, timeout: float) -> None:
+        batch = settings.FULFILMENT_RELAY_BATCH
+        if len(self.backlog) >= batch:
+            return
+        # Wait for the first only when nothing is waiting to be sent; then take the rest of the
+        # burst. psycopg may hand over more than asked: the backlog keeps them for the next round.
+        self.backlog.extend(n.payload for n in self.conn.notifies(timeout=0 if self.backlog else timeout,
+                                                                  stop_after=1))
+        if self.backlog and len(self.backlog) < batch:
+            self.backlog.extend(n.payload for n in self.conn.notifies(timeout=0.002,
+                                                                      stop_after=batch - len(self.backlog)))
 
-def relay_once(*, client: redis.Redis, key: str, timeout: float = 1.0) -> int:
-    """Wait up to `timeout` s for paid sessions; publish what arrived as one task. Returns the count."""
-    from invoices_app.tasks import fulfil_sessions
+    def relay_once(self, *, timeout: float = 1.0) -> int:
+        """Wait up to `timeout` s for paid sessions; publish up to a batch as one task. Returns the count."""
+        from invoices_app.tasks import fulfil_sessions
 
-    first = client.brpop([key], timeout=timeout)
-    if first is None:
-        return 0
-    raw = [first[1], *(client.rpop(key, settings.FULFILMENT_RELAY_BATCH - 1) or [])]
-    items: list[dict[str, Any]] = []
-    for value in raw:
-        try:
-            items.append(json.loads(value))
-        except ValueError:
-            logger.error("fulfilment relay dropped an unreadable item", extra={"item": repr(value)[:200]})
-    if not items:
-        return 0
-    try:
-        fulfil_sessions.delay(items)
-    except Exception:
-        # The broker is this same Redis: put them back for the next round (the safety net
-        # finds them anyway if this fails too).
-        logger.exception("fulfilment relay could not publish %d sessions; returned them to the list", len(items))
-        client.rpush(key, *raw)
-        raise
-    return len(items)
+        self._hear(timeout)
+        items: list[dict[str, Any]] = []
+        while self.backlog and len(items) < settings.FULFILMENT_RELAY_BATCH:
+            payload = self.backlog.popleft()
+            try:
+                items.append(json.loads(payload))
+            except ValueError:
+                logger.error("fulfilment relay dropped an unreadable notification", extra={"payload": payload[:200]})
+        if items:
+            fulfil_sessions.delay(items)
+        return len(items)
 
 
 class Relay(threading.Thread):
     """The loop a worker runs beside its pool; stopped with the worker."""
 
-    def __init__(self, *, url: str, key: str) -> None:
+    def __init__(self) -> None:
         super().__init__(name="fulfilment-relay", daemon=True)
-        self.url, self.key = url, key
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
         while not self._stop_event.is_set():
             try:
-                relay_once(client=client, key=self.key, timeout=1.0)
+                with connect() as conn:
+                    listener = Listener.take(conn)
+                    if listener is None:
+                        self._stop_event.wait(1.0)  # another worker relays; take over if it goes
+                        continue
+                    logger.info("fulfilment relay listening")
+                    while not self._stop_event.is_set():
+                        listener.relay_once(timeout=1.0)
             except Exception:
-                logger.warning("fulfilment relay: Redis unavailable, retrying", exc_info=True)
+                # Database or broker down: what was not published is found by the safety net.
+                logger.warning("fulfilment relay interrupted; restarting", exc_info=True)
                 self._stop_event.wait(1.0)
-        client.close()
 
     def stop(self) -> None:
         self._stop_event.set()

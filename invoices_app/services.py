@@ -74,10 +74,7 @@ def _run_inline(session_id: str) -> None:
 
 
 def fulfilment_queue(*, session_id: uuid.UUID | str) -> bool:
-    """Hand a paid session to the workers (through the relay on Redis, see relay.py).
-
-    A broker failure is logged and swallowed: the safety net re-queues.
-    """
+    """Queue fulfil_session. A broker failure is logged and swallowed: the safety net re-queues."""
     from invoices_app.tasks import fulfil_session
 
     global _inline_pool
@@ -90,13 +87,7 @@ def fulfilment_queue(*, session_id: uuid.UUID | str) -> bool:
         _inline_pool.submit(_run_inline, str(session_id))
         return True
     try:
-        if fulfil_session.app.conf.broker_url.startswith("redis://"):
-            from invoices_app.relay import relay_push
-            from payments_site.logs import request_id_var
-
-            relay_push(session_id=str(session_id), request_id=request_id_var.get())
-        else:
-            fulfil_session.delay(str(session_id))
+        fulfil_session.delay(str(session_id))
     except Exception:
         logger.exception("could not queue fulfilment of session %s; the safety net will retry", session_id)
         return False

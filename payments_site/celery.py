@@ -12,19 +12,18 @@ app.autodiscover_tasks(["sessions_app.crypto"])
 
 
 class FulfilmentRelay(bootsteps.StartStopStep):
-    """Each worker relays paid sessions from their Redis list to its queue (invoices_app/relay.py)."""
+    """Paid sessions announced by PostgreSQL become fulfilment tasks (invoices_app/relay.py)."""
 
     def __init__(self, worker, **kwargs) -> None:
         super().__init__(worker, **kwargs)
         self.relay = None
 
     def start(self, worker) -> None:
-        if not app.conf.broker_url.startswith("redis://"):
-            return
-        from invoices_app.relay import Relay, pending_key
+        from invoices_app.relay import Relay, relay_active
 
-        self.relay = Relay(url=app.conf.broker_url, key=pending_key())
-        self.relay.start()
+        if relay_active():
+            self.relay = Relay()
+            self.relay.start()
 
     def stop(self, worker) -> None:
         if self.relay is not None:

@@ -24,7 +24,7 @@ from keys_app.models import Account, ApiKey
 from payments_site.errors import ApiError
 from sessions_app import currencies
 from sessions_app.models import OPEN_STATUSES, IdempotencyRecord, PaymentSession, Status, WebhookEvent
-from sessions_app.signals import session_paid, session_refunded
+from sessions_app.signals import SESSION_PAID_CHANNEL, session_paid, session_refunded
 
 logger = logging.getLogger(__name__)
 
@@ -416,7 +416,8 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
         f"FROM moved ON CONFLICT ({quote('provider')}, {quote('event_id')}) DO NOTHING RETURNING {quote('id')}), "
         f"{audit_ctes} "
         f"SELECT CASE WHEN (SELECT count(*) FROM moved) > (SELECT count(*) FROM stored) "
-        f"THEN payments_abort(%s) END, (SELECT count(*) FROM moved), (SELECT {quote('id')} FROM stored), link.* "
+        f"THEN payments_abort(%s) END, (SELECT count(*) FROM moved), (SELECT {quote('id')} FROM stored), "
+        f"(SELECT pg_notify(%s, %s) FROM link WHERE %s), link.* "
         f"FROM (SELECT 1) AS one LEFT JOIN link ON true"
     )
     params = [
@@ -425,13 +426,14 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
         *(f.get_db_prep_save(f.pre_save(stored, True), connection) for f in event_fields),
         *audit_params,
         _RACED,
+        SESSION_PAID_CHANNEL, _paid_payload(session), session.status == Status.PAID,
     ]
     try:
         # Inside a caller's transaction, a savepoint keeps the abort from spoiling it.
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
-                _, moved_count, stored_id, *link_row = cursor.fetchone()
+                _, moved_count, stored_id, _, *link_row = cursor.fetchone()
     except DatabaseError as exc:
         if getattr(exc.__cause__, "sqlstate", None) != "P0001" or _RACED not in str(exc):
             raise
@@ -440,7 +442,7 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
         return None  # changed since it was read: nothing was written
     stored.pk, stored._state.adding, stored._state.db = stored_id, False, connection.alias
     audit_appended(link, tuple(link_row))
-    _announce(session)
+    _announce(session, notified=True)
     return WebhookResult(outcome, detail, stored)
 
 
@@ -455,10 +457,24 @@ def _move(session: PaymentSession, event: PaymentEvent) -> None:
                             provider_reference=event.provider_reference)
 
 
-def _announce(session: PaymentSession) -> None:
-    if session.status == Status.PAID:
-        # invoices_app listens for this and queues fulfilment; the lifecycle never imports it.
-        transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk))
+def _paid_payload(session: PaymentSession) -> str:
+    from payments_site.logs import request_id_var
+
+    return json.dumps({"session_id": str(session.pk), "request_id": request_id_var.get()}, separators=(",", ":"))
+
+
+def _announce(session: PaymentSession, *, notified: bool = False) -> None:
+    """A paid session announces itself on commit (a signal) and, on PostgreSQL, to other
+    processes in its own transaction (NOTIFY; `notified` when the caller's statement did it)."""
+    if session.status != Status.PAID:
+        return
+    if not notified and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [SESSION_PAID_CHANNEL, _paid_payload(session)])
+        notified = True
+    # invoices_app listens for this and queues fulfilment; the lifecycle never imports it.
+    transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk,
+                                  announced=notified))
 
 
 def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> None:

@@ -2,7 +2,13 @@
 
 from django.dispatch import Signal
 
-# Sent on commit, once, when a session becomes paid. kwargs: session_id.
+# Sent on commit, once, when a session becomes paid. kwargs: session_id, and announced: True
+# when the same transaction also announced it to other processes (see below).
 session_paid = Signal()
 # Sent on commit when a provider reports a refund. kwargs: session_id, event_id.
 session_refunded = Signal()
+
+# On PostgreSQL a paid session is also announced to other processes, in the transaction that
+# pays it: NOTIFY on this channel, with {"session_id": ..., "request_id": ...} as payload.
+# PostgreSQL delivers it to every listener if and only if the transaction commits.
+SESSION_PAID_CHANNEL = "session_paid"

@@ -161,7 +161,7 @@ def broker():
     yield Broker(REDIS_TEST_URL, queue)
     use_broker(None)
     client = redis.Redis.from_url(REDIS_TEST_URL)
-    client.delete(queue, f"{queue}.fulfilment", f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     client.close()
 
 

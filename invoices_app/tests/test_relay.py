@@ -1,4 +1,4 @@
-"""The relay: paid sessions pushed one by one leave for the workers in batches."""
+"""The relay: paid sessions announced by PostgreSQL leave for the workers in batches."""
 
 import base64
 import json
@@ -6,9 +6,10 @@ import json
 import pytest
 import redis
 
-from invoices_app import relay, services, tasks
-from invoices_app.tests.conftest import REDIS_TEST_URL, create_session, mark_paid
+from invoices_app import relay, tasks
+from invoices_app.tests.conftest import REDIS_TEST_URL, create_session, mark_paid, paid_event_body
 from payments_site.logs import request_id_var
+from sessions_app.providers import stripe_provider
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -23,43 +24,70 @@ def _published(client: redis.Redis, queue: str) -> list[dict]:
     return messages
 
 
-def test_paid_sessions_pushed_one_by_one_leave_as_one_task(broker, merchant, settings):
-    # given five sessions paid while serving requests with ids (each payment hands itself over)
-    settings.FULFILMENT_RELAY_BATCH = 20
-    client = redis.Redis.from_url(REDIS_TEST_URL)
+@pytest.fixture
+def listener():
+    with relay.connect() as conn:
+        taken = relay.Listener.take(conn)
+        assert taken is not None
+        yield taken
+
+
+def test_paid_sessions_leave_as_one_task_with_their_request_ids(broker, merchant, listener, client):
+    # given five sessions paid while serving requests with ids: a webhook (one statement) and
+    # the lifecycle service (the locked path)
     sessions = [create_session(merchant) for _ in range(5)]
-    for i, session in enumerate(sessions):
+    body = paid_event_body(sessions[0])
+    response = client.post("/webhooks/stripe", body, content_type="application/json",
+                           HTTP_STRIPE_SIGNATURE=stripe_provider.sign(body), HTTP_X_REQUEST_ID="req-0")
+    assert response.status_code == 200
+    for i, session in enumerate(sessions[1:], start=1):
         token = request_id_var.set(f"req-{i}")
         try:
             mark_paid(session)
         finally:
             request_id_var.reset(token)
-    assert client.llen(relay.pending_key()) == 5
+    redis_client = redis.Redis.from_url(REDIS_TEST_URL)
+    assert _published(redis_client, broker.queue) == []  # the requests published nothing
 
     # when the relay takes a round
-    relayed = relay.relay_once(client=client, key=relay.pending_key(), timeout=1)
+    relayed = listener.relay_once(timeout=5)
 
     # then one task carries all five, in the order they were paid, each with its request id
     assert relayed == 5
-    assert client.llen(relay.pending_key()) == 0
-    [message] = _published(client, broker.queue)
+    [message] = _published(redis_client, broker.queue)
     assert message["task"] == "invoices_app.tasks.fulfil_sessions"
     assert message["args"][0] == [{"session_id": str(s.pk), "request_id": f"req-{i}"} for i, s in enumerate(sessions)]
 
 
-def test_a_round_takes_at_most_one_batch(broker, merchant, settings):
+def test_a_round_takes_at_most_one_batch(broker, merchant, listener, settings):
     settings.FULFILMENT_RELAY_BATCH = 3
-    client = redis.Redis.from_url(REDIS_TEST_URL)
     for _ in range(7):
-        relay.relay_push(session_id="00000000-0000-0000-0000-000000000000", request_id="-")
+        mark_paid(create_session(merchant))
 
-    counts = [relay.relay_once(client=client, key=relay.pending_key(), timeout=1) for _ in range(4)]
+    counts = [listener.relay_once(timeout=1) for _ in range(4)]
 
     assert counts == [3, 3, 1, 0]
-    assert [len(m["args"][0]) for m in _published(client, broker.queue)] == [3, 3, 1]
+    assert [len(m["args"][0]) for m in _published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)] == [3, 3, 1]
 
 
-def test_a_session_that_fails_in_a_batch_is_retried_on_its_own(monkeypatch, merchant):
+def test_one_relay_per_database(broker, listener):
+    # a second listener (another worker) waits while the first holds the relay lock
+    with relay.connect() as other:
+        assert relay.Listener.take(other) is None
+
+
+def test_a_rolled_back_payment_announces_nothing(broker, merchant, listener):
+    from django.db import transaction
+
+    session = create_session(merchant)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        mark_paid(session)
+        raise RuntimeError("the transaction fails after the transition")
+
+    assert listener.relay_once(timeout=0.5) == 0
+
+
+def test_a_session_that_fails_in_a_batch_is_retried_on_its_own(monkeypatch):
     # given a batch of three where the second fails
     done, retried = [], []
 
@@ -68,7 +96,7 @@ def test_a_session_that_fails_in_a_batch_is_retried_on_its_own(monkeypatch, merc
             raise OSError("SMTP down")
         done.append(session_id)
 
-    monkeypatch.setattr(services, "fulfilment_run", run)
+    monkeypatch.setattr(tasks.services, "fulfilment_run", run)
     monkeypatch.setattr(tasks.fulfil_session, "apply_async", lambda args, countdown: retried.append(args[0]))
 
     # when the batch runs
