@@ -64,13 +64,14 @@ class Listener:
         batch = settings.FULFILMENT_RELAY_BATCH
         if len(self.backlog) >= batch:
             return
-        # Wait for the first only when nothing is waiting to be sent; then take the rest of the
-        # burst. psycopg may hand over more than asked: the backlog keeps them for the next round.
+        # Wait for the first only when nothing is waiting to be sent; then gather for a short
+        # window, so a busy minute becomes a few publishes rather than one per payment. psycopg
+        # may hand over more than asked: the backlog keeps them for the next round.
         self.backlog.extend(n.payload for n in self.conn.notifies(timeout=0 if self.backlog else timeout,
                                                                   stop_after=1))
         if self.backlog and len(self.backlog) < batch:
-            self.backlog.extend(n.payload for n in self.conn.notifies(timeout=0.002,
-                                                                      stop_after=batch - len(self.backlog)))
+            self.backlog.extend(n.payload for n in self.conn.notifies(
+                timeout=settings.FULFILMENT_RELAY_WINDOW_MS / 1000, stop_after=batch - len(self.backlog)))
 
     def relay_once(self, *, timeout: float = 1.0) -> int:
         """Wait up to `timeout` s for paid sessions; publish up to a batch as one task. Returns the count."""

@@ -346,6 +346,8 @@ FULFILMENT_SAFETY_NET_INTERVAL_SECONDS = env_int("FULFILMENT_SAFETY_NET_INTERVAL
 FULFILMENT_MAX_RETRIES = env_int("FULFILMENT_MAX_RETRIES", 10)
 # Paid sessions the relay hands to one fulfil_sessions task at most (invoices_app/relay.py).
 FULFILMENT_RELAY_BATCH = env_int("FULFILMENT_RELAY_BATCH", 20)
+# How long the relay gathers after a payment before it publishes (a latency of at most this).
+FULFILMENT_RELAY_WINDOW_MS = env_int("FULFILMENT_RELAY_WINDOW_MS", 50)
 # How long an email attempt owns its send; keep it well above EMAIL_TIMEOUT.
 FULFILMENT_EMAIL_LEASE_SECONDS = env_int("FULFILMENT_EMAIL_LEASE_SECONDS", 120)
 # Without REDIS_URL: run fulfilment on a background thread of the web process (off the request).
