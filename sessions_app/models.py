@@ -53,8 +53,10 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["account", "-created_at"]),
             models.Index(fields=["account", "status", "-created_at"]),
             # For the expiry sweep, which looks only at open sessions: a paid or failed one
-            # leaves the index (and its transition writes one index entry fewer).
-            models.Index(fields=["status", "expires_at"], name="session_open_expiry_idx",
+            # leaves the index (and its transition writes one index entry fewer). status is in
+            # the condition, not a column: a transition's "WHERE id = … AND status = …" must
+            # never look like a job for this index instead of the primary key.
+            models.Index(fields=["expires_at"], name="session_open_expiry_idx",
                          condition=models.Q(status__in=["created", "pending"])),
         ]
 

@@ -23,6 +23,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='paymentsession',
-            index=models.Index(condition=models.Q(('status__in', ['created', 'pending'])), fields=['status', 'expires_at'], name='session_open_expiry_idx'),
+            index=models.Index(condition=models.Q(('status__in', ['created', 'pending'])), fields=['expires_at'], name='session_open_expiry_idx'),
         ),
     ]
