@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -133,30 +134,32 @@ def audit_append_sql(event: AuditEvent, *, only_if: str | None = None) -> tuple[
     takes the head row's lock, so two writers of one chain queue there and the second links to
     the first's committed head.
     """
-    quote = connection.ops.quote_name
-    fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
-    chained = {"seq": "head.seq", "prev_hash": "head.prev_hash", "hash": "head.head_hash"}
-    values, params = [], []
-    for f in fields:
-        if f.name in chained:
-            values.append(chained[f.name])
-        else:
-            values.append("%s")
-            params.append(f.get_db_prep_save(f.pre_save(event, True), connection))
+    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in _LINK_FIELDS if f.name not in _CHAINED]
     hashed = _hashed_fields(event)
     head, mid, tail = canonical_parts(hashed)
     first_hash = event_digest(prev_hash=GENESIS, fields={**hashed, "seq": 1})
+    return _append_ctes(only_if), [event.scope, first_hash, GENESIS, head, mid, tail, *params]
+
+
+_LINK_FIELDS = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
+_CHAINED = {"seq": "head.seq", "prev_hash": "head.prev_hash", "hash": "head.head_hash"}
+
+
+@functools.cache
+def _append_ctes(only_if: str | None) -> str:
+    """The SQL of audit_append_sql, built once per gate (only the parameters change)."""
+    quote = connection.ops.quote_name
+    values = [_CHAINED.get(f.name, "%s") for f in _LINK_FIELDS]
     gate = f" FROM {only_if}" if only_if else ""
-    ctes = (
+    return (
         f"head AS (INSERT INTO {quote(AuditChain._meta.db_table)} AS chain (scope, seq, head_hash, prev_hash) "  # noqa: S608
         f"SELECT %s, 1, %s, %s{gate} ON CONFLICT (scope) DO UPDATE SET seq = chain.seq + 1, "
         f"prev_hash = chain.head_hash, head_hash = {_link_hash_sql('chain.head_hash', 'chain.seq + 1')} "
         f"RETURNING seq, prev_hash, head_hash), "
         f"link AS (INSERT INTO {quote(AuditEvent._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in fields)}) SELECT {', '.join(values)} FROM head "
+        f"({', '.join(quote(f.column) for f in _LINK_FIELDS)}) SELECT {', '.join(values)} FROM head "
         f"RETURNING {quote(AuditEvent._meta.pk.column)}, seq, prev_hash, hash)"
     )
-    return ctes, [event.scope, first_hash, GENESIS, head, mid, tail, *params]
 
 
 def audit_appended(event: AuditEvent, row: tuple[int, int, str, str]) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -15,7 +16,6 @@ from typing import Any
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, IntegrityError, connection, models, transaction
-from django.db.models.sql.subqueries import InsertQuery
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -99,16 +99,23 @@ def _link_fields(link: AuditEvent) -> dict[str, Any]:
 
 def _insert_with_link(obj: models.Model, link: AuditEvent) -> None:
     """PostgreSQL: insert a row and its audit link in one statement, which commits by itself."""
-    query = InsertQuery(type(obj))
-    query.insert_values(type(obj)._meta.concrete_fields, [obj])
-    [(insert_sql, insert_params)] = query.get_compiler(connection=connection).as_sql()
+    fields = type(obj)._meta.concrete_fields
     audit_ctes, audit_params = audit_append_sql(link, only_if="inserted")
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH inserted AS ({insert_sql} RETURNING 1), {audit_ctes} SELECT * FROM link",  # noqa: S608
-                       [*insert_params, *audit_params])
+        cursor.execute(f"WITH inserted AS ({_insert_sql(type(obj))} RETURNING 1), {audit_ctes} SELECT * FROM link",  # noqa: S608
+                       [*(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields), *audit_params])
         audit_appended(link, cursor.fetchone())
     obj._state.adding = False
     obj._state.db = connection.alias
+
+
+@functools.cache
+def _insert_sql(model: type[models.Model]) -> str:
+    """INSERT of every concrete field of a model, built once (only the parameters change)."""
+    quote = connection.ops.quote_name
+    fields = model._meta.concrete_fields
+    return (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+            f"VALUES ({', '.join(['%s'] * len(fields))})")
 
 
 def request_fingerprint(body: Any) -> str:
