@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditChain, AuditEvent
+from payments_site import db
 
 SYSTEM_SCOPE = "system"
 GENESIS = "0" * 64
@@ -105,9 +106,7 @@ def audit_record(**fields: Any) -> AuditEvent:
     event = audit_event(**fields)
     if connection.vendor == "postgresql":
         ctes, params = audit_append_sql(event)
-        with connection.cursor() as cursor:
-            cursor.execute(f"WITH {ctes} SELECT * FROM link", params)  # noqa: S608 - SQL of our own
-            audit_appended(event, cursor.fetchone())
+        audit_appended(event, db.fetchone(f"WITH {ctes} SELECT * FROM link", params))  # noqa: S608 - SQL of our own
     else:
         _append(event)
     return event

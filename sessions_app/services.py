@@ -21,6 +21,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import audit_append_sql, audit_appended, audit_event, audit_record
 from keys_app.models import Account, ApiKey
+from payments_site import db
 from payments_site.errors import ApiError
 from sessions_app import currencies
 from sessions_app.models import OPEN_STATUSES, IdempotencyRecord, PaymentSession, Status, WebhookEvent
@@ -101,10 +102,9 @@ def _insert_with_link(obj: models.Model, link: AuditEvent) -> None:
     """PostgreSQL: insert a row and its audit link in one statement, which commits by itself."""
     fields = type(obj)._meta.concrete_fields
     audit_ctes, audit_params = audit_append_sql(link, only_if="inserted")
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH inserted AS ({_insert_sql(type(obj))} RETURNING 1), {audit_ctes} SELECT * FROM link",  # noqa: S608
-                       [*(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields), *audit_params])
-        audit_appended(link, cursor.fetchone())
+    row = db.fetchone(f"WITH inserted AS ({_insert_sql(type(obj))} RETURNING 1), {audit_ctes} SELECT * FROM link",  # noqa: S608
+                      [*(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields), *audit_params])
+    audit_appended(link, row)
     obj._state.adding = False
     obj._state.db = connection.alias
 
@@ -438,9 +438,7 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
     try:
         # Inside a caller's transaction, a savepoint keeps the abort from spoiling it.
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                _, moved_count, stored_id, _, *link_row = cursor.fetchone()
+            _, moved_count, stored_id, _, *link_row = db.fetchone(sql, params)
     except DatabaseError as exc:
         if getattr(exc.__cause__, "sqlstate", None) != "P0001" or _RACED not in str(exc):
             raise
