@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from keys_app.models import Account
+from payments_site import db
 from sessions_app.models import PaymentSession, Status
 
 
@@ -39,6 +42,25 @@ def session_get_public(*, session_id: str) -> PaymentSession | None:
     if pk is None:
         return None
     return PaymentSession.objects.select_related("account").filter(pk=pk).first()
+
+
+def session_get(*, session_id: uuid.UUID) -> PaymentSession | None:
+    """One session, every field, by a statement prepared once per connection (the webhook path)."""
+    fields = PaymentSession._meta.concrete_fields
+    row = db.fetchone(_session_select_sql(), [session_id])
+    if row is None:
+        return None
+    values = [f.from_db_value(v, None, connection) if v is not None and hasattr(f, "from_db_value") else v
+              for f, v in zip(fields, row, strict=True)]
+    return PaymentSession.from_db(connection.alias, [f.attname for f in fields], values)
+
+
+@functools.cache
+def _session_select_sql() -> str:
+    quote = connection.ops.quote_name
+    meta = PaymentSession._meta
+    return (f"SELECT {', '.join(quote(f.column) for f in meta.concrete_fields)} "  # noqa: S608 - names are ours
+            f"FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s")
 
 
 def session_status_get(*, session_id: str) -> dict | None:

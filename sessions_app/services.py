@@ -398,7 +398,9 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
     nothing) writes nothing here and returns None: the caller then takes the locked path,
     which decides it against the committed state.
     """
-    session = PaymentSession.objects.filter(pk=session_id).first()
+    from sessions_app.selectors import session_get
+
+    session = session_get(session_id=session_id)
     if session is None:
         return None
     outcome, detail = _decide(session, event)

@@ -233,3 +233,18 @@ def test_a_bad_list_cursor_is_a_4xx_in_the_error_shape(api):
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "cursor_invalid"
+
+
+def test_the_prepared_session_read_gives_what_the_orm_gives(merchant):
+    from decimal import Decimal
+
+    from sessions_app.selectors import session_get
+    from sessions_app.services import session_create
+
+    created = session_create(account=merchant, api_key=merchant.api_key, amount=Decimal("12.50"), currency="EUR",
+                             metadata={"order": "A-1", "n": "2"}, customer_email="b@example.com")
+    read, orm = session_get(session_id=created.pk), PaymentSession.objects.get(pk=created.pk)
+    fields = [f.attname for f in PaymentSession._meta.concrete_fields]
+    assert [getattr(read, f) for f in fields] == [getattr(orm, f) for f in fields]
+    assert read.metadata == {"order": "A-1", "n": "2"} and not read._state.adding
+    assert session_get(session_id=uuid.uuid4()) is None
