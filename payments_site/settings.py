@@ -142,10 +142,11 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-else:
+elif env_bool("DATABASE_PREPARED_STATEMENTS", True):
     # Allow prepared statements (Django turns them off): only payments_site.db asks for them,
     # for the hot paths' few large statements; Django's own cursors bind on the client and
-    # never prepare.
+    # never prepare. Off (0) behind a pooler that cannot keep them (PgBouncer before 1.21 in
+    # transaction mode).
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -412,11 +412,46 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
     link = audit_event(action=f"session.{session.status}", subject_type="payment_session", subject_id=session.pk,
                        account_id=session.account_id, actor=actor, before=before, after=_session_state(session),
                        data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider})
-    quote = connection.ops.quote_name
-    moved = [PaymentSession._meta.get_field(name) for name in TRANSITION_FIELDS]
-    event_fields = [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
+    moved, event_fields = _moved_fields(), _event_fields()
     audit_ctes, audit_params = audit_append_sql(link, only_if="stored")
-    sql = (
+    params = [
+        *(f.get_db_prep_save(getattr(session, f.attname), connection) for f in moved),
+        session.pk, read_status,
+        *(f.get_db_prep_save(f.pre_save(stored, True), connection) for f in event_fields),
+        *audit_params,
+        _RACED,
+        SESSION_PAID_CHANNEL, _paid_payload(session), session.status == Status.PAID,
+    ]
+    try:
+        # Inside a caller's transaction, a savepoint keeps the abort from spoiling it.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            _, moved_count, stored_id, _, *link_row = db.fetchone(_apply_sql(audit_ctes), params)
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "P0001" or _RACED not in str(exc):
+            raise
+        return None  # moved, but the event id is not new: the statement undid the move
+    if not moved_count:
+        return None  # changed since it was read: nothing was written
+    stored.pk, stored._state.adding, stored._state.db = stored_id, False, connection.alias
+    audit_appended(link, tuple(link_row))
+    _announce(session, notified=True)
+    return WebhookResult(outcome, detail, stored)
+
+
+def _moved_fields() -> list:
+    return [PaymentSession._meta.get_field(name) for name in TRANSITION_FIELDS]
+
+
+def _event_fields() -> list:
+    return [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
+
+
+@functools.cache
+def _apply_sql(audit_ctes: str) -> str:
+    """The statement of _apply_in_one_statement, built once (only the parameters change)."""
+    quote = connection.ops.quote_name
+    moved, event_fields = _moved_fields(), _event_fields()
+    return (
         f"WITH moved AS (UPDATE {quote(PaymentSession._meta.db_table)} "  # noqa: S608 - names are ours
         f"SET {', '.join(f'{quote(f.column)} = %s' for f in moved)} "
         f"WHERE {quote('id')} = %s AND {quote('status')} = %s RETURNING {quote('id')}), "
@@ -429,28 +464,6 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
         f"(SELECT pg_notify(%s, %s) FROM link WHERE %s), link.* "
         f"FROM (SELECT 1) AS one LEFT JOIN link ON true"
     )
-    params = [
-        *(f.get_db_prep_save(getattr(session, f.attname), connection) for f in moved),
-        session.pk, read_status,
-        *(f.get_db_prep_save(f.pre_save(stored, True), connection) for f in event_fields),
-        *audit_params,
-        _RACED,
-        SESSION_PAID_CHANNEL, _paid_payload(session), session.status == Status.PAID,
-    ]
-    try:
-        # Inside a caller's transaction, a savepoint keeps the abort from spoiling it.
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            _, moved_count, stored_id, _, *link_row = db.fetchone(sql, params)
-    except DatabaseError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) != "P0001" or _RACED not in str(exc):
-            raise
-        return None  # moved, but the event id is not new: the statement undid the move
-    if not moved_count:
-        return None  # changed since it was read: nothing was written
-    stored.pk, stored._state.adding, stored._state.db = stored_id, False, connection.alias
-    audit_appended(link, tuple(link_row))
-    _announce(session, notified=True)
-    return WebhookResult(outcome, detail, stored)
 
 
 def _move(session: PaymentSession, event: PaymentEvent) -> None:
