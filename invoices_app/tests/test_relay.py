@@ -105,3 +105,38 @@ def test_a_session_that_fails_in_a_batch_is_retried_on_its_own(monkeypatch):
     # then the others are done and the failed one is queued alone, with fulfil_session's retries
     assert done == ["a", "c"]
     assert retried == ["b"]
+
+
+def _relay_lock_held() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                       "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+        return cursor.fetchone()[0] > 0
+
+
+def test_when_the_relaying_worker_stops_another_takes_over(broker, merchant):
+    from invoices_app.tests.conftest import wait_until
+
+    # given two workers' relays, the first of which holds the database's relay lock
+    redis_client = redis.Redis.from_url(REDIS_TEST_URL)
+    first = relay.Relay()
+    first.start()
+    wait_until(_relay_lock_held, timeout=10, message="the first relay to take the lock")
+    second = relay.Relay()
+    second.start()
+    try:
+        # when the first stops (its connection, and with it the lock, goes)
+        first.stop()
+        assert not first.is_alive()
+
+        # then the second relays the sessions paid from then on
+        def relayed() -> bool:
+            mark_paid(create_session(merchant))
+            return bool(_published(redis_client, broker.queue))
+
+        wait_until(relayed, timeout=15, interval=0.5, message="the second relay to take over")
+        assert _published(redis_client, broker.queue)[0]["task"] == "invoices_app.tasks.fulfil_sessions"
+    finally:
+        second.stop()
