@@ -44,8 +44,11 @@ def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+_encode = partial(json.dumps, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
+
+
 def _canonical(prev_hash: str, fields: dict[str, Any]) -> str:
-    return json.dumps({"prev": prev_hash, **fields}, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
+    return _encode({"prev": prev_hash, **fields})
 
 
 def canonical_parts(fields: dict[str, Any]) -> tuple[str, str, str]:
@@ -55,10 +58,9 @@ def canonical_parts(fields: dict[str, Any]) -> tuple[str, str, str]:
     statement. The pieces are encoded key by key exactly as _canonical encodes the whole, so
     the hash the database computes is the one audit_verify recomputes.
     """
-    encode = partial(json.dumps, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
     pieces, current = [], "{"
     for index, key in enumerate(sorted({*fields, "prev", "seq"})):
-        current += ("," if index else "") + encode(key) + ":"
+        current += ("," if index else "") + _encode(key) + ":"
         if key == "prev":
             pieces.append(current + '"')
             current = '"'
@@ -66,13 +68,9 @@ def canonical_parts(fields: dict[str, Any]) -> tuple[str, str, str]:
             pieces.append(current)
             current = ""
         else:
-            current += encode(fields[key])
+            current += _encode(fields[key])
     head, mid = pieces
     return head, mid, current + "}"
-
-
-def _link_hash_sql(prev_sql: str, seq_sql: str) -> str:
-    return (f"encode(sha256(convert_to(%s || {prev_sql} || %s || ({seq_sql})::text || %s, 'UTF8')), 'hex')")
 
 
 def audit_event(
@@ -103,7 +101,11 @@ def audit_event(
 
 def audit_record(**fields: Any) -> AuditEvent:
     """Append one link to its chain (see audit_event for the fields)."""
-    event = audit_event(**fields)
+    return audit_append(audit_event(**fields))
+
+
+def audit_append(event: AuditEvent) -> AuditEvent:
+    """Append a link built by audit_event to its chain, on its own."""
     if connection.vendor == "postgresql":
         ctes, params = audit_append_sql(event)
         audit_appended(event, db.fetchone(f"WITH {ctes} SELECT * FROM link", params))  # noqa: S608 - SQL of our own
@@ -133,7 +135,7 @@ def audit_append_sql(event: AuditEvent, *, only_if: str | None = None) -> tuple[
     takes the head row's lock, so two writers of one chain queue there and the second links to
     the first's committed head.
     """
-    params = [f.get_db_prep_save(f.pre_save(event, True), connection) for f in _LINK_FIELDS if f.name not in _CHAINED]
+    params = db.insert_params(event, [f for f in _LINK_FIELDS if f.name not in _CHAINED])
     hashed = _hashed_fields(event)
     head, mid, tail = canonical_parts(hashed)
     first_hash = event_digest(prev_hash=GENESIS, fields={**hashed, "seq": 1})
@@ -153,7 +155,9 @@ def _append_ctes(only_if: str | None) -> str:
     return (
         f"head AS (INSERT INTO {quote(AuditChain._meta.db_table)} AS chain (scope, seq, head_hash, prev_hash) "  # noqa: S608
         f"SELECT %s, 1, %s, %s{gate} ON CONFLICT (scope) DO UPDATE SET seq = chain.seq + 1, "
-        f"prev_hash = chain.head_hash, head_hash = {_link_hash_sql('chain.head_hash', 'chain.seq + 1')} "
+        # The new link's hash over head + previous hash + mid + seq + tail (see canonical_parts).
+        f"prev_hash = chain.head_hash, head_hash = encode(sha256(convert_to("
+        f"%s || chain.head_hash || %s || (chain.seq + 1)::text || %s, 'UTF8')), 'hex') "
         f"RETURNING seq, prev_hash, head_hash), "
         f"link AS (INSERT INTO {quote(AuditEvent._meta.db_table)} "
         f"({', '.join(quote(f.column) for f in _LINK_FIELDS)}) SELECT {', '.join(values)} FROM head "
@@ -163,9 +167,8 @@ def _append_ctes(only_if: str | None) -> str:
 
 def audit_appended(event: AuditEvent, row: tuple[int, int, str, str]) -> None:
     """Fill in what the database decided for a link written by audit_append_sql."""
-    event.pk, event.seq, event.prev_hash, event.hash = row
-    event._state.adding = False
-    event._state.db = connection.alias
+    pk, event.seq, event.prev_hash, event.hash = row
+    db.mark_inserted(event, pk)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import connection, models
 
 
 def fetchone(sql: str, params: list[Any]) -> tuple | None:
@@ -25,3 +25,16 @@ def fetchone(sql: str, params: list[Any]) -> tuple | None:
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchone()
+
+
+def insert_params(obj: models.Model, fields: list) -> list[Any]:
+    """The values of `fields` as an INSERT of `obj` would send them (defaults and auto_now applied)."""
+    return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+
+
+def mark_inserted(obj: models.Model, pk: Any = None) -> None:
+    """Make an instance that raw SQL inserted look saved (and give it its primary key)."""
+    if pk is not None:
+        obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = connection.alias

@@ -19,7 +19,7 @@ from django.db import DatabaseError, IntegrityError, connection, models, transac
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from audit.services import audit_append_sql, audit_appended, audit_event, audit_record
+from audit.services import audit_append, audit_append_sql, audit_appended, audit_event, audit_record
 from keys_app.models import Account, ApiKey
 from payments_site import db
 from payments_site.errors import ApiError
@@ -88,25 +88,17 @@ def session_create(
         for provider in prepared:
             # A provider may attach what its checkout needs (Web3: an address and a quote).
             provider.prepare_session(session=session)
-        audit_record(**_link_fields(link))
+        audit_append(link)
     return session
-
-
-def _link_fields(link: AuditEvent) -> dict[str, Any]:
-    return {"action": link.action, "subject_type": link.subject_type, "subject_id": link.subject_id,
-            "account_id": link.account_id, "actor": link.actor, "before": link.before, "after": link.after,
-            "data": link.data}
 
 
 def _insert_with_link(obj: models.Model, link: AuditEvent) -> None:
     """PostgreSQL: insert a row and its audit link in one statement, which commits by itself."""
-    fields = type(obj)._meta.concrete_fields
     audit_ctes, audit_params = audit_append_sql(link, only_if="inserted")
     row = db.fetchone(f"WITH inserted AS ({_insert_sql(type(obj))} RETURNING 1), {audit_ctes} SELECT * FROM link",  # noqa: S608
-                      [*(f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields), *audit_params])
+                      [*db.insert_params(obj, type(obj)._meta.concrete_fields), *audit_params])
     audit_appended(link, row)
-    obj._state.adding = False
-    obj._state.db = connection.alias
+    db.mark_inserted(obj)
 
 
 @functools.cache
@@ -322,26 +314,23 @@ def _insert_once(obj: WebhookEvent) -> bool:
     duplicate costs no error and no rollback, and a new event one statement instead of three.
     """
     meta = WebhookEvent._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    fields = _event_fields()
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    sql = (f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) "  # noqa: S608 - names are ours
+    sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+           f"VALUES ({', '.join(['%s'] * len(fields))}) "
            f"ON CONFLICT ({quote('provider')}, {quote('event_id')}) DO NOTHING RETURNING {quote(meta.pk.column)}")
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, db.insert_params(obj, fields))
         row = cursor.fetchone()
     if row is None:
         return False
-    obj.pk = row[0]
-    obj._state.adding = False
-    obj._state.db = connection.alias
+    db.mark_inserted(obj, row[0])
     return True
 
 
 def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> WebhookResult:
-    """Store a verified provider event once and move its session: one transaction, one commit.
+    """Store a verified provider event once and move its session: one statement (the common
+    case, on PostgreSQL) or one transaction under the session's row lock; one commit either way.
 
     A replay of the same event id stores nothing and changes nothing.
     """
@@ -409,15 +398,13 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
     read_status, before = session.status, _session_state(session)
     _move(session, event)
     stored = _stored_event(event, outcome=outcome, detail=detail, session=session)
-    link = audit_event(action=f"session.{session.status}", subject_type="payment_session", subject_id=session.pk,
-                       account_id=session.account_id, actor=actor, before=before, after=_session_state(session),
-                       data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider})
+    link = _transition_link(session, event, before=before, actor=actor)
     moved, event_fields = _moved_fields(), _event_fields()
     audit_ctes, audit_params = audit_append_sql(link, only_if="stored")
     params = [
         *(f.get_db_prep_save(getattr(session, f.attname), connection) for f in moved),
         session.pk, read_status,
-        *(f.get_db_prep_save(f.pre_save(stored, True), connection) for f in event_fields),
+        *db.insert_params(stored, event_fields),
         *audit_params,
         _RACED,
         SESSION_PAID_CHANNEL, _paid_payload(session), session.status == Status.PAID,
@@ -432,7 +419,7 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
         return None  # moved, but the event id is not new: the statement undid the move
     if not moved_count:
         return None  # changed since it was read: nothing was written
-    stored.pk, stored._state.adding, stored._state.db = stored_id, False, connection.alias
+    db.mark_inserted(stored, stored_id)
     audit_appended(link, tuple(link_row))
     _announce(session, notified=True)
     return WebhookResult(outcome, detail, stored)
@@ -464,6 +451,13 @@ def _apply_sql(audit_ctes: str) -> str:
         f"(SELECT pg_notify(%s, %s) FROM link WHERE %s), link.* "
         f"FROM (SELECT 1) AS one LEFT JOIN link ON true"
     )
+
+
+def _transition_link(session: PaymentSession, event: PaymentEvent, *, before: dict[str, Any], actor: str) -> AuditEvent:
+    """The audit link of a transition already made in memory."""
+    return audit_event(action=f"session.{session.status}", subject_type="payment_session", subject_id=session.pk,
+                       account_id=session.account_id, actor=actor, before=before, after=_session_state(session),
+                       data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider})
 
 
 def _move(session: PaymentSession, event: PaymentEvent) -> None:
@@ -499,20 +493,18 @@ def _announce(session: PaymentSession, *, notified: bool = False) -> None:
 
 def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> None:
     before = _session_state(session)
-    data = {"event_id": event.event_id, "type": event.event_type, "provider": event.provider}
     if event.action == Action.REFUNDED:
         audit_record(action="session.refunded", subject_type="payment_session", subject_id=session.pk,
                      account_id=session.account_id, actor=actor, before=before, after=before,
-                     data={**data, "amount_minor": event.amount_minor})
+                     data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider,
+                           "amount_minor": event.amount_minor})
         transaction.on_commit(partial(session_refunded.send, sender=PaymentSession, session_id=session.pk,
                                       event_id=event.event_id))
         return
     _move(session, event)
     # The transition's fields only; ConcurrentTransitionMixin still adds "WHERE status = <old>".
     session.save(update_fields=TRANSITION_FIELDS)
-    audit_record(action=f"session.{session.status}", subject_type="payment_session", subject_id=session.pk,
-                 account_id=session.account_id, actor=actor, before=before, after=_session_state(session),
-                 data=data)
+    audit_append(_transition_link(session, event, before=before, actor=actor))
     _announce(session)
 
 

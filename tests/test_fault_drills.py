@@ -108,7 +108,7 @@ def _assert_paid_exactly_once(session: PaymentSession, event_id: str, paid_signa
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("moment", ["_store", "audit_record", "commit", "audit_append_sql"],
+@pytest.mark.parametrize("moment", ["_store", "audit_append", "commit", "audit_append_sql"],
                          ids=["before-the-event-row", "after-the-transition", "at-commit", "before-the-one-statement"])
 def test_a_webhook_survives_its_database_connection_being_killed(live_server, open_session, paid_signals,
                                                                 monkeypatch, moment):
