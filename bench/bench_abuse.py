@@ -24,7 +24,6 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
-sys.path.insert(0, str(BASE_DIR / "bench"))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -41,7 +40,7 @@ def main() -> None:
     redis_url = os.environ.get("BENCH_REDIS_URL", "")
     os.environ.update({"ALLOW_DEBUG": "1", "DATABASE_URL": db_url, "DATA_DIR": tempfile.mkdtemp(prefix="bench-abuse-"),
                        "LOG_LEVEL": "ERROR", "REDIS_URL": redis_url})
-    from bench_fulfilment import ensure_database
+    from bench.run import ensure_database
 
     ensure_database(db_url)
 

@@ -174,6 +174,18 @@ def prepare_database(database_url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def ensure_database(url: str) -> None:
+    """Create the database if it is missing (the standalone benches keep theirs between runs)."""
+    import dj_database_url
+    import psycopg
+
+    cfg = dj_database_url.parse(url)
+    admin = f"host={cfg['HOST'] or '127.0.0.1'} port={cfg['PORT'] or 5432} user={cfg['USER'] or 'postgres'} dbname=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [cfg["NAME"]]).fetchone():
+            conn.execute(f'CREATE DATABASE "{cfg["NAME"]}"')
+
+
 def service_env(*, database_url: str, redis_url: str, data_dir: Path, web_port: int, smtp_port: int) -> dict[str, str]:
     """Production settings (no ALLOW_DEBUG, real secrets), plus the baseline URLconf."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from keys_app.management.commands.merchant_login import write_login
 from keys_app.services import merchant_create, merchant_login_create
 
 
@@ -44,10 +45,4 @@ class Command(BaseCommand):
         if login is None:
             return
         self.stdout.write("")
-        self.stdout.write(f"Dashboard login: /admin/  username: {login.user.username}")
-        if login.password:
-            self.stdout.write("Password (shown once, change it after signing in):")
-            self.stdout.write(login.password)
-        else:
-            self.stdout.write("Set a password here (the link works once):")
-            self.stdout.write(login.set_password_url)
+        write_login(self.stdout, login)

@@ -23,10 +23,15 @@ class Command(BaseCommand):
                                           actor="cli:merchant_login")
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"Dashboard login: /admin/  username: {login.user.username}")
-        if login.password:
-            self.stdout.write("Password (shown once, change it after signing in):")
-            self.stdout.write(login.password)
-        else:
-            self.stdout.write("Set a password here (the link works once):")
-            self.stdout.write(login.set_password_url)
+        write_login(self.stdout, login)
+
+
+def write_login(out, login) -> None:
+    """Print a new dashboard login: the username, then its one-time password or set-password link."""
+    out.write(f"Dashboard login: /admin/  username: {login.user.username}")
+    if login.password:
+        out.write("Password (shown once, change it after signing in):")
+        out.write(login.password)
+    else:
+        out.write("Set a password here (the link works once):")
+        out.write(login.set_password_url)
