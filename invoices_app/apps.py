@@ -7,7 +7,9 @@ class InvoicesAppConfig(AppConfig):
 
     def ready(self) -> None:
         from invoices_app import receivers
-        from sessions_app.signals import session_paid, session_refunded
+        from sessions_app.signals import session_late_payment, session_paid, session_refunded
 
         session_paid.connect(receivers.on_session_paid, dispatch_uid="invoices_app.fulfil_on_paid")
+        session_late_payment.connect(receivers.on_session_late_payment,
+                                     dispatch_uid="invoices_app.notify_late_payment")
         session_refunded.connect(receivers.on_session_refunded, dispatch_uid="invoices_app.invoice_refunded")

@@ -83,6 +83,9 @@ class Fulfilment(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     queued_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # When the latest run began. A run that began, holds no claim (claims.py) and recorded no
+    # error was stopped dead: the relay hands it to another worker.
+    started_at = models.DateTimeField(null=True, blank=True)
     invoice_issued_at = models.DateTimeField(null=True, blank=True)
     pdf_stored_at = models.DateTimeField(null=True, blank=True)
     key_issued_at = models.DateTimeField(null=True, blank=True)
@@ -157,9 +160,12 @@ class EmailRecord(models.Model):
     class Kind(models.TextChoices):
         RECEIPT = "receipt", "Receipt to the customer"
         MERCHANT_PAID = "merchant_paid", "Payment received, to the merchant"
+        MERCHANT_LATE_PAYMENT = "late_payment", "Paid after the session failed, to the merchant"
 
     session = models.ForeignKey(PaymentSession, on_delete=models.CASCADE, related_name="emails")
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    # What the email is about when a session may have several of its kind (a late payment's id).
+    reference = models.CharField(max_length=64, blank=True, default="")
     to = models.EmailField()
     subject = models.CharField(max_length=300, blank=True, default="")
     message_id = models.CharField(max_length=300, blank=True, default="")
@@ -169,7 +175,8 @@ class EmailRecord(models.Model):
     last_error = models.CharField(max_length=500, blank=True, default="")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["session", "kind"], name="email_unique_session_kind")]
+        constraints = [models.UniqueConstraint(fields=["session", "kind", "reference"],
+                                               name="email_unique_session_kind_reference")]
 
     def __str__(self) -> str:
         return f"{self.kind} for {self.session_id} ({'sent' if self.sent_at else 'pending'})"

@@ -20,6 +20,12 @@ def on_session_paid(sender, session_id, announced=False, **kwargs) -> None:
     services.fulfilment_queue(session_id=session_id)
 
 
+def on_session_late_payment(sender, session_id, late_payment_id, **kwargs) -> None:
+    # The merchant hears at once; a broker failure must not fail the webhook (logged here; the
+    # payment itself is stored and shown under "paid after expiry" in the dashboard).
+    services.late_payment_queue(late_payment_id=late_payment_id)
+
+
 def on_session_refunded(sender, session_id, event_id="", **kwargs) -> None:
     try:
         services.invoice_mark_refunded(session_id=session_id, event_id=event_id)

@@ -4,8 +4,16 @@ The transaction that pays a session also NOTIFYs it (sessions_app.signals.SESSIO
 no extra round trip for the web request, and delivered if and only if the payment commits. One
 relay per database, in whichever Celery worker holds its advisory lock, LISTENs and publishes
 one `fulfil_sessions` task per batch of notifications, so under load one publish carries many
-payments. A notification nobody hears (no worker running) is not lost work: a paid session
-without a finished fulfilment is found again by the beat safety net.
+payments.
+
+A notification nobody hears is not lost work, and it does not wait for the safety net either:
+- a relay that takes over first LISTENs, then looks back over the recent payments and hands on
+  every one whose fulfilment is unfinished and that no live run holds (claims.py): what was
+  paid while no worker listened (a deploy, a restart, a crash) is fulfilled within seconds of
+  the first worker coming up;
+- while it listens it also looks, every few seconds, for runs that began and stopped dead (a
+  worker killed mid-fulfilment releases its claim with its connection) and hands them on.
+The beat safety net stays as the backstop for everything older.
 """
 
 from __future__ import annotations
@@ -13,7 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+import uuid
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -21,6 +32,7 @@ from django.conf import settings
 from django.db import connection
 from psycopg import sql
 
+from invoices_app.selectors import relay_look_back_sql, relay_stalled_sql
 from sessions_app.signals import SESSION_PAID_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -51,6 +63,7 @@ class Listener:
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
         self.backlog: deque[str] = deque()
+        self.next_sweep = 0.0
 
     @classmethod
     def take(cls, conn: psycopg.Connection) -> Listener | None:
@@ -58,7 +71,42 @@ class Listener:
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", [RELAY_LOCK]).fetchone()[0]:
             return None
         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(SESSION_PAID_CHANNEL)))
-        return cls(conn)
+        listener = cls(conn)
+        # Listening first, then looking back: a payment committed in between is both heard and
+        # found, and fulfilment runs twice at worst, which its steps make harmless.
+        listener.resume(look_back=True)
+        return listener
+
+    def resume(self, *, look_back: bool) -> int:
+        """Hand on what no live run holds: recent unfinished payments, or runs that stopped dead."""
+        if look_back:
+            handed, cursor = 0, (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+            # Bounded: a larger backlog than this is the safety net's.
+            for _ in range(settings.FULFILMENT_RELAY_RESUME_PAGES):
+                rows = self.conn.execute(relay_look_back_sql(), [settings.FULFILMENT_RELAY_LOOK_BACK_SECONDS,
+                                                                 *cursor, settings.FULFILMENT_RELAY_BATCH]).fetchall()
+                handed += self._hand_on([pk for pk, _ in rows])
+                if len(rows) < settings.FULFILMENT_RELAY_BATCH:
+                    break
+                cursor = (rows[-1][1], rows[-1][0])
+        else:
+            rows = self.conn.execute(relay_stalled_sql(), [settings.FULFILMENT_STALL_SECONDS,
+                                                           settings.FULFILMENT_STALL_REHAND_SECONDS,
+                                                           settings.FULFILMENT_RELAY_BATCH]).fetchall()
+            handed = self._hand_on([pk for (pk,) in rows])
+        if handed:
+            logger.info("fulfilment relay handed on %d unfinished sessions (%s)", handed,
+                        "look back" if look_back else "stopped runs")
+        self.next_sweep = time.monotonic() + settings.FULFILMENT_STALL_SWEEP_SECONDS
+        return handed
+
+    @staticmethod
+    def _hand_on(session_ids: list) -> int:
+        from invoices_app.tasks import fulfil_sessions
+
+        if session_ids:
+            fulfil_sessions.delay([{"session_id": str(pk), "request_id": "relay-resume"} for pk in session_ids])
+        return len(session_ids)
 
     def _hear(self, timeout: float) -> None:
         batch = settings.FULFILMENT_RELAY_BATCH
@@ -87,6 +135,8 @@ class Listener:
                 logger.error("fulfilment relay dropped an unreadable notification", extra={"payload": payload[:200]})
         if items:
             fulfil_sessions.delay(items)
+        if time.monotonic() >= self.next_sweep:
+            self.resume(look_back=False)
         return len(items)
 
 

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Q, QuerySet
 
-from invoices_app.models import AccessLink, Invoice, KeyReveal
+from invoices_app import claims
+from invoices_app.models import AccessLink, Fulfilment, Invoice, KeyReveal
 from keys_app.models import ApiKey
 from sessions_app import currencies
 from sessions_app.models import PaymentSession, Status
@@ -98,8 +100,9 @@ def access_view(*, link: AccessLink) -> AccessView:
 
 
 def sessions_needing_fulfilment(*, paid_before: datetime, queued_before: datetime, limit: int) -> QuerySet:
-    """Paid sessions whose fulfilment is not finished and was not (re)queued recently."""
-    return (PaymentSession.objects.filter(status=Status.PAID, paid_at__lte=paid_before)
+    """Paid (or fulfilled-anyway) sessions whose fulfilment is not finished and was not (re)queued recently."""
+    deliverable = Q(status=Status.PAID) | Q(status=Status.FAILED, fulfil_anyway_at__isnull=False)
+    return (PaymentSession.objects.filter(deliverable, paid_at__lte=paid_before)
             .filter(Q(fulfilment__isnull=True)
                     | Q(fulfilment__completed_at__isnull=True)
                     & (Q(fulfilment__queued_at__isnull=True) | Q(fulfilment__queued_at__lte=queued_before)))
@@ -121,3 +124,32 @@ def invoices_for_export(*, account_id: int | None):
                          "seller_vat_id", "payment_provider", "payment_reference", "paid_at", "refunded_at",
                          "session_id", "account_id")
             .iterator(chunk_size=2000))
+
+
+def relay_look_back_sql() -> str:
+    """Sessions paid in the last `%s` seconds, after the cursor (`%s`, `%s`: paid_at and id),
+    with no finished fulfilment and no live run on them (claims.py), `%s` at most, in payment order.
+
+    What the relay hands on when it takes over: what was announced while no relay listened
+    (a deploy, a restart, a crash).
+    """
+    quote = connection.ops.quote_name
+    sessions, fulfilments = quote(PaymentSession._meta.db_table), quote(Fulfilment._meta.db_table)
+    return (f"SELECT s.id, s.paid_at FROM {sessions} AS s LEFT JOIN {fulfilments} AS f ON f.session_id = s.id "  # noqa: S608
+            "WHERE s.status = 'paid' AND s.paid_at >= now() - make_interval(secs => %s) "
+            "AND (s.paid_at, s.id) > (%s, %s) "
+            f"AND f.completed_at IS NULL AND {claims.unclaimed_sql('s.id')} ORDER BY s.paid_at, s.id LIMIT %s")
+
+
+def relay_stalled_sql() -> str:
+    """Runs that began `%s` seconds ago or more and stopped dead (no live claim, no error
+    recorded), `%s` at most; each is marked handed on (queued_at), so that the next sweeps
+    leave it to the workers for `%s` seconds before handing it on again."""
+    fulfilments = connection.ops.quote_name(Fulfilment._meta.db_table)
+    return (f"WITH stalled AS (SELECT f.session_id FROM {fulfilments} AS f WHERE f.completed_at IS NULL "  # noqa: S608
+            "AND f.started_at < now() - make_interval(secs => %s) AND f.last_error = '' "
+            f"AND {claims.unclaimed_sql('f.session_id')} "
+            "AND (f.queued_at IS NULL OR f.queued_at < f.started_at OR f.queued_at < now() - make_interval(secs => %s)) "
+            "ORDER BY f.started_at LIMIT %s FOR UPDATE OF f SKIP LOCKED) "
+            f"UPDATE {fulfilments} AS f SET queued_at = now() FROM stalled WHERE f.session_id = stalled.session_id "
+            "RETURNING f.session_id")

@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from audit.services import audit_record
-from invoices_app import secrets_box, tokens
+from invoices_app import claims, secrets_box, tokens
 from invoices_app.models import (
     AccessLink,
     AccessLinkUse,
@@ -43,7 +43,7 @@ from invoices_app.selectors import invoice_document, money, sessions_needing_ful
 from keys_app.models import Account, ApiKey, Mode
 from keys_app.services import key_issue
 from sessions_app import currencies
-from sessions_app.models import PaymentSession, Status
+from sessions_app.models import LatePayment, PaymentSession
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,18 @@ def fulfilment_queue(*, session_id: uuid.UUID | str) -> bool:
     return True
 
 
+def late_payment_queue(*, late_payment_id: int) -> bool:
+    """Queue the merchant's late-payment email (in-process without a broker, like fulfilment)."""
+    from invoices_app.tasks import notify_late_payment
+
+    try:
+        notify_late_payment.delay(late_payment_id)
+    except Exception:
+        logger.exception("could not queue the late-payment email %s", late_payment_id)
+        return False
+    return True
+
+
 def fulfilment_safety_net(*, now=None, older_than_seconds: int | None = None, limit: int = 200) -> int:
     """Re-queue paid sessions whose fulfilment is unfinished (Redis was down, a worker died)."""
     now = now or timezone.now()
@@ -121,13 +133,23 @@ def fulfilment_safety_net(*, now=None, older_than_seconds: int | None = None, li
 
 def fulfilment_run(*, session_id: uuid.UUID | str) -> Fulfilment | None:
     session = PaymentSession.objects.select_related("account").filter(pk=session_id).first()
-    if session is None or session.status != Status.PAID:
+    if session is None or not session.is_deliverable:
         logger.warning("fulfilment of session %s skipped: not found or not paid", session_id)
         return None
     fulfilment, _ = Fulfilment.objects.get_or_create(session=session)
     if fulfilment.completed_at:
         return fulfilment
-    Fulfilment.objects.filter(pk=session.pk).update(attempts=F("attempts") + 1)
+    with claims.run_claim(session.pk) as claimed:
+        if not claimed:
+            # A live run has it; should that run die, the relay hands the session on (relay.py).
+            logger.info("fulfilment of session %s is running elsewhere", session.pk)
+            return None
+        return _run_steps(session)
+
+
+def _run_steps(session: PaymentSession) -> Fulfilment:
+    Fulfilment.objects.filter(pk=session.pk).update(attempts=F("attempts") + 1, started_at=timezone.now(),
+                                                    last_error="")
     try:
         invoice = invoice_issue(session=session)
         invoice_pdf_store(invoice=invoice)
@@ -397,23 +419,26 @@ def key_reveal(*, link: AccessLink, ip: str | None = None, user_agent: str = "")
 # ---------------------------------------------------------------- 5. emails
 
 
-def _email_once(*, session: PaymentSession, kind: str, to: str, step: str,
-                build: Callable[[], EmailMultiAlternatives]) -> EmailRecord:
+def _email_once(*, session: PaymentSession, kind: str, to: str, step: str | None,
+                build: Callable[[], EmailMultiAlternatives], reference: str = "") -> EmailRecord:
     """Claim, send outside any transaction, record.
 
     SMTP has no idempotency key, so a crash between the server's "250 OK" and our commit
     of `sent_at` sends the mail again on retry (at least once, in that window only). The
     lease keeps a second worker from sending while the first one is still talking to the
-    server; the stable Message-ID lets mail clients fold such a repeat.
+    server; the stable Message-ID lets mail clients fold such a repeat. A run that holds the
+    session's fulfilment claim knows any earlier claimer is dead (claims.py) and takes over
+    at once instead of waiting out the lease.
     """
     with transaction.atomic():
         _lock(session)
-        record, _ = EmailRecord.objects.get_or_create(session=session, kind=kind, defaults={"to": to})
+        record, _ = EmailRecord.objects.get_or_create(session=session, kind=kind, reference=reference,
+                                                      defaults={"to": to})
         if record.sent_at:
             return record
         now = timezone.now()
         lease = timedelta(seconds=settings.FULFILMENT_EMAIL_LEASE_SECONDS)
-        if record.claimed_at and record.claimed_at + lease > now:
+        if record.claimed_at and record.claimed_at + lease > now and not claims.holding(session.pk):
             raise EmailInFlight((record.claimed_at + lease - now).total_seconds())
         EmailRecord.objects.filter(pk=record.pk).update(claimed_at=now, attempts=F("attempts") + 1, to=to)
     message = build()
@@ -427,7 +452,8 @@ def _email_once(*, session: PaymentSession, kind: str, to: str, step: str,
         EmailRecord.objects.filter(pk=record.pk).update(sent_at=timezone.now(), subject=message.subject[:300],
                                                         message_id=message.extra_headers.get("Message-ID", ""),
                                                         last_error="")
-        _mark(session, step)
+        if step:
+            _mark(session, step)
         audit_record(action=f"email.{kind}.sent", subject_type="payment_session", subject_id=session.pk,
                      account_id=session.account_id, actor=ACTOR, data={"to": to, "subject": message.subject})
     record.refresh_from_db()
@@ -493,6 +519,33 @@ def merchant_notify(*, session: PaymentSession, invoice: Invoice) -> EmailRecord
 
     return _email_once(session=session, kind=EmailRecord.Kind.MERCHANT_PAID, to=merchant_email,
                        step="merchant_notified_at", build=build)
+
+
+def late_payment_notify(*, late_payment_id: int) -> EmailRecord | None:
+    """Tell the merchant at once that money arrived for a session that had already failed."""
+    late = LatePayment.objects.select_related("session", "session__account").filter(pk=late_payment_id).first()
+    if late is None:
+        return None
+    session = late.session
+    merchant_email = session.account.email
+    if not merchant_email:
+        return None
+    amount = money(late.amount, late.currency) if late.amount is not None and late.currency else \
+        money(session.amount, session.currency)
+
+    def build() -> EmailMultiAlternatives:
+        context = {"session": session, "late": late, "amount": amount,
+                   "dashboard_url": f"{settings.PUBLIC_BASE_URL}/admin/sessions_app/paymentsession/{session.pk}/change/"}
+        message = EmailMultiAlternatives(
+            subject=_one_line(f"Paid after expiry: {amount} for session {session.pk}"),
+            body=render_to_string("emails/merchant_late_payment.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL, to=[merchant_email],
+            headers={"Message-ID": _message_id(session, f"{EmailRecord.Kind.MERCHANT_LATE_PAYMENT}.{late.pk}")},
+        )
+        return message
+
+    return _email_once(session=session, kind=EmailRecord.Kind.MERCHANT_LATE_PAYMENT, to=merchant_email, step=None,
+                       build=build, reference=str(late.pk))
 
 
 # ---------------------------------------------------------------- dashboard: resend

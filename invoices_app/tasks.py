@@ -50,6 +50,15 @@ def fulfil_sessions(items: list[dict]) -> None:
             request_id_var.reset(token)
 
 
+@shared_task(bind=True, acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, retry_backoff_max=600,
+             retry_jitter=True, max_retries=settings.FULFILMENT_MAX_RETRIES)
+def notify_late_payment(self, late_payment_id: int) -> None:
+    try:
+        services.late_payment_notify(late_payment_id=late_payment_id)
+    except services.EmailInFlight as exc:
+        raise self.retry(exc=exc, countdown=max(1, int(exc.retry_in) + 1)) from None
+
+
 @shared_task(acks_late=True, ignore_result=True)
 def fulfilment_safety_net() -> int:
     return services.fulfilment_safety_net()

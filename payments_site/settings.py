@@ -356,6 +356,15 @@ FULFILMENT_RELAY_BATCH = env_int("FULFILMENT_RELAY_BATCH", 20)
 FULFILMENT_RELAY_WINDOW_MS = env_int("FULFILMENT_RELAY_WINDOW_MS", 50)
 # How long an email attempt owns its send; keep it well above EMAIL_TIMEOUT.
 FULFILMENT_EMAIL_LEASE_SECONDS = env_int("FULFILMENT_EMAIL_LEASE_SECONDS", 120)
+# The relay's hand-offs that never wait for the safety net (invoices_app/relay.py): on taking
+# over, it looks back this far for unfinished payments; while listening, every few seconds it
+# hands on runs that began this long ago and whose worker is gone.
+FULFILMENT_RELAY_LOOK_BACK_SECONDS = env_int("FULFILMENT_RELAY_LOOK_BACK_SECONDS", 24 * 3600)
+FULFILMENT_STALL_SECONDS = env_int("FULFILMENT_STALL_SECONDS", 1)
+FULFILMENT_STALL_SWEEP_SECONDS = env_int("FULFILMENT_STALL_SWEEP_SECONDS", 2)
+# A stopped run handed on waits this long for a worker to start it before it is handed on again.
+FULFILMENT_STALL_REHAND_SECONDS = env_int("FULFILMENT_STALL_REHAND_SECONDS", 30)
+FULFILMENT_RELAY_RESUME_PAGES = env_int("FULFILMENT_RELAY_RESUME_PAGES", 50)
 # Without REDIS_URL: run fulfilment on a background thread of the web process (off the request).
 FULFILMENT_EAGER_BACKGROUND = env_bool("FULFILMENT_EAGER_BACKGROUND", True)
 SESSION_EXPIRY_INTERVAL_SECONDS = env_int("SESSION_EXPIRY_INTERVAL_SECONDS", 60)

@@ -24,6 +24,8 @@ urlpatterns = [
     path("sessions", session_apis.SessionListApi.as_view(), name="session-list"),
     path("sessions/<str:session_id>", session_apis.SessionDetailApi.as_view(), name="session-detail"),
     path("sessions/<str:session_id>/expire", session_apis.SessionExpireApi.as_view(), name="session-expire"),
+    path("sessions/<str:session_id>/fulfil_anyway", session_apis.SessionFulfilAnywayApi.as_view(),
+         name="session-fulfil-anyway"),
     path("session/<str:session_id>/status", session_apis.SessionStatusApi.as_view(), name="session-status"),
     path("checkout", session_views.checkout, name="checkout"),
     path("checkout/<str:session_id>/simulate", session_views.checkout_simulate, name="checkout-simulate"),

@@ -13,6 +13,7 @@ from keys_app.models import ApiKey
 from payments_site.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
 from sessions_app import currencies, selectors
 from sessions_app.models import PaymentSession, WebhookEvent
+from sessions_app.services import FulfilAnywayRefused, session_fulfil_anyway
 from sessions_app.webhooks import webhook_event_reprocess_stored
 
 # The providers the product speaks: a fixed list, so the filter costs no scan of the table.
@@ -28,6 +29,22 @@ class ProviderFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(provider=self.value()) if self.value() else queryset
+
+
+class LatePaymentFilter(admin.SimpleListFilter):
+    title = "paid after expiry"
+    parameter_name = "late"
+
+    def lookups(self, request, model_admin):
+        return [("all", "Paid after expiry"), ("undecided", "Paid after expiry, not yet delivered")]
+
+    def queryset(self, request, queryset):
+        # Both read the partial index on late_payment_at: no scan of the merchant's history.
+        if self.value() == "all":
+            return queryset.filter(late_payment_at__isnull=False)
+        if self.value() == "undecided":
+            return queryset.filter(late_payment_at__isnull=False, fulfil_anyway_at__isnull=True)
+        return queryset
 
 
 class CurrencyFilter(ScopedValuesFilter):
@@ -56,15 +73,19 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
     list_display = ("id", "amount_display", "mode", "status", "provider", "customer_email",
                     "client_reference_id", "created_at", "paid_at")
     staff_list_display = ("account",)
-    list_filter = ("status", "mode", ProviderFilter, CurrencyFilter, ("created_at", admin.DateFieldListFilter))
+    list_filter = ("status", LatePaymentFilter, "mode", ProviderFilter, CurrencyFilter,
+                   ("created_at", admin.DateFieldListFilter))
     staff_list_filter = ("account",)
+    actions = ("fulfil_anyway",)
     search_fields = ("customer_email", "client_reference_id", "provider_reference")
     search_help_text = "Session id, customer email, client reference or provider reference"
     date_hierarchy = None
     list_select_related = ("account",)
     readonly_fields = ("id", "account", "status", "amount_display", "mode", "description", "customer_email",
                        "customer_name", "customer_address", "client_reference_id", "provider", "provider_reference",
-                       "failure_reason", "created_at", "expires_at", "paid_at", "failed_at", "success_url",
+                       "failure_reason", "created_at", "expires_at", "paid_at", "failed_at",
+                       "payment_attempts_failed", "last_payment_error_code", "last_payment_error_message",
+                       "late_payment_at", "fulfil_anyway_at", "fulfil_anyway_by", "success_url",
                        "cancel_url", "providers", "metadata_pretty")
     fields = readonly_fields
     change_form_template = "admin/sessions_app/paymentsession/change_form.html"
@@ -103,7 +124,23 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
             "timeline": list(selectors.session_timeline(session_id=session.pk)),
             "deliveries": list(session.webhook_events.order_by("received_at")),
             "buyer_key": ApiKey.objects.filter(source_session_id=session.pk).first(),
+            "late_payments": list(selectors.late_payments_of(session=session)),
         }
+
+    @admin.action(description="Fulfil anyway: deliver the selected sessions that were paid after expiry")
+    def fulfil_anyway(self, request: HttpRequest, queryset) -> None:
+        actor = f"admin:{request.user.get_username()}"
+        decided, already, refused = 0, 0, 0
+        for session_id in queryset.values_list("pk", flat=True):
+            try:
+                _, changed = session_fulfil_anyway(session_id=session_id, actor=actor)
+            except FulfilAnywayRefused:
+                refused += 1
+                continue
+            decided, already = decided + changed, already + (not changed)
+        self.message_user(request, f"{decided} to be delivered, {already} already decided, "
+                                   f"{refused} not paid after expiry (left as they were).",
+                          messages.SUCCESS if decided else messages.WARNING)
 
 
 @admin.register(WebhookEvent)

@@ -37,6 +37,7 @@ from sessions_app.services import (
     request_fingerprint,
     session_create,
     session_expire,
+    session_fulfil_anyway,
     session_set_customer,
 )
 
@@ -85,6 +86,10 @@ class HttpUrlField(serializers.URLField):
         return value
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
 def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict[str, Any]:
     url = f"{settings.PUBLIC_BASE_URL}/checkout?session={session.pk}"
     exp = currencies.exponent(session.currency)
@@ -110,7 +115,20 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
         "failure_reason": session.failure_reason,
         "provider": session.provider,
         "provider_reference": session.provider_reference,
-        "paid_at": session.paid_at.isoformat().replace("+00:00", "Z") if session.paid_at else None,
+        "paid_at": _iso(session.paid_at),
+        "payment_attempts_failed": session.payment_attempts_failed,
+        "last_payment_error": ({"code": session.last_payment_error_code,
+                                "message": session.last_payment_error_message,
+                                "at": _iso(session.last_payment_error_at)}
+                               if session.payment_attempts_failed else None),
+        # Read only when there is one: a list of sessions costs no extra query.
+        "late_payments": ([{"amount": str(late.amount) if late.amount is not None else None,
+                            "currency": late.currency, "provider": late.provider,
+                            "provider_reference": late.provider_reference, "received_at": _iso(late.received_at)}
+                           for late in selectors.late_payments_of(session=session)]
+                          if session.late_payment_at else []),
+        "fulfil_anyway": ({"at": _iso(session.fulfil_anyway_at), "by": session.fulfil_anyway_by}
+                          if session.fulfil_anyway_at else None),
     }
     if with_web3 and "web3" in session.providers:
         from sessions_app.crypto.services import web3_public
@@ -336,6 +354,22 @@ class SessionExpireApi(APIView):
         if session is None:
             raise ApiError("session_not_found", "No such session.", status_code=404)
         session = session_expire(session_id=session.pk, actor=f"api_key:{request.auth.pk}")
+        return Response(session_payload(session))
+
+
+class SessionFulfilAnywayApi(APIView):
+    @extend_schema(operation_id="fulfil_session_anyway", summary="Deliver a session that was paid after it failed",
+                   description="For a session with a late payment (`late_payments` is not empty): issues the "
+                               "invoice, the key and the access link as for a paid session, once, and records "
+                               "who decided. The session stays `failed`. Calling it again changes nothing. "
+                               "`409 no_late_payment` for any other session.",
+                   tags=["sessions"], request=None, parameters=[SESSION_ID, RETRY_AFTER],
+                   responses={200: SessionSerializer, **errors(401, 404, 409, 429)})
+    def post(self, request, session_id: str):
+        session = selectors.session_get_for_account(account=request.user, session_id=session_id)
+        if session is None:
+            raise ApiError("session_not_found", "No such session.", status_code=404)
+        session, _ = session_fulfil_anyway(session_id=session.pk, actor=f"api_key:{request.auth.pk}")
         return Response(session_payload(session))
 
 

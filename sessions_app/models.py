@@ -46,6 +46,16 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
     provider_reference = models.CharField(max_length=200, blank=True, default="")
     paid_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
+    # Declined attempts: the customer may try again on the same checkout, so these never end it.
+    payment_attempts_failed = models.PositiveIntegerField(default=0)
+    last_payment_error_code = models.CharField(max_length=100, blank=True, default="")
+    last_payment_error_message = models.CharField(max_length=500, blank=True, default="")
+    last_payment_error_at = models.DateTimeField(null=True, blank=True)
+    # Money that arrived after the session had failed (see LatePayment), and the merchant's
+    # decision to deliver all the same.
+    late_payment_at = models.DateTimeField(null=True, blank=True)
+    fulfil_anyway_at = models.DateTimeField(null=True, blank=True)
+    fulfil_anyway_by = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
@@ -58,6 +68,12 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
             # never look like a job for this index instead of the primary key.
             models.Index(fields=["expires_at"], name="session_open_expiry_idx",
                          condition=models.Q(status__in=["created", "pending"])),
+            # Recent payments, for the fulfilment relay's look back when it starts: a payment
+            # committed while no worker listened is found here within seconds.
+            models.Index(fields=["paid_at"], name="session_paid_at_idx", condition=models.Q(status="paid")),
+            # The dashboard's "paid after expiry" filter.
+            models.Index(fields=["late_payment_at"], name="session_late_payment_idx",
+                         condition=models.Q(late_payment_at__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -77,6 +93,11 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def is_deliverable(self) -> bool:
+        """Paid, or failed with money that arrived late and a merchant who chose to deliver."""
+        return self.status == Status.PAID or (self.status == Status.FAILED and self.fulfil_anyway_at is not None)
 
     def is_past_expiry(self, now=None) -> bool:
         return self.expires_at <= (now or timezone.now())
@@ -102,6 +123,32 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
             self.provider_reference = provider_reference
 
 
+class LatePayment(models.Model):
+    """A verified payment for a session that had already failed: the money moved, so it is
+    kept, the merchant is told, and the merchant decides (deliver anyway, or refund)."""
+
+    session = models.ForeignKey(PaymentSession, on_delete=models.CASCADE, related_name="late_payments")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    provider = models.CharField(max_length=20)
+    provider_reference = models.CharField(max_length=200, blank=True, default="")
+    event_id = models.CharField(max_length=255)
+    # None when the provider's event did not say (the session's amount is then what was asked).
+    amount = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        constraints = [
+            # One payment is one late payment, however many of its events arrive.
+            models.UniqueConstraint(fields=["session", "provider", "provider_reference"],
+                                    name="late_payment_unique_reference"),
+        ]
+
+    def __str__(self) -> str:
+        return f"late {self.amount} {self.currency} for {self.session_id}"
+
+
 class WebhookEvent(models.Model):
     """Every verified delivery from a provider, stored once per (provider, event id)."""
 
@@ -109,6 +156,7 @@ class WebhookEvent(models.Model):
         RECEIVED = "received", "Received"
         PROCESSED = "processed", "Processed"
         IGNORED = "ignored", "Ignored"
+        LATE = "late", "Paid after the session ended"
         REJECTED = "rejected", "Rejected"
         UNMATCHED = "unmatched", "No matching session"
         FAILED = "failed", "Failed"

@@ -21,6 +21,34 @@ class AmountFieldSchema(OpenApiSerializerFieldExtension):
                                "(parsed exactly, never as a float)."}
 
 
+class LastPaymentErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="The provider's decline code, e.g. `generic_decline`.")
+    message = serializers.CharField(allow_blank=True)
+    at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "LastPaymentError"
+
+
+class LatePaymentSerializer(serializers.Serializer):
+    amount = serializers.CharField(allow_null=True, help_text="As the provider reported it, in major units.")
+    currency = serializers.CharField(allow_blank=True)
+    provider = serializers.CharField()
+    provider_reference = serializers.CharField(allow_blank=True)
+    received_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "LatePayment"
+
+
+class FulfilAnywaySerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    by = serializers.CharField(help_text="Who decided: `api_key:<id>` or `user:<id>`.")
+
+    class Meta:
+        ref_name = "FulfilAnyway"
+
+
 class SessionSerializer(serializers.Serializer):
     session_id = serializers.UUIDField()
     checkout_url = serializers.URLField(help_text="Send the customer here.")
@@ -43,6 +71,13 @@ class SessionSerializer(serializers.Serializer):
     provider = serializers.CharField(allow_blank=True)
     provider_reference = serializers.CharField(allow_blank=True)
     paid_at = serializers.DateTimeField(allow_null=True)
+    payment_attempts_failed = serializers.IntegerField(
+        min_value=0, help_text="Declined attempts. A decline never ends the session: the customer may retry.")
+    last_payment_error = LastPaymentErrorSerializer(allow_null=True, help_text="The latest declined attempt.")
+    late_payments = LatePaymentSerializer(
+        many=True, help_text="Payments that arrived after the session had failed (status stays `failed`).")
+    fulfil_anyway = FulfilAnywaySerializer(allow_null=True,
+                                           help_text="Set when the merchant chose to deliver a late-paid session.")
 
     class Meta:
         ref_name = "Session"

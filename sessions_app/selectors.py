@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from keys_app.models import Account
 from payments_site import db
-from sessions_app.models import PaymentSession, Status
+from sessions_app.models import LatePayment, PaymentSession, Status
 
 
 def parse_uuid(value: str | None) -> uuid.UUID | None:
@@ -61,6 +61,10 @@ def _session_select_sql() -> str:
     meta = PaymentSession._meta
     return (f"SELECT {', '.join(quote(f.column) for f in meta.concrete_fields)} "  # noqa: S608 - names are ours
             f"FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s")
+
+
+def late_payments_of(*, session: PaymentSession) -> QuerySet[LatePayment]:
+    return LatePayment.objects.filter(session=session).order_by("received_at", "id")
 
 
 def session_status_get(*, session_id: str) -> dict | None:

@@ -24,8 +24,8 @@ from keys_app.models import Account, ApiKey
 from payments_site import db
 from payments_site.errors import ApiError
 from sessions_app import currencies
-from sessions_app.models import OPEN_STATUSES, IdempotencyRecord, PaymentSession, Status, WebhookEvent
-from sessions_app.signals import SESSION_PAID_CHANNEL, session_paid, session_refunded
+from sessions_app.models import OPEN_STATUSES, IdempotencyRecord, LatePayment, PaymentSession, Status, WebhookEvent
+from sessions_app.signals import SESSION_PAID_CHANNEL, session_late_payment, session_paid, session_refunded
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,10 @@ def session_set_provider_reference(*, session_id: uuid.UUID, provider: str, refe
 class Action:
     PENDING = "pending"
     PAID = "paid"
+    # Ends the session: expiry, cancellation, a final asynchronous failure.
     FAILED = "failed"
+    # One declined attempt: recorded, and the session stays open for the next one.
+    ATTEMPT_FAILED = "attempt_failed"
     REFUNDED = "refunded"
     NONE = "none"
 
@@ -241,6 +244,7 @@ class PaymentEvent:
     currency: str | None = None
     livemode: bool | None = None
     failure_reason: str = ""
+    failure_message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -274,6 +278,9 @@ def _decide(session: PaymentSession, event: PaymentEvent) -> tuple[str, str]:
         if session.status != Status.PAID:
             return WebhookEvent.Outcome.IGNORED, f"refund for a {session.status} session"
         return WebhookEvent.Outcome.PROCESSED, "refunded"
+    if event.action == Action.PAID and session.status == Status.FAILED:
+        # The money moved although the session had ended: never ignored (see _record_late_payment).
+        return WebhookEvent.Outcome.LATE, f"paid after the session failed ({session.failure_reason or 'failed'})"
     if session.status not in OPEN_STATUSES:
         return WebhookEvent.Outcome.IGNORED, f"session already {session.status}"
     if event.action == Action.PAID:
@@ -289,13 +296,15 @@ def _decide(session: PaymentSession, event: PaymentEvent) -> tuple[str, str]:
         return WebhookEvent.Outcome.PROCESSED, "pending"
     if event.action == Action.FAILED:
         return WebhookEvent.Outcome.PROCESSED, "failed"
+    if event.action == Action.ATTEMPT_FAILED:
+        return WebhookEvent.Outcome.PROCESSED, "attempt failed"
     return WebhookEvent.Outcome.IGNORED, "no action"
 
 
 def _stored_event(event: PaymentEvent, *, outcome: str, detail: str, session: PaymentSession | None) -> WebhookEvent:
     return WebhookEvent(
         provider=event.provider, event_id=event.event_id[:255], event_type=event.event_type[:100],
-        payload=event.payload, outcome=outcome, error=detail[:500] if outcome != "processed" else "",
+        payload=event.payload, outcome=outcome, error=detail[:500] if outcome != WebhookEvent.Outcome.PROCESSED else "",
         processed_at=timezone.now(), session=session, account_id=session.account_id if session else None,
     )
 
@@ -354,17 +363,25 @@ def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> Web
                 return WebhookResult(stored.outcome, stored.error, stored)
             outcome, detail = _decide(session, event)
             stored = _store(event, outcome=outcome, detail=detail, session=session)
-            if outcome != WebhookEvent.Outcome.PROCESSED:
-                audit_record(action=f"webhook.{outcome}", subject_type="payment_session", subject_id=session.pk,
-                             account_id=session.account_id, actor=actor,
-                             data={"event_id": event.event_id, "type": event.event_type, "detail": detail})
-                if outcome == WebhookEvent.Outcome.REJECTED:
-                    logger.warning("webhook rejected", extra={"event_id": event.event_id, "detail": detail})
-                return WebhookResult(outcome, detail, stored)
-            _transition(session, event, actor=actor)
+            _apply_decision(session, event, outcome=outcome, detail=detail, actor=actor)
             return WebhookResult(outcome, detail, stored)
     except _Duplicate:
         return WebhookResult("duplicate", "event already received")
+
+
+def _apply_decision(session: PaymentSession, event: PaymentEvent, *, outcome: str, detail: str, actor: str) -> None:
+    """Write what `_decide` concluded, under the session's row lock."""
+    if outcome == WebhookEvent.Outcome.PROCESSED:
+        _transition(session, event, actor=actor)
+        return
+    if outcome == WebhookEvent.Outcome.LATE:
+        _record_late_payment(session, event, actor=actor)
+        return
+    audit_record(action=f"webhook.{outcome}", subject_type="payment_session", subject_id=session.pk,
+                 account_id=session.account_id, actor=actor,
+                 data={"event_id": event.event_id, "type": event.event_type, "detail": detail})
+    if outcome == WebhookEvent.Outcome.REJECTED:
+        logger.warning("webhook rejected", extra={"event_id": event.event_id, "detail": detail})
 
 
 TRANSITION_FIELDS = ["status", "provider", "provider_reference", "paid_at", "failed_at", "failure_reason"]
@@ -501,6 +518,9 @@ def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> 
         transaction.on_commit(partial(session_refunded.send, sender=PaymentSession, session_id=session.pk,
                                       event_id=event.event_id))
         return
+    if event.action == Action.ATTEMPT_FAILED:
+        _record_failed_attempt(session, event, actor=actor)
+        return
     _move(session, event)
     # The transition's fields only; ConcurrentTransitionMixin still adds "WHERE status = <old>".
     session.save(update_fields=TRANSITION_FIELDS)
@@ -546,6 +566,98 @@ def webhook_event_reprocess(*, webhook_event_id: int, event: PaymentEvent, actor
                      account_id=stored.account_id, actor=actor, before=before,
                      after={"outcome": outcome, "error": stored.error},
                      data={"event_id": event.event_id, "type": event.event_type})
-        if outcome == WebhookEvent.Outcome.PROCESSED:
-            _transition(session, event, actor=actor)
+        if outcome in (WebhookEvent.Outcome.PROCESSED, WebhookEvent.Outcome.LATE):
+            _apply_decision(session, event, outcome=outcome, detail=detail, actor=actor)
         return WebhookResult(outcome, detail, stored)
+
+
+# ---------------------------------------------------------------- declined attempts and late payments
+
+
+def _record_failed_attempt(session: PaymentSession, event: PaymentEvent, *, actor: str) -> None:
+    """A declined card: counted and shown on the checkout page; the session stays open."""
+    before = {"payment_attempts_failed": session.payment_attempts_failed,
+              "last_payment_error_code": session.last_payment_error_code}
+    session.payment_attempts_failed += 1
+    session.last_payment_error_code = (event.failure_reason or "payment_failed")[:100]
+    session.last_payment_error_message = event.failure_message[:500]
+    session.last_payment_error_at = timezone.now()
+    update = ["payment_attempts_failed", "last_payment_error_code", "last_payment_error_message",
+              "last_payment_error_at"]
+    if event.provider_reference and not session.provider_reference:
+        session.provider, session.provider_reference = event.provider, event.provider_reference
+        update += ["provider", "provider_reference"]
+    # A plain UPDATE: no transition, so django-fsm's "WHERE status = …" does not apply.
+    PaymentSession.objects.filter(pk=session.pk).update(**{name: getattr(session, name) for name in update})
+    audit_record(action="session.payment_attempt_failed", subject_type="payment_session", subject_id=session.pk,
+                 account_id=session.account_id, actor=actor, before=before,
+                 after={"payment_attempts_failed": session.payment_attempts_failed,
+                        "last_payment_error_code": session.last_payment_error_code},
+                 data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider,
+                       "message": session.last_payment_error_message})
+
+
+def _record_late_payment(session: PaymentSession, event: PaymentEvent, *, actor: str) -> LatePayment | None:
+    """Money for a session that had already failed. The session stays failed (it never goes
+    back); the payment is kept, audited, and the merchant is told at once (on commit)."""
+    amount = (currencies.from_minor(event.amount_minor, event.currency.upper())
+              if event.amount_minor is not None and event.currency and currencies.is_supported(event.currency.upper())
+              else None)
+    late, created = LatePayment.objects.get_or_create(
+        session=session, provider=event.provider, provider_reference=event.provider_reference[:200],
+        defaults={"account_id": session.account_id, "event_id": event.event_id[:255], "amount": amount,
+                  "currency": (event.currency or "").upper()[:3]})
+    if not created:
+        return None  # another event of the same payment (a checkout.session.completed after its intent)
+    if session.late_payment_at is None:
+        session.late_payment_at = late.received_at
+        PaymentSession.objects.filter(pk=session.pk).update(late_payment_at=late.received_at)
+    audit_record(action="session.late_payment", subject_type="payment_session", subject_id=session.pk,
+                 account_id=session.account_id, actor=actor,
+                 after={"status": session.status, "failure_reason": session.failure_reason},
+                 data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider,
+                       "provider_reference": late.provider_reference, "amount": late.amount,
+                       "currency": late.currency, "late_payment_id": late.pk})
+    logger.warning("late payment for a failed session", extra={"session_id": str(session.pk),
+                                                               "event_id": event.event_id})
+    # invoices_app listens and emails the merchant; the lifecycle never imports it.
+    transaction.on_commit(partial(session_late_payment.send, sender=PaymentSession, session_id=session.pk,
+                                  late_payment_id=late.pk))
+    return late
+
+
+class FulfilAnywayRefused(ApiError):
+    pass
+
+
+@transaction.atomic
+def session_fulfil_anyway(*, session_id: uuid.UUID, actor: str) -> tuple[PaymentSession, bool]:
+    """The merchant's decision to deliver a session that was paid after it failed.
+
+    Returns the session and whether this call decided it: a second click (or two at once, which
+    queue on the row lock) finds the decision made and delivers nothing more.
+    """
+    session = PaymentSession.objects.select_for_update().get(pk=session_id)
+    if session.fulfil_anyway_at is not None:
+        return session, False
+    late = LatePayment.objects.filter(session=session).order_by("received_at", "id").first()
+    if session.status != Status.FAILED or late is None:
+        raise FulfilAnywayRefused("no_late_payment", "Only a failed session that was paid late can be fulfilled "
+                                  "anyway.", status_code=409)
+    before = {"fulfil_anyway_at": None, "provider": session.provider, "provider_reference": session.provider_reference}
+    session.fulfil_anyway_at = timezone.now()
+    session.fulfil_anyway_by = actor[:200]
+    # The invoice names the payment that actually arrived.
+    session.provider, session.provider_reference = late.provider, late.provider_reference
+    session.paid_at = late.received_at
+    PaymentSession.objects.filter(pk=session.pk).update(
+        fulfil_anyway_at=session.fulfil_anyway_at, fulfil_anyway_by=session.fulfil_anyway_by,
+        provider=session.provider, provider_reference=session.provider_reference, paid_at=session.paid_at)
+    audit_record(action="session.fulfil_anyway", subject_type="payment_session", subject_id=session.pk,
+                 account_id=session.account_id, actor=actor, before=before,
+                 after={"fulfil_anyway_at": session.fulfil_anyway_at, "provider": session.provider,
+                        "provider_reference": session.provider_reference},
+                 data={"late_payment_id": late.pk, "status": session.status})
+    # Delivered as a paid session is: invoices_app listens for this (announced=False: no NOTIFY).
+    transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk, announced=False))
+    return session, True

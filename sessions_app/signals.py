@@ -2,9 +2,13 @@
 
 from django.dispatch import Signal
 
-# Sent on commit, once, when a session becomes paid. kwargs: session_id, and announced: True
+# Sent on commit, once, when a session is to be delivered: it became paid, or the merchant chose
+# to fulfil a late-paid one anyway. kwargs: session_id, and announced: True
 # when the same transaction also announced it to other processes (see below).
 session_paid = Signal()
+# Sent on commit when a verified payment arrives for a session that had already failed.
+# kwargs: session_id, late_payment_id.
+session_late_payment = Signal()
 # Sent on commit when a provider reports a refund. kwargs: session_id, event_id.
 session_refunded = Signal()
 

@@ -1,17 +1,19 @@
 import hashlib
 import io
+import threading
 from datetime import timedelta
 from decimal import Decimal
 from smtplib import SMTPServerDisconnected
 
 import pytest
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.utils import timezone
 from pypdf import PdfReader
 
 from audit.models import AuditEvent
 from audit.services import audit_verify
-from invoices_app import services
+from invoices_app import claims, services
 from invoices_app.models import AccessLink, EmailRecord, Fulfilment, Invoice, KeyReveal
 from invoices_app.pdf import render_invoice_pdf
 from invoices_app.selectors import invoice_document
@@ -161,21 +163,67 @@ def test_an_smtp_failure_gives_the_claim_back_and_the_retry_sends_once(paid_sess
     assert EmailRecord.objects.get(kind="receipt").attempts == 2
 
 
-def test_a_fresh_claim_by_another_attempt_is_not_sent_twice(paid_session, mailoutbox):
-    # given a receipt claimed a moment ago by another worker
+def test_a_run_leaves_a_session_that_another_live_run_holds(paid_session, mailoutbox):
+    # given another run, on a connection of its own, holding the session's fulfilment claim
+    session = paid_session()
+    holding, release = threading.Event(), threading.Event()
+
+    def other_run():
+        with claims.run_claim(session.pk) as claimed:
+            assert claimed
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    other = threading.Thread(target=other_run)
+    other.start()
+    try:
+        assert holding.wait(10)
+        # when this run starts, it does nothing at all
+        assert services.fulfilment_run(session_id=session.pk) is None
+        assert not Invoice.objects.filter(session=session).exists()
+        assert mailoutbox == []
+    finally:
+        release.set()
+        other.join()
+
+    # and once the other run is gone, a run fulfils it
+    services.fulfilment_run(session_id=session.pk)
+    assert Fulfilment.objects.get(pk=session.pk).completed_at is not None
+
+
+def test_an_email_claimed_by_a_run_that_died_is_sent_at_once_by_the_next_run(paid_session, mailoutbox):
+    # given a receipt claimed a moment ago by a run that no longer holds the session (it died)
     session = paid_session()
     services.invoice_pdf_store(invoice=services.invoice_issue(session=session))
     EmailRecord.objects.create(session=session, kind="receipt", to="buyer@example.com", claimed_at=timezone.now())
 
-    # when this attempt reaches the email step, it backs off
+    # when the next run reaches the email step, it takes over without waiting for the lease
+    services.fulfilment_run(session_id=session.pk)
+
+    # then each email went out once
+    assert sorted(m.to[0] for m in mailoutbox) == ["billing@acme.test", "buyer@example.com"]
+    assert EmailRecord.objects.get(session=session, kind="receipt").sent_at is not None
+
+
+def test_outside_a_run_a_fresh_email_claim_is_left_until_its_lease_runs_out(paid_session, mailoutbox):
+    # given a receipt claimed a moment ago, and a send that holds no fulfilment claim
+    session = paid_session()
+    invoice = services.invoice_issue(session=session)
+    services.invoice_pdf_store(invoice=invoice)
+    invoice.refresh_from_db()
+    link = services.access_link_create(session=session, invoice=invoice)
+    EmailRecord.objects.create(session=session, kind="receipt", to="buyer@example.com", claimed_at=timezone.now())
+
+    # then it backs off
     with pytest.raises(services.EmailInFlight):
-        services.fulfilment_run(session_id=session.pk)
+        services.receipt_send(session=session, invoice=invoice, link=link)
     assert mailoutbox == []
 
     # and once the lease has run out, it sends
     EmailRecord.objects.update(claimed_at=timezone.now() - timedelta(hours=1))
-    services.fulfilment_run(session_id=session.pk)
-    assert len(mailoutbox) == 2
+    services.receipt_send(session=session, invoice=invoice, link=link)
+    assert len(mailoutbox) == 1
 
 
 def test_the_safety_net_requeues_only_unfinished_paid_sessions(paid_session, mailoutbox, settings):

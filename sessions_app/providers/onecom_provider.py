@@ -31,7 +31,8 @@ EVENT_TYPES = ("payment.processing", "payment.succeeded", "payment.failed", "pay
 _ACTIONS = {
     "payment.processing": Action.PENDING,
     "payment.succeeded": Action.PAID,
-    "payment.failed": Action.FAILED,
+    # One declined attempt, unless the callback says the payment cannot be retried (below).
+    "payment.failed": Action.ATTEMPT_FAILED,
     "payment.expired": Action.FAILED,
 }
 
@@ -92,17 +93,20 @@ def parse(payload: dict[str, Any], *, event_id: str) -> PaymentEvent:
             raise WebhookRejected("amount_invalid", "data.amount has more decimals than its currency.") from None
         if Decimal(amount_minor) != amount * Decimal(10) ** currencies.exponent(currency.upper()):
             raise WebhookRejected("amount_invalid", "data.amount has more decimals than its currency.")
-    reason = ""
+    reason, message = "", ""
     if event_type == "payment.expired":
         reason = "expired"
     elif event_type == "payment.failed":
         reason = str(data.get("reason") or "payment_failed")[:200]
+        message = str(data.get("message") or "")[:500]
+        if data.get("retryable") is False:
+            action = Action.FAILED
     session_ref = data.get("session_id")
     return PaymentEvent(
         provider=NAME, event_id=event_id, event_type=event_type, payload=payload, action=action,
         session_ref=str(session_ref) if session_ref else None,
         provider_reference=str(data.get("payment_id") or "")[:200], amount_minor=amount_minor,
-        currency=currency, failure_reason=reason,
+        currency=currency, failure_reason=reason, failure_message=message,
     )
 
 

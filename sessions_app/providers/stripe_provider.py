@@ -93,7 +93,7 @@ def parse(body: bytes) -> PaymentEvent:
     event_id = payload.get("id") if isinstance(payload.get("id"), str) else "body:" + hashlib.sha256(body).hexdigest()
     livemode = payload.get("livemode") if isinstance(payload.get("livemode"), bool) else None
     currency = obj.get("currency") if isinstance(obj.get("currency"), str) else None
-    action, amount, reason = Action.NONE, None, ""
+    action, amount, reason, message = Action.NONE, None, "", ""
     reference = obj.get("payment_intent") if obj.get("object") == "checkout.session" else obj.get("id")
     if event_type == "payment_intent.processing":
         action = Action.PENDING
@@ -105,9 +105,15 @@ def parse(body: bytes) -> PaymentEvent:
         action = Action.PAID if paid else Action.PENDING
         amount = _int_or_none(obj.get("amount_total")) if paid else None
     elif event_type == "payment_intent.payment_failed":
-        action = Action.FAILED
+        # One declined attempt: the PaymentIntent goes back to requires_payment_method and the
+        # customer may try another card on the same page. It never ends the session.
+        action = Action.ATTEMPT_FAILED
         error = obj.get("last_payment_error") if isinstance(obj.get("last_payment_error"), dict) else {}
         reason = str(error.get("decline_code") or error.get("code") or "payment_failed")
+        message = str(error.get("message") or "")
+    elif event_type == "payment_intent.canceled":
+        action = Action.FAILED
+        reason = str(obj.get("cancellation_reason") or "canceled")
     elif event_type == "checkout.session.async_payment_failed":
         action, reason = Action.FAILED, "payment_failed"
     elif event_type == "checkout.session.expired":
@@ -121,6 +127,7 @@ def parse(body: bytes) -> PaymentEvent:
         session_ref=str(session_ref) if session_ref else None,
         provider_reference=str(reference or "")[:200], amount_minor=amount,
         currency=currency if action != Action.REFUNDED else None, livemode=livemode, failure_reason=reason,
+        failure_message=message[:500],
     )
 
 
@@ -136,7 +143,8 @@ def test_event(
     }
     if event_type == "payment_intent.payment_failed":
         obj["amount_received"] = 0
-        obj["last_payment_error"] = {"code": "card_declined", "decline_code": "generic_decline"}
+        obj["last_payment_error"] = {"code": "card_declined", "decline_code": "generic_decline",
+                                     "message": "Your card was declined."}
     elif event_type.startswith("checkout.session."):
         obj = {"id": "cs_test_" + secrets.token_hex(12), "object": "checkout.session", "amount_total": minor,
                "currency": currency.lower(), "client_reference_id": session_id, "payment_intent": pi,

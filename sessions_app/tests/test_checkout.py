@@ -33,7 +33,7 @@ def test_it_shows_merchant_description_amount_and_asks_for_an_email(client, make
     assert "99.99 EUR" in html
     assert 'name="email"' in html
     assert "TEST MODE" in html
-    assert "Simulate successful payment" in html and "Simulate failed payment" in html
+    assert "Simulate successful payment" in html and "Simulate declined card" in html
     assert 'data-provider="stripe"' in html
 
 
@@ -60,7 +60,8 @@ def test_it_escapes_what_the_merchant_wrote(client, make_session):
 
 @pytest.mark.parametrize(("event_type", "text"), [
     ("payment_intent.succeeded", "Payment received"),
-    ("payment_intent.payment_failed", "The payment failed"),
+    ("payment_intent.payment_failed", "Your payment was declined: Your card was declined."),
+    ("payment_intent.canceled", "The payment failed (canceled)"),
     ("checkout.session.expired", "This payment link has expired"),
     ("payment_intent.processing", "Payment processing"),
 ])
@@ -72,8 +73,9 @@ def test_it_says_what_became_of_the_session(client, make_session, deliver, event
 
     assert status == 200
     assert text in html
-    if event_type != "payment_intent.processing":
-        assert "Simulate successful payment" not in html
+    # The customer may go on paying while the session is open (a decline is an attempt).
+    still_open = event_type in ("payment_intent.processing", "payment_intent.payment_failed")
+    assert ("Simulate successful payment" in html) == still_open
 
 
 def test_an_open_session_past_its_expiry_says_it_expired(client, make_session):
@@ -125,14 +127,21 @@ def test_the_simulator_refuses_a_post_without_the_csrf_token(make_session):
     assert PaymentSession.objects.get(pk=session.pk).status == Status.CREATED
 
 
-def test_the_simulator_can_fail_a_payment_without_an_email(client, make_session):
+def test_the_simulator_can_decline_a_card_without_an_email_and_the_customer_may_retry(client, make_session):
     session = make_session()
 
     response = client.post(f"/checkout/{session.pk}/simulate", {"outcome": "failure"})
 
     assert response.status_code == 302
-    assert PaymentSession.objects.get(pk=session.pk).status == Status.FAILED
+    session = PaymentSession.objects.get(pk=session.pk)
+    assert (session.status, session.payment_attempts_failed) == (Status.CREATED, 1)
     assert WebhookEvent.objects.get().event_type == "payment_intent.payment_failed"
+    page = client.get(f"/checkout?session={session.pk}").content.decode()
+    assert "Your payment was declined" in page and "Simulate successful payment" in page
+
+    # and the retry that succeeds pays the session
+    client.post(f"/checkout/{session.pk}/simulate", {"outcome": "success", "email": "buyer@example.com"})
+    assert PaymentSession.objects.get(pk=session.pk).status == Status.PAID
 
 
 @pytest.mark.parametrize("email", ["", "not-an-email"])
@@ -190,7 +199,7 @@ def test_the_simulator_for_an_unknown_session_is_a_404(client):
 @pytest.mark.integration
 @pytest.mark.parametrize(("event", "status"), [
     ("payment_intent.succeeded", Status.PAID),
-    ("payment_intent.payment_failed", Status.FAILED),
+    ("payment_intent.canceled", Status.FAILED),
 ])
 def test_send_test_webhook_signs_and_posts_an_event_to_a_running_server(live_server, make_session, event, status):
     # given a session and this service running on a loopback port

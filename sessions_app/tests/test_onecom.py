@@ -120,12 +120,18 @@ def test_processing_then_failed_moves_the_session_forward_only(onecom_merchant, 
 
     _deliver(client, _event(session, "payment.failed"))
     session.refresh_from_db()
+    assert (session.status, session.payment_attempts_failed, session.last_payment_error_code) == (
+        Status.PENDING, 1, "card_declined")
+
+    _deliver(client, _event(session, "payment.failed", retryable=False))
+    session.refresh_from_db()
     assert (session.status, session.failure_reason) == (Status.FAILED, "card_declined")
 
     late = _deliver(client, _event(session, "payment.succeeded"))
-    assert late.json()["outcome"] == "ignored"
+    assert late.json()["outcome"] == "late"
     session.refresh_from_db()
     assert session.status == Status.FAILED
+    assert session.late_payments.count() == 1
 
 
 def test_payment_expired_fails_the_session_as_expired(onecom_merchant, api, client):

@@ -131,17 +131,20 @@ def test_a_paid_session_stays_paid_whatever_arrives_next_in_any_order(make_sessi
     assert WebhookEvent.objects.filter(session=session, outcome=WebhookEvent.Outcome.IGNORED).count() == len(order) - 1
 
 
-@pytest.mark.parametrize("kind", ["payment_intent.processing", "payment_intent.succeeded", "checkout.session.completed"])
-def test_a_failed_session_stays_failed_whatever_arrives_next(make_session, deliver, kind):
-    # given a session whose payment failed
+@pytest.mark.parametrize(("kind", "outcome"), [("payment_intent.processing", "ignored"),
+                                               ("payment_intent.payment_failed", "ignored"),
+                                               ("payment_intent.succeeded", "late"),
+                                               ("checkout.session.completed", "late")])
+def test_a_failed_session_stays_failed_whatever_arrives_next(make_session, deliver, kind, outcome):
+    # given a session that failed (its Checkout expired)
     session = make_session()
-    deliver(stripe_event(session, "payment_intent.payment_failed"))
+    deliver(stripe_event(session, "checkout.session.expired"))
 
     # when a later event arrives
     response = deliver(stripe_event(session, kind))
 
-    # then it is ignored and the session stays failed
-    assert response.json()["outcome"] == "ignored"
+    # then it changes nothing (a success is kept as a late payment) and the session stays failed
+    assert response.json()["outcome"] == outcome
     assert PaymentSession.objects.get(pk=session.pk).status == Status.FAILED
 
 

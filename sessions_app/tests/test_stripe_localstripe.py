@@ -6,6 +6,7 @@ browser would; localstripe delivers the signed webhook to /webhooks/stripe on a 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import pytest
 import stripe
 
 from sessions_app.models import PaymentSession, Status, WebhookEvent
+from sessions_app.providers import stripe_provider
 
 WRAPPER = Path(__file__).resolve().parents[2] / "tests" / "fakes" / "localstripe_server.py"
 API_KEY = "sk_test_" + "localstripe0123456789abcdef"
@@ -111,15 +113,32 @@ def test_a_card_payment_confirmed_at_localstripe_pays_the_session(stripe_setup, 
     assert event.outcome == "processed"
 
 
-def test_a_declined_card_at_localstripe_fails_the_session(stripe_setup, api, client):
+def test_a_declined_card_at_localstripe_is_an_attempt_and_another_card_pays(stripe_setup, api, client):
     session, started = _start_card_payment(api, client, "pm_card_chargeCustomerFail")
 
+    # when the first card is declined
     with pytest.raises(stripe.StripeError):
         stripe_setup.v1.payment_intents.confirm(started["payment_intent"])
 
-    session = _wait_for(session, Status.FAILED)
-    assert session.failure_reason
-    assert WebhookEvent.objects.filter(session=session, event_type="payment_intent.payment_failed").exists()
+    # then the attempt is recorded and the session stays open
+    deadline = time.monotonic() + 20
+    while not WebhookEvent.objects.filter(session=session, event_type="payment_intent.payment_failed").exists():
+        assert time.monotonic() < deadline, "the payment_failed event never arrived"
+        time.sleep(0.1)
+    session.refresh_from_db()
+    assert session.status in (Status.CREATED, Status.PENDING)
+    assert session.payment_attempts_failed == 1 and session.last_payment_error_code
+
+    # and when the customer's next card succeeds on the same PaymentIntent (localstripe cannot
+    # confirm one twice, so Stripe's signed event stands in), the session is paid
+    succeeded = stripe_provider.test_event(session_id=str(session.pk), event_type="payment_intent.succeeded",
+                                           amount=session.amount, currency=session.currency)
+    succeeded["data"]["object"]["id"] = started["payment_intent"]
+    body = json.dumps(succeeded)
+    response = client.post("/webhooks/stripe", body, content_type="application/json",
+                           HTTP_STRIPE_SIGNATURE=stripe_provider.sign(body))
+    assert response.json()["outcome"] == "processed"
+    assert _wait_for(session, Status.PAID).provider_reference == started["payment_intent"]
 
 
 def test_starting_twice_returns_the_same_payment_intent(stripe_setup, api, client):

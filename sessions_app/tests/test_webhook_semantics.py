@@ -22,8 +22,9 @@ def _reload(session) -> PaymentSession:
     ("payment_intent.processing", Status.PENDING),
     ("payment_intent.succeeded", Status.PAID),
     ("checkout.session.completed", Status.PAID),
-    ("payment_intent.payment_failed", Status.FAILED),
+    ("payment_intent.canceled", Status.FAILED),
     ("checkout.session.expired", Status.FAILED),
+    ("checkout.session.async_payment_failed", Status.FAILED),
 ])
 def test_each_handled_event_type_moves_an_open_session(make_session, deliver, event_type, status):
     # given an open session
@@ -53,12 +54,18 @@ def test_a_payment_records_provider_reference_and_time(make_session, deliver):
     assert session.paid_at is not None
 
 
-def test_a_failure_records_the_decline_reason(make_session, deliver):
+def test_a_declined_attempt_records_the_decline_and_leaves_the_session_open(make_session, deliver):
     session = make_session()
 
-    deliver(stripe_event(session, "payment_intent.payment_failed"))
+    response = deliver(stripe_event(session, "payment_intent.payment_failed"))
 
-    assert _reload(session).failure_reason == "generic_decline"
+    assert response.json()["outcome"] == "processed"
+    session = _reload(session)
+    assert session.status == Status.CREATED
+    assert (session.payment_attempts_failed, session.last_payment_error_code) == (1, "generic_decline")
+    assert session.last_payment_error_message == "Your card was declined."
+    assert session.failure_reason == ""
+    assert AuditEvent.objects.filter(action="session.payment_attempt_failed", subject_id=str(session.pk)).count() == 1
 
 
 def test_an_expired_checkout_session_fails_with_reason_expired(make_session, deliver):
@@ -198,10 +205,10 @@ def test_a_replay_of_a_rejected_event_is_still_a_duplicate(make_session, deliver
 def test_an_event_for_a_terminal_session_is_stored_and_ignored(make_session, deliver):
     # given a failed session
     session = make_session()
-    deliver(stripe_event(session, "payment_intent.payment_failed"))
+    deliver(stripe_event(session, "checkout.session.expired"))
 
-    # when a success arrives late
-    response = deliver(stripe_event(session, "payment_intent.succeeded"))
+    # when a pending event arrives late
+    response = deliver(stripe_event(session, "payment_intent.processing"))
 
     # then it is stored as ignored, audited as such, and the session stays failed
     assert response.status_code == 200

@@ -10,7 +10,7 @@ from sessions_app.providers import onecom_provider, stripe_provider
 
 EVENT_TYPES = [
     "payment_intent.succeeded", "payment_intent.processing", "payment_intent.payment_failed",
-    "checkout.session.completed", "checkout.session.expired",
+    "payment_intent.canceled", "checkout.session.completed", "checkout.session.expired",
 ]
 ONECOM_EVENT_TYPES = list(onecom_provider.EVENT_TYPES)
 
