@@ -2,12 +2,14 @@
 
 import io
 import re
+import time
 from decimal import Decimal
 
 import pytest
 from django.core.files.storage import default_storage
 from django.test import Client
 from pypdf import PdfReader
+from rest_framework.test import APIClient
 
 from invoices_app import services
 from invoices_app.models import AccessLink, EmailRecord, Fulfilment, Invoice, InvoiceCounter
@@ -21,6 +23,7 @@ from invoices_app.tests.conftest import (
 )
 from keys_app.models import ApiKey
 from sessions_app.models import PaymentSession, WebhookEvent
+from sessions_app.services import session_expire
 from tests.threads import run_together
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -99,11 +102,12 @@ def test_invoice_numbers_stay_gapless_under_twenty_concurrent_payments(merchant)
     assert InvoiceCounter.objects.get(account=merchant, year=year).last_number == 20
 
 
-def test_a_worker_killed_mid_fulfilment_is_finished_by_the_next_one_without_doubles(
+def test_a_worker_killed_mid_fulfilment_is_finished_by_the_next_one_within_seconds_without_doubles(
         merchant, workers, smtp_server, client):
-    # given a worker that will be stopped dead while the SMTP server holds its receipt
+    # given a worker that will be stopped dead while the SMTP server holds its receipt, and an
+    # email lease far longer than the 10 s we allow: only the claim dying with the worker helps
     smtp_server.hold_next = True
-    first = workers()
+    first = workers(FULFILMENT_EMAIL_LEASE_SECONDS="600")
     session = create_session(merchant)
     assert post_webhook(client, paid_event_body(session)).status_code == 200
     assert smtp_server.entered.wait(timeout=60), "the receipt never reached the SMTP server"
@@ -114,10 +118,15 @@ def test_a_worker_killed_mid_fulfilment_is_finished_by_the_next_one_without_doub
     assert not completed(session)
     assert EmailRecord.objects.get(session=session, kind="receipt").sent_at is None
 
-    # and a new worker starts and the safety net re-queues the unfinished fulfilment
-    workers()
-    assert services.fulfilment_safety_net(older_than_seconds=0) == 1
-    wait_until(lambda: completed(session), timeout=60, message="fulfilment to complete after the restart")
+    # and a new worker starts (no safety net runs)
+    workers(FULFILMENT_EMAIL_LEASE_SECONDS="600")
+    ready = time.monotonic()
+
+    # then the receipt is sent within 10 s of the new worker being ready
+    wait_until(lambda: len(smtp_server.to("buyer@example.com")) == 1, timeout=10,
+               message="the receipt within 10 s of the restart")
+    wait_until(lambda: completed(session), timeout=10, message="fulfilment to complete after the restart")
+    assert time.monotonic() - ready < 10
 
     # then everything completed once
     assert Invoice.objects.count() == 1 and InvoiceCounter.objects.get().last_number == 1
@@ -128,7 +137,26 @@ def test_a_worker_killed_mid_fulfilment_is_finished_by_the_next_one_without_doub
     assert EmailRecord.objects.get(session=session, kind="receipt").attempts == 2
 
 
-def test_with_redis_down_the_webhook_is_stored_and_the_safety_net_fulfils_it_later(
+def test_a_payment_made_while_no_worker_runs_is_fulfilled_within_seconds_of_the_first_worker(
+        merchant, workers, smtp_server, client):
+    # given no worker running when a payment commits (its announcement reaches nobody)
+    session = create_session(merchant)
+    assert post_webhook(client, paid_event_body(session)).status_code == 200
+    assert PaymentSession.objects.get(pk=session.pk).status == "paid"
+
+    # when a worker starts (and no safety net runs)
+    workers()
+    started = time.monotonic()
+
+    # then the receipt is sent within 10 s
+    wait_until(lambda: len(smtp_server.to("buyer@example.com")) == 1, timeout=10,
+               message="the receipt within 10 s of the worker being ready")
+    wait_until(lambda: completed(session), timeout=10, message="fulfilment to complete")
+    assert time.monotonic() - started < 10
+    assert len(smtp_server.to("billing@acme.test")) == 1
+
+
+def test_with_redis_down_the_webhook_is_stored_and_fulfilled_once_redis_and_a_worker_are_back(
         merchant, own_redis, worker_env, tmp_path, smtp_server, client):
     from invoices_app.tests.conftest import start_worker
 
@@ -146,16 +174,69 @@ def test_with_redis_down_the_webhook_is_stored_and_the_safety_net_fulfils_it_lat
     assert PaymentSession.objects.get(pk=session.pk).status == "paid"
     assert not Fulfilment.objects.filter(pk=session.pk, completed_at__isnull=False).exists()
 
-    # when Redis is back, a worker runs and the safety net does its round
+    # when Redis is back and a worker runs (its relay looks back over recent payments)
     own_redis.start()
     worker = start_worker(env={**worker_env, "REDIS_URL": own_redis.url}, log=tmp_path / "worker.log")
     try:
         use_broker(own_redis.url)
-        assert services.fulfilment_safety_net(older_than_seconds=0) == 1
-        wait_until(lambda: completed(session), timeout=60, message="fulfilment after Redis came back")
+        wait_until(lambda: completed(session), timeout=30, message="fulfilment after Redis came back")
     finally:
         worker.kill()
 
     # then fulfilment completed, once
     assert Invoice.objects.get(session=session).gross == Decimal("12.34")
     assert len(smtp_server.to("buyer@example.com")) == 1
+
+
+def test_a_worker_killed_mid_fulfilment_is_taken_over_by_a_worker_still_running(
+        merchant, workers, smtp_server, client):
+    # given two workers, and an SMTP server that holds the first receipt
+    smtp_server.hold_next = True
+    pair = [workers(FULFILMENT_EMAIL_LEASE_SECONDS="600"), workers(FULFILMENT_EMAIL_LEASE_SECONDS="600")]
+    session = create_session(merchant)
+    assert post_webhook(client, paid_event_body(session)).status_code == 200
+    assert smtp_server.entered.wait(timeout=60), "the receipt never reached the SMTP server"
+
+    # when the worker that is sending it dies, and is not restarted
+    sending = [w for w in pair if "] received" in w.log.read_text()]
+    assert len(sending) == 1, "exactly one worker should have taken the task"
+    sending[0].kill()
+    smtp_server.release.set()
+    killed = time.monotonic()
+
+    # then the other worker finishes it within seconds, once
+    wait_until(lambda: completed(session), timeout=10, message="the other worker to finish the fulfilment")
+    assert time.monotonic() - killed < 10
+    assert len(smtp_server.to("buyer@example.com")) == 1
+    assert len(smtp_server.to("billing@acme.test")) == 1
+    assert Invoice.objects.count() == 1
+
+
+def test_a_late_payment_reaches_the_merchant_and_fulfil_anyway_clicked_twice_at_once_delivers_once(
+        merchant, workers, smtp_server, client):
+    # given a worker, and a session that expired before its payment arrived
+    workers()
+    session = create_session(merchant)
+    session_expire(session_id=session.pk, actor="test")
+    assert post_webhook(client, paid_event_body(session)).json()["outcome"] == "late"
+
+    # then the merchant is emailed by the worker, and the buyer gets nothing yet
+    wait_until(lambda: len(smtp_server.to("billing@acme.test")) == 1, timeout=20,
+               message="the merchant's late-payment email")
+    assert "Paid after expiry" in smtp_server.to("billing@acme.test")[0]["Subject"]
+    assert smtp_server.to("buyer@example.com") == []
+
+    # when the merchant clicks "fulfil anyway" twice at once
+    def click(_):
+        own = APIClient()
+        own.credentials(HTTP_X_API_KEY=merchant.plaintext_key)
+        return own.post(f"/sessions/{session.pk}/fulfil_anyway").status_code
+
+    assert in_threads(2, click) == [200, 200]
+
+    # then it is delivered exactly once
+    wait_until(lambda: completed(session), timeout=30, message="the late-paid session to be delivered")
+    assert Invoice.objects.filter(session=session).count() == 1
+    assert len(smtp_server.to("buyer@example.com")) == 1
+    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert PaymentSession.objects.get(pk=session.pk).status == "failed"
