@@ -145,7 +145,8 @@ def main() -> None:
             os.killpg(worker.pid, signal.SIGKILL)
         controller.stop()
         client = redis.Redis.from_url(redis_url)
-        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        # The queue has one list per priority step (queue, queue\x06\x166, …).
+    client.delete(*client.keys(f"{queue}*"), f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
     result = {
         "pdf_render_ms": {"n": renders, "median": round(statistics.median(render_ms), 1),

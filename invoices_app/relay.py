@@ -105,7 +105,9 @@ class Listener:
         from invoices_app.tasks import fulfil_sessions
 
         if session_ids:
-            fulfil_sessions.delay([{"session_id": str(pk), "request_id": "relay-resume"} for pk in session_ids])
+            # Ahead of the queue: these have waited longest already (settings.CELERY_TASK_DEFAULT_PRIORITY).
+            fulfil_sessions.apply_async(args=[[{"session_id": str(pk), "request_id": "relay-resume"}
+                                               for pk in session_ids]], priority=0)
         return len(session_ids)
 
     def _hear(self, timeout: float) -> None:

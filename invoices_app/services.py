@@ -8,6 +8,7 @@ a redelivered task or two workers at once never double anything.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
 from django.db.models import F
 from django.template.loader import render_to_string
@@ -435,6 +436,8 @@ def _email_once(*, session: PaymentSession, kind: str, to: str, step: str | None
         record, _ = EmailRecord.objects.get_or_create(session=session, kind=kind, reference=reference,
                                                       defaults={"to": to})
         if record.sent_at:
+            if step:
+                _mark(session, step)  # a run that died between sending and marking
             return record
         now = timezone.now()
         lease = timedelta(seconds=settings.FULFILMENT_EMAIL_LEASE_SECONDS)
@@ -442,16 +445,25 @@ def _email_once(*, session: PaymentSession, kind: str, to: str, step: str | None
             raise EmailInFlight((record.claimed_at + lease - now).total_seconds())
         EmailRecord.objects.filter(pk=record.pk).update(claimed_at=now, attempts=F("attempts") + 1, to=to)
     message = build()
+    # The connection is ours to close: the send is recorded before the goodbye to the server
+    # (QUIT), and before the audit row waits for the merchant's chain, so that the window in
+    # which a crash sends the mail twice is one UPDATE long.
+    smtp = get_connection()
     try:
-        message.send()
+        smtp.open()
+        smtp.send_messages([message])
     except Exception as exc:
         # Nothing was accepted: give the claim back so the retry need not wait for the lease.
         EmailRecord.objects.filter(pk=record.pk).update(claimed_at=None, last_error=f"{type(exc).__name__}: {exc}"[:500])
+        with contextlib.suppress(Exception):
+            smtp.close()
         raise
+    EmailRecord.objects.filter(pk=record.pk).update(sent_at=timezone.now(), subject=message.subject[:300],
+                                                    message_id=message.extra_headers.get("Message-ID", ""),
+                                                    last_error="")
+    with contextlib.suppress(Exception):
+        smtp.close()  # the server has the message; a failed QUIT changes nothing
     with transaction.atomic():
-        EmailRecord.objects.filter(pk=record.pk).update(sent_at=timezone.now(), subject=message.subject[:300],
-                                                        message_id=message.extra_headers.get("Message-ID", ""),
-                                                        last_error="")
         if step:
             _mark(session, step)
         audit_record(action=f"email.{kind}.sent", subject_type="payment_session", subject_id=session.pk,

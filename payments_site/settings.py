@@ -194,6 +194,10 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = False
+# Work handed on again (a fulfilment whose worker died, a payment made while no worker listened)
+# goes ahead of the queue at priority 0; everything else is published at this one. On Redis a
+# lower number is served first (kombu keeps one list per priority step: 0, 3, 6, 9).
+CELERY_TASK_DEFAULT_PRIORITY = 6
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -151,10 +151,11 @@ def test_a_webhook_survives_its_database_connection_being_killed(live_server, op
 # ---------------------------------------------------------------- clock skew
 
 
-@pytest.mark.parametrize(("skew", "accepted"), [(-301, False), (301, False), (-3600, False), (86400, False),
-                                               (-299, True), (299, True), (0, True)])
+@pytest.mark.parametrize(("skew", "accepted"), [(-305, False), (305, False), (-3600, False), (86400, False),
+                                               (-295, True), (295, True), (0, True)])
 def test_signatures_are_judged_against_our_clock_with_a_tolerance(api, client, skew, accepted):
-    # given a payment event signed by a sender whose clock is `skew` seconds off ours
+    # given a payment event signed by a sender whose clock is `skew` seconds off ours (a few seconds
+    # from the 300 s edge: the test itself takes time between signing and the check)
     session_id = api.post("/create_session", {"amount": "5.00"}, format="json").json()["session_id"]
     body = json.dumps(stripe_provider.test_event(session_id=session_id, event_type="payment_intent.succeeded",
                                                  amount=Decimal("5.00"), currency="EUR"))

@@ -161,7 +161,8 @@ def broker():
     yield Broker(REDIS_TEST_URL, queue)
     use_broker(None)
     client = redis.Redis.from_url(REDIS_TEST_URL)
-    client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    # The queue has one list per priority step (queue, queue\x06\x166, …).
+    client.delete(*client.keys(f"{queue}*"), f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     client.close()
 
 

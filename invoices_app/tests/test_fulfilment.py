@@ -7,6 +7,7 @@ from smtplib import SMTPServerDisconnected
 
 import pytest
 from django.core.files.storage import default_storage
+from django.core.mail.backends import locmem
 from django.db import connection
 from django.utils import timezone
 from pypdf import PdfReader
@@ -140,16 +141,16 @@ def test_a_refund_marks_the_invoice_refunded(paid_session):
 def test_an_smtp_failure_gives_the_claim_back_and_the_retry_sends_once(paid_session, mailoutbox, monkeypatch):
     # given a session whose receipt fails to send once
     session = paid_session()
-    real_send = services.EmailMultiAlternatives.send
+    real_send = locmem.EmailBackend.send_messages
     calls = {"n": 0}
 
-    def flaky_send(message, *args, **kwargs):
+    def flaky_send(backend, messages):
         calls["n"] += 1
         if calls["n"] == 1:
             raise SMTPServerDisconnected("connection lost")
-        return real_send(message, *args, **kwargs)
+        return real_send(backend, messages)
 
-    monkeypatch.setattr(services.EmailMultiAlternatives, "send", flaky_send)
+    monkeypatch.setattr(locmem.EmailBackend, "send_messages", flaky_send)
 
     # when the run fails and is retried
     with pytest.raises(SMTPServerDisconnected):

@@ -2,11 +2,14 @@
 
 import base64
 import json
+from datetime import timedelta
 
 import pytest
 import redis
+from django.utils import timezone
 
-from invoices_app import relay, tasks
+from invoices_app import claims, relay, tasks
+from invoices_app.models import Fulfilment
 from invoices_app.tests.conftest import REDIS_TEST_URL, create_session, mark_paid, paid_event_body
 from payments_site.logs import request_id_var
 from sessions_app.providers import stripe_provider
@@ -15,12 +18,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def _published(client: redis.Redis, queue: str) -> list[dict]:
-    """The Celery messages waiting in a queue, oldest first: task name and arguments."""
+    """The Celery messages waiting in a queue, in the order a worker takes them: task name,
+    arguments and priority (kombu keeps one list per priority step; 0 is served first)."""
     messages = []
-    for raw in reversed(client.lrange(queue, 0, -1)):  # LPUSHed: the oldest is last
-        envelope = json.loads(raw)
-        args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
-        messages.append({"task": envelope["headers"]["task"], "args": args})
+    for step in (0, 3, 6, 9):
+        key = queue if step == 0 else f"{queue}\x06\x16{step}"
+        for raw in reversed(client.lrange(key, 0, -1)):  # LPUSHed: the oldest is last
+            envelope = json.loads(raw)
+            args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+            messages.append({"task": envelope["headers"]["task"], "args": args,
+                             "priority": envelope["properties"].get("priority")})
     return messages
 
 
@@ -140,3 +147,56 @@ def test_when_the_relaying_worker_stops_another_takes_over(broker, merchant):
         assert _published(redis_client, broker.queue)[0]["task"] == "invoices_app.tasks.fulfil_sessions"
     finally:
         second.stop()
+
+
+def test_a_relay_that_takes_over_hands_on_what_was_paid_while_nobody_listened(broker, merchant):
+    # given two sessions paid while no relay listened, one of them held by a live run
+    free, held = create_session(merchant), create_session(merchant)
+    mark_paid(free)
+    mark_paid(held)
+    with claims.run_claim(held.pk) as claimed:
+        assert claimed
+
+        # when a relay takes over
+        with relay.connect() as conn:
+            assert relay.Listener.take(conn) is not None
+
+    # then the unheld one is handed on, ahead of the queue; the held one is left to its run
+    [message] = _published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)
+    assert message["args"][0] == [{"session_id": str(free.pk), "request_id": "relay-resume"}]
+    assert message["priority"] == 0
+
+
+def test_the_sweep_hands_on_a_run_whose_worker_died_once_per_rehand_window(broker, merchant, listener):
+    # given a run that began two minutes ago, recorded no error and holds no claim (its worker died)
+    session = create_session(merchant)
+    mark_paid(session)
+    Fulfilment.objects.create(session=session, attempts=1, started_at=timezone.now() - timedelta(minutes=2))
+    finished = create_session(merchant)
+    mark_paid(finished)
+    Fulfilment.objects.create(session=finished, attempts=1, started_at=timezone.now() - timedelta(minutes=2),
+                              completed_at=timezone.now())
+
+    # when the relay sweeps twice in a row
+    first, second = listener.resume(look_back=False), listener.resume(look_back=False)
+
+    # then the stopped run was handed on once, ahead of the queue, and marked as handed on
+    assert (first, second) == (1, 0)
+    [message] = _published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)
+    assert message["args"][0] == [{"session_id": str(session.pk), "request_id": "relay-resume"}]
+    assert message["priority"] == 0
+    assert Fulfilment.objects.get(pk=session.pk).queued_at is not None
+
+
+def test_the_sweep_leaves_a_run_that_is_alive_or_that_failed(broker, merchant, listener):
+    alive, failed = create_session(merchant), create_session(merchant)
+    for session in (alive, failed):
+        mark_paid(session)
+    started = timezone.now() - timedelta(minutes=2)
+    Fulfilment.objects.create(session=alive, attempts=1, started_at=started)
+    # A run that failed is retried by its task, with backoff; the sweep leaves it alone.
+    Fulfilment.objects.create(session=failed, attempts=1, started_at=started, last_error="SMTPException: down")
+
+    with claims.run_claim(alive.pk):
+        assert listener.resume(look_back=False) == 0
+    assert _published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue) == []
