@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -37,37 +37,41 @@ def unclaimed_sql(column: str) -> str:
     )
 
 
+def _acquire(key: str) -> Callable[[], None] | None:
+    """Take the claim without waiting; its release, or None when a live run holds it."""
+    if connection.vendor != "postgresql":
+        with _local_guard:
+            lock = _local_locks.setdefault(key, threading.Lock())
+        return lock.release if lock.acquire(blocking=False) else None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [CLAIM_NAMESPACE, key])
+        if not cursor.fetchone()[0]:
+            return None
+
+    def release() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [CLAIM_NAMESPACE, key])
+        except DatabaseError:
+            connection.close()  # the connection is gone, and the lock with it
+
+    return release
+
+
 @contextmanager
 def run_claim(session_id: uuid.UUID | str) -> Iterator[bool]:
     """Try to claim a session's fulfilment; yields whether this run holds it (never waits)."""
     key = str(session_id)
-    if connection.vendor != "postgresql":
-        with _local_guard:
-            lock = _local_locks.setdefault(key, threading.Lock())
-        acquired = lock.acquire(blocking=False)
-        token = _holding.set(key) if acquired else None
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                _holding.reset(token)
-                lock.release()
+    release = _acquire(key)
+    if release is None:
+        yield False
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [CLAIM_NAMESPACE, key])
-        acquired = bool(cursor.fetchone()[0])
-    token = _holding.set(key) if acquired else None
+    token = _holding.set(key)
     try:
-        yield acquired
+        yield True
     finally:
-        if acquired:
-            _holding.reset(token)
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [CLAIM_NAMESPACE, key])
-            except DatabaseError:
-                # The connection is gone, and the lock with it.
-                connection.close()
+        _holding.reset(token)
+        release()
 
 
 def holding(session_id: uuid.UUID | str) -> bool:

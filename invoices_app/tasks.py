@@ -18,8 +18,12 @@ logger = logging.getLogger(__name__)
 TRANSIENT = (SMTPException, OSError, OperationalError, InterfaceError, BrokerError)
 
 
-@shared_task(bind=True, acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, retry_backoff_max=600,
-             retry_jitter=True, max_retries=settings.FULFILMENT_MAX_RETRIES)
+# Retried on transient errors with exponential backoff and jitter; safe to rerun.
+RETRIED = {"bind": True, "acks_late": True, "autoretry_for": TRANSIENT, "retry_backoff": True,
+           "retry_backoff_max": 600, "retry_jitter": True, "max_retries": settings.FULFILMENT_MAX_RETRIES}
+
+
+@shared_task(**RETRIED)
 def fulfil_session(self, session_id: str) -> None:
     try:
         services.fulfilment_run(session_id=session_id)
@@ -50,8 +54,7 @@ def fulfil_sessions(items: list[dict]) -> None:
             request_id_var.reset(token)
 
 
-@shared_task(bind=True, acks_late=True, autoretry_for=TRANSIENT, retry_backoff=True, retry_backoff_max=600,
-             retry_jitter=True, max_retries=settings.FULFILMENT_MAX_RETRIES)
+@shared_task(**RETRIED)
 def notify_late_payment(self, late_payment_id: int) -> None:
     try:
         services.late_payment_notify(late_payment_id=late_payment_id)
