@@ -428,6 +428,9 @@ WEB3_WEBHOOK_SECRET = env_secret("WEB3_WEBHOOK_SECRET", required=False) or (
 WEB3_WEBHOOK_TOLERANCE = env_int("WEB3_WEBHOOK_TOLERANCE", 300)
 WEB3_QUOTE_TTL_SECONDS = env_int("WEB3_QUOTE_TTL_SECONDS", 15 * 60)
 WEB3_GRACE_SECONDS = env_int("WEB3_GRACE_SECONDS", 10 * 60)
+# After a session fails, its address is still watched this long: a transfer to it is kept as a
+# late payment (the merchant is told and may deliver anyway), never ignored.
+WEB3_LATE_PAYMENT_WATCH_SECONDS = env_int("WEB3_LATE_PAYMENT_WATCH_SECONDS", 7 * 24 * 3600)
 # A payment short of the quote by at most this fraction still pays (0.005 = 0.5 %).
 WEB3_AMOUNT_TOLERANCE = env_decimal("WEB3_AMOUNT_TOLERANCE", "0")
 # Where prices come from: "fixed" (WEB3_FIXED_RATES, the explicit default) or "chainlink" (on-chain feeds).

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from eth_utils import to_checksum_address
 from web3.exceptions import TransactionNotFound
@@ -27,7 +28,15 @@ from payments_site.errors import ApiError
 from sessions_app.crypto import rates
 from sessions_app.crypto.addresses import address_derive
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable, checked_web3
-from sessions_app.models import OPEN_STATUSES, PaymentSession, Web3Charge, Web3Quote, Web3ScanCursor, Web3Transfer
+from sessions_app.models import (
+    OPEN_STATUSES,
+    PaymentSession,
+    Status,
+    Web3Charge,
+    Web3Quote,
+    Web3ScanCursor,
+    Web3Transfer,
+)
 from sessions_app.services import Action, PaymentEvent, WebhookResult, payment_event_apply
 
 logger = logging.getLogger(__name__)
@@ -338,8 +347,13 @@ def session_tx_submit(*, session_id: uuid.UUID, tx_hash: str) -> TxCheck:
 # ---------------------------------------------------------------- polling and hints
 
 
-def _open_charges(*, addresses: set[str] | None = None) -> list[Web3Charge]:
-    qs = Web3Charge.objects.filter(session__status__in=OPEN_STATUSES, chain_id=settings.WEB3_CHAIN_ID)
+def _watched_charges(*, addresses: set[str] | None = None) -> list[Web3Charge]:
+    """Charges of open sessions, and of sessions that failed lately: a transfer to one of those
+    is money that arrived late, to be kept as a late payment, never ignored."""
+    since = timezone.now() - timedelta(seconds=settings.WEB3_LATE_PAYMENT_WATCH_SECONDS)
+    qs = Web3Charge.objects.filter(Q(session__status__in=OPEN_STATUSES)
+                                   | Q(session__status=Status.FAILED, session__failed_at__gte=since),
+                                   chain_id=settings.WEB3_CHAIN_ID)
     charges = list(qs.select_related("session"))
     if addresses is not None:
         charges = [c for c in charges if c.address.lower() in addresses]
@@ -390,7 +404,7 @@ def _discover(w3, charges: list[Web3Charge], start: int, end: int, actor: str) -
 
 def web3_poll(*, actor: str = "system:web3_poller") -> dict[str, int]:
     """The safety net: recheck seen transfers and scan new blocks, so a missed hint loses nothing."""
-    charges = _open_charges()
+    charges = _watched_charges()
     if not charges:
         return {"charges": 0, "rechecked": 0, "found": 0}
     w3 = checked_web3()
@@ -402,7 +416,7 @@ def web3_poll(*, actor: str = "system:web3_poller") -> dict[str, int]:
     end = min(latest, start + settings.WEB3_SCAN_MAX_BLOCKS - 1)
     found = 0
     if start <= end:
-        found = _discover(w3, _open_charges(), start, end, actor)
+        found = _discover(w3, _watched_charges(), start, end, actor)
         Web3ScanCursor.objects.update_or_create(chain_id=settings.WEB3_CHAIN_ID,
                                                 defaults={"block_number": end, "updated_at": timezone.now()})
     return {"charges": len(charges), "rechecked": rechecked, "found": found}
@@ -410,7 +424,7 @@ def web3_poll(*, actor: str = "system:web3_poller") -> dict[str, int]:
 
 def web3_hint(*, address: str, tx_hash: str | None, actor: str = "webhook:web3") -> dict[str, Any]:
     """A signed address-activity notification: only a reason to look at the chain ourselves."""
-    charges = _open_charges(addresses={address.lower()})
+    charges = _watched_charges(addresses={address.lower()})
     if not charges:
         return {"charges": 0, "checked": 0}
     if tx_hash:

@@ -427,3 +427,20 @@ def test_a_hint_for_an_address_we_do_not_watch_is_unmatched(eth_merchant, api, c
 
     assert response.status_code == 200
     assert response.json()["outcome"] == "unmatched"
+
+
+def test_a_transfer_after_the_session_expired_is_found_and_kept_as_a_late_payment(token_merchant, api, eth_chain):
+    # given a session that expired before its customer paid
+    session = _session(api)
+    assert api.post(f"/sessions/{session.pk}/expire").status_code == 200
+
+    # when the transfer lands and the poller runs
+    send_token(eth_chain, contract=token_merchant.token_address, sender=eth_chain.eth.accounts[0],
+               to=merchant_address(0), units=30 * 10**18)
+    web3_poll()
+
+    # then the session stays failed and the payment is kept as a late payment
+    session.refresh_from_db()
+    assert session.status == Status.FAILED
+    assert session.late_payments.count() == 1
+    assert session.late_payments.get().provider == "web3"
