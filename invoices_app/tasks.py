@@ -53,3 +53,8 @@ def fulfil_sessions(items: list[dict]) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def fulfilment_safety_net() -> int:
     return services.fulfilment_safety_net()
+
+
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def access_links_email(email: str) -> None:
+    services.access_links_send(email=email)

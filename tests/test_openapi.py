@@ -9,7 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from openapi_spec_validator import validate
 
 # Pages for people, not API operations: HTML forms, the admin, the docs themselves.
-NOT_API = {"admin/", "checkout", "checkout/<str:session_id>/simulate", "checkout/<str:session_id>/pay/<str:provider>",
+NOT_API = {"admin/", "checkout", "access", "checkout/<str:session_id>/simulate", "checkout/<str:session_id>/pay/<str:provider>",
            "api/schema/", "api/docs/", "api/redoc/"}
 NOT_API_PREFIXES = ("admin/", "access/", "static/", "media/")
 

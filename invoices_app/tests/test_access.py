@@ -11,7 +11,7 @@ from freezegun import freeze_time
 from audit.models import AuditEvent
 from invoices_app import services, tokens
 from invoices_app.models import AccessLink, AccessLinkUse, Invoice
-from keys_app.models import ApiKey
+from keys_app.models import EntitlementKey
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +36,7 @@ def test_a_valid_link_shows_the_invoice_its_status_and_the_pdf(fulfilled, client
     page = client.get(f"/access/{token}")
     assert page.status_code == 200
     body = page.content.decode()
-    assert invoice.number in body and "99.99 EUR" in body and "Paid" in body and "Reveal my API key" in body
+    assert invoice.number in body and "99.99 EUR" in body and "Paid" in body and "Reveal my key" in body
     assert page["Cache-Control"].startswith("max-age=0") or "no-store" in page["Cache-Control"]
 
     pdf = client.get(f"/access/{token}/invoice.pdf")
@@ -118,7 +118,7 @@ def test_a_revoked_link_gets_410_and_revoking_is_audited(fulfilled, client):
     assert AuditEvent.objects.filter(action="access_link.revoked").count() == 1
 
 
-def test_the_key_is_revealed_once_and_authenticates_to_the_api(fulfilled, settings):
+def test_the_key_is_revealed_once_verifies_for_the_merchant_and_is_no_key_to_our_api(fulfilled, api):
     session, link, token = fulfilled
     browser = Client(enforce_csrf_checks=True)
     page = browser.get(f"/access/{token}")
@@ -127,21 +127,22 @@ def test_the_key_is_revealed_once_and_authenticates_to_the_api(fulfilled, settin
     # when the buyer reveals the key
     revealed = browser.post(f"/access/{token}/reveal-key", {"csrfmiddlewaretoken": csrf})
 
-    # then the page shows it once, and it works as an API key
+    # then the page shows it once; the merchant's service can verify it, and our API refuses it
     assert revealed.status_code == 200
     plaintext = revealed.context["revealed_key"]
-    assert plaintext.startswith("sk_test_") and plaintext in revealed.content.decode()
+    assert plaintext.startswith("ek_test_") and plaintext in revealed.content.decode()
+    verified = api.post("/keys/verify", {"key": plaintext}, format="json").json()
+    assert (verified["valid"], verified["key"]["customer_email"]) == (True, "buyer@example.com")
     me = Client().get("/account", HTTP_X_API_KEY=plaintext)
-    assert me.status_code == 200, me.content
-    assert me.json()["email"] == "buyer@example.com"
+    assert (me.status_code, me.json()["error"]["code"]) == (401, "key_not_merchant")
 
     # and a second reveal shows only the prefix and last 4
     again = browser.post(f"/access/{token}/reveal-key", {"csrfmiddlewaretoken": csrf})
     assert again.status_code == 200 and again.context["revealed_key"] is None
     assert plaintext not in again.content.decode()
-    key = ApiKey.objects.get(source_session_id=session.pk)
+    key = EntitlementKey.objects.get(session_id=session.pk)
     assert key.display in again.content.decode() and "already revealed" in again.content.decode()
-    assert "Reveal my API key" not in browser.get(f"/access/{token}").content.decode()
+    assert "Reveal my key" not in browser.get(f"/access/{token}").content.decode()
     assert AuditEvent.objects.filter(action="key.revealed").count() == 1
 
 

@@ -16,7 +16,7 @@ from invoices_app.models import AccessLink, EmailRecord, Fulfilment, Invoice, Ke
 from invoices_app.pdf import render_invoice_pdf
 from invoices_app.selectors import invoice_document
 from invoices_app.tests.conftest import create_session, mark_paid
-from keys_app.models import Account, ApiKey
+from keys_app.models import EntitlementKey
 from keys_app.services import account_update
 
 pytestmark = pytest.mark.django_db
@@ -49,9 +49,8 @@ def test_a_paid_session_gets_an_invoice_a_pdf_a_key_a_link_and_two_emails(paid_s
     assert invoice.payment_reference.startswith("pi_test_")
     text = pdf_text(default_storage.open(invoice.pdf_name).read())
     assert invoice.number in text and "119.00 EUR" in text and "Acme GmbH" in text and "DE123456789" in text
-    key = ApiKey.objects.get(source_session_id=session.pk)
-    assert key.account.kind == Account.Kind.HOLDER and key.account.email == "buyer@example.com"
-    assert key.mode == "test"
+    key = EntitlementKey.objects.get(session_id=session.pk)
+    assert (key.account, key.customer_email, key.mode) == (merchant, "buyer@example.com", "test")
     assert AccessLink.objects.filter(session=session).count() == 1
     receipt, notice = sorted(mailoutbox, key=lambda m: m.to[0])[::-1]
     assert receipt.to == ["buyer@example.com"] and notice.to == ["billing@acme.test"]
@@ -78,7 +77,7 @@ def test_fulfilling_a_session_again_changes_nothing(paid_session, mailoutbox):
 
     # then nothing is doubled
     assert Invoice.objects.count() == 1
-    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert EntitlementKey.objects.filter(session_id=session.pk).count() == 1
     assert AccessLink.objects.count() == 1 and KeyReveal.objects.count() == 1
     assert len(mailoutbox) == 2
     assert EmailRecord.objects.filter(sent_at__isnull=False).count() == 2
@@ -207,7 +206,7 @@ def test_a_session_paid_without_an_email_gets_its_invoice_and_the_merchant_is_to
 
     assert fulfilment.completed_at is not None
     assert Invoice.objects.filter(session=session).exists()
-    assert not ApiKey.objects.filter(source_session_id=session.pk).exists()
+    assert not EntitlementKey.objects.filter(session_id=session.pk).exists()
     assert [m.to for m in mailoutbox] == [["billing@acme.test"]]
 
 
