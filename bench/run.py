@@ -210,7 +210,7 @@ def service_env(*, database_url: str, redis_url: str, data_dir: Path, web_port: 
         # with ceilings a loopback load never reaches.
         **{f"THROTTLE_{scope}": "10000000/min" for scope in (
             "CREATE_SESSION_KEY", "CREATE_SESSION_IP", "API_KEY", "API_IP", "STATUS_IP", "CHECKOUT_IP",
-            "CHECKOUT_SESSION")},
+            "CHECKOUT_SESSION", "VERIFY_KEY")},
     })
     return env
 

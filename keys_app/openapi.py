@@ -10,7 +10,7 @@ from keys_app.models import EntitlementKey, Mode
 
 class VerifiedKeySerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    mode = serializers.ChoiceField(choices=Mode.choices)
+    mode = serializers.ChoiceField(choices=Mode.values)
     session_id = serializers.UUIDField(help_text="The payment session that bought the key.")
     customer_email = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()

@@ -302,7 +302,6 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"ProviderEnum": "keys_app.models.PROVIDERS",
                             "StatusEnum": "sessions_app.models.Status",
                             "Web3TransferStatusEnum": "sessions_app.models.Web3Transfer.Status",
-                            "ModeEnum": "keys_app.models.Mode",
                             "EntitlementKeyStatusEnum": "keys_app.models.EntitlementKey.Status",
                             "VerificationCodeEnum": "keys_app.models.EntitlementKey.Verdict"},
     "POSTPROCESSING_HOOKS": [

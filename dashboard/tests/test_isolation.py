@@ -252,7 +252,8 @@ def test_an_anonymous_visitor_is_sent_to_the_login_page(client, world):
 
 
 def _account_form(account, **changes) -> dict:
-    data = {f: getattr(account, f) for f in ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix")}
+    data = {f: getattr(account, f) for f in ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix",
+                                             "issued_key_mode")}
     return {**data, **changes}
 
 
