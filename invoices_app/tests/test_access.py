@@ -272,3 +272,18 @@ def test_email_me_my_links_is_rate_limited_per_address_and_per_ip(fulfilled, cli
 def test_email_me_my_links_wants_an_email_address(client, db):
     response = client.post("/access", {"email": "not-an-address"})
     assert response.status_code == 400 and "valid email" in response.content.decode()
+
+
+def test_after_the_merchant_replaced_the_key_the_page_offers_no_reveal_of_the_old_one(fulfilled, client, api):
+    from keys_app.services import entitlement_key_rotate
+
+    session, _, token = fulfilled
+    old = EntitlementKey.objects.get(session_id=session.pk)
+    new = entitlement_key_rotate(key=old, actor="test").key
+
+    page = client.get(f"/access/{token}").content.decode()
+
+    assert new.display in page and "replaced your key" in page and "Reveal my key" not in page
+    # the buyer can still get a key of their own, shown once
+    replaced = client.post(f"/access/{token}/rotate-key").context["revealed_key"]
+    assert api.post("/keys/verify", {"key": replaced}, format="json").json()["code"] == "valid"
