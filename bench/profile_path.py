@@ -35,7 +35,7 @@ def _proc_cpu_seconds(pid: int) -> float | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("path", choices=["create_session", "webhook", "status", "insert", "read"])
+    parser.add_argument("path", choices=["create_session", "webhook", "status", "verify", "insert", "read"])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--html", type=Path, default=None)
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before the requests, as warmup.warm()")
@@ -62,7 +62,7 @@ def main() -> int:
     from pyinstrument import Profiler
 
     from bench.baseline_app.models import BaselineRow
-    from keys_app.services import merchant_create
+    from keys_app.services import entitlement_key_issue, merchant_create
     from sessions_app.providers import stripe_provider
     from sessions_app.services import session_create
 
@@ -72,6 +72,9 @@ def main() -> int:
     sessions = [session_create(account=account, api_key=issued.api_key, amount=Decimal("49.99")).pk
                 for _ in range(n + 20)]
     rows = BaselineRow.objects.bulk_create([BaselineRow(name="r", amount=Decimal(1)) for _ in range(10)])
+    entitlement = entitlement_key_issue(account=account, session_id=sessions[0], customer_email="buyer@example.com",
+                                        expires_in_days=365, metadata={"plan": "pro"}, actor="profile")
+    verify_body = json.dumps({"key": entitlement.plaintext})
     secret = env["STRIPE_WEBHOOK_SECRET"]
     body = json.dumps({"amount": "49.99", "currency": "EUR", "description": "Pro plan, monthly",
                        "customer_email": "buyer@example.com", "metadata": {"order_id": "A-1042"}})
@@ -88,6 +91,9 @@ def main() -> int:
                                HTTP_STRIPE_SIGNATURE=stripe_provider.sign(raw, secret=secret))
         if args.path == "status":
             return client.get(f"/session/{sessions[i]}/status")
+        if args.path == "verify":
+            return client.post("/keys/verify", verify_body, content_type="application/json",
+                               HTTP_X_API_KEY=issued.plaintext)
         if args.path == "insert":
             return client.post("/_bench/insert", json.dumps({"name": "x", "amount": "1"}),
                                content_type="application/json")

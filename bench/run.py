@@ -46,18 +46,22 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/7"
 
 # The hot paths and the baseline each is held against (target ratio at c=8).
 BASELINES = ("hello", "insert", "read")
-HOT_PATHS = ("create_session", "webhook", "status")
+HOT_PATHS = ("create_session", "webhook", "status", "verify")
 ENDPOINTS = (*BASELINES, *HOT_PATHS)
 # The order of the runs within a round: each hot path right next to its baseline, so a change
 # in the machine's load between two runs falls on both sides of a ratio as far as it can.
-RUN_ORDER = ("hello", "read", "status", "create_session", "insert", "webhook")
-BASE_OF = {"create_session": "insert", "webhook": "insert", "status": "read"}
+RUN_ORDER = ("hello", "read", "status", "verify", "create_session", "insert", "webhook")
+BASE_OF = {"create_session": "insert", "webhook": "insert", "status": "read", "verify": "read"}
 TARGETS = {
     "create_session": ("insert", 0.6),
     "webhook": ("insert", 0.5),
     "status": ("read", 0.7),
+    "verify": ("read", 0.8),
 }
 CREATE_P99_MS = 50.0
+VERIFY_P99_MS = 10.0
+# Every web worker must refuse a revoked entitlement key within this long.
+REVOKE_SEEN_S = 1.0
 PAID_TO_EMAIL_P50_S, PAID_TO_EMAIL_P99_S = 1.0, 3.0
 PDF_MEDIAN_MS = 150.0
 WEB_RSS_MB, CELERY_RSS_MB = 150.0, 250.0
@@ -210,7 +214,7 @@ def service_env(*, database_url: str, redis_url: str, data_dir: Path, web_port: 
         # with ceilings a loopback load never reaches.
         **{f"THROTTLE_{scope}": "10000000/min" for scope in (
             "CREATE_SESSION_KEY", "CREATE_SESSION_IP", "API_KEY", "API_IP", "STATUS_IP", "CHECKOUT_IP",
-            "CHECKOUT_SESSION")},
+            "CHECKOUT_SESSION", "VERIFY_KEY")},
     })
     return env
 
@@ -440,6 +444,15 @@ class Bench:
                       for _ in range(500)]
         self.used_sessions.update(str(s) for s in status_ids)
         write_requests(self.files["status"], [("GET", f"/session/{sid}/status", {}, "") for sid in status_ids])
+        # What a merchant's service sends for each request it serves: a valid key, verified.
+        from keys_app.services import entitlement_key_issue
+
+        self.entitlement = entitlement_key_issue(account=self.merchant, session_id=status_ids[0],
+                                                 customer_email="buyer@example.com", expires_in_days=365,
+                                                 metadata={"plan": "pro"}, actor="bench")
+        write_requests(self.files["verify"], [
+            ("POST", "/keys/verify", {**json_headers, "X-API-Key": self.api_key},
+             json.dumps({"key": self.entitlement.plaintext}))])
 
     def webhook_file(self, count: int) -> Path:
         """`count` signed payment_intent.succeeded events, each for a session never paid before."""
@@ -509,11 +522,38 @@ class Bench:
             for c in concurrencies:
                 for ep in endpoints:
                     sample = self.measure(ep, c, duration)
+                    if ep == "verify" and sample.requests and self.verify_answer() != "valid":
+                        raise RuntimeError("the verify bench key does not verify as valid")
                     figures[ep][c].samples.append(sample)
                     log(f"{label} run {rep + 1}/{runs} c={c:<2} {ep:<15} {sample.rps:8.1f} req/s "
                         f"p50 {sample.p50_ms:6.2f} ms p99 {sample.p99_ms:7.2f} ms"
                         + (f"  ERRORS {sample.errors}" if sample.errors else ""))
         return figures
+
+    def verify_answer(self, port: int | None = None) -> str:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port or self.port}/keys/verify", method="POST",
+            data=json.dumps({"key": self.entitlement.plaintext}).encode(),
+            headers={"Content-Type": "application/json", "X-API-Key": self.api_key})
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - our own loopback server
+            return json.loads(response.read())["code"]
+
+    def measure_revoke(self) -> dict[str, Any]:
+        """Revoke the verified (and cached) key, then ask every worker over fresh connections for
+        1.5 s: the last answer of `valid` must come within REVOKE_SEEN_S of the revoke."""
+        from keys_app.services import entitlement_key_revoke
+
+        for _ in range(20):  # every worker has the key cached
+            assert self.verify_answer() == "valid"
+        entitlement_key_revoke(key=self.entitlement.key, actor="bench")
+        revoked_at = time.monotonic()
+        last_valid, answers = None, 0
+        while time.monotonic() - revoked_at < 1.5:
+            answer = self.verify_answer()
+            answers += 1
+            if answer == "valid":
+                last_valid = time.monotonic() - revoked_at
+        return {"answers_after_revoke": answers, "last_valid_after_s": last_valid}
 
     def scale_pass(self, *, concurrencies: list[int], runs: int, duration: float,
                    endpoints: tuple[str, ...]) -> dict[int, dict[str, dict[int, Figure]]]:
@@ -584,12 +624,13 @@ class Bench:
             log(f"scaling: gunicorn sync x{args.workers} and x{args.scale_workers}, measured alternately")
             scaling = self.scale_pass(concurrencies=args.scale_concurrency, runs=args.runs,
                                       duration=args.duration, endpoints=endpoints)
+        revoke = self.measure_revoke() if "verify" in endpoints else None
         self.stop_webs()
         self.drop_backlog()
         self.sampler.sample()
-        return self.report(started=started, main=main, scaling=scaling, fulfilment=fulfilment)
+        return self.report(started=started, main=main, scaling=scaling, fulfilment=fulfilment, revoke=revoke)
 
-    def report(self, *, started, main, scaling, fulfilment) -> dict[str, Any]:
+    def report(self, *, started, main, scaling, fulfilment, revoke=None) -> dict[str, Any]:
         args = self.args
         mb = {role: round(v / 2**20, 1) for role, v in self.sampler.peak.items()}
         web_rss = max([v for k, v in mb.items() if k.startswith("web_")], default=None)
@@ -614,6 +655,7 @@ class Bench:
             "figures": figures,
             "rss_mb": mb,
             "fulfilment": fulfilment,
+            "revoke": revoke,
         }
         targets = []
         for ep, (base, target) in TARGETS.items():
@@ -627,6 +669,19 @@ class Bench:
             targets.append({"target": f"create_session p99 <= {CREATE_P99_MS:.0f} ms (c=8)", "value": p99,
                             "ok": p99 <= CREATE_P99_MS,
                             "note": f"insert baseline p99 {main['insert'][8].median('p99_ms'):.1f} ms in the same run"})
+        verify = main.get("verify", {}).get(8)
+        if verify:
+            p99 = round(verify.median("p99_ms"), 2)
+            targets.append({"target": f"verify p99 <= {VERIFY_P99_MS:.0f} ms (c=8)", "value": p99,
+                            "ok": p99 <= VERIFY_P99_MS,
+                            "note": f"read baseline p99 {main['read'][8].median('p99_ms'):.2f} ms in the same run"})
+        if revoke:
+            seen = revoke["last_valid_after_s"]
+            targets.append({"target": f"a revoked key is refused by every worker within {REVOKE_SEEN_S:g} s",
+                            "value": 0.0 if seen is None else round(seen, 3),
+                            "ok": seen is None or seen <= REVOKE_SEEN_S,
+                            "note": f"{revoke['answers_after_revoke']} verifications over fresh connections "
+                                    f"in the 1.5 s after the revoke"})
         if fulfilment:
             for key, limit, unit in (("paid_to_email_p50_s", PAID_TO_EMAIL_P50_S, "s"),
                                      ("paid_to_email_p99_s", PAID_TO_EMAIL_P99_S, "s"),
@@ -720,6 +775,11 @@ def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
     else:
         why = "skipped (--skip-fulfilment)" if args.skip_fulfilment else "not yet measurable (fulfilment not built)"
         lines.append(f"Paid to email sent / invoice PDF: {why}")
+    revoke = result.get("revoke")
+    if revoke:
+        seen = revoke["last_valid_after_s"]
+        lines.append(f"Revoked entitlement key: {revoke['answers_after_revoke']} verifications in the 1.5 s after the "
+                     f"revoke; last 'valid' answer " + ("none" if seen is None else f"{seen * 1000:.0f} ms after it"))
     rss = result["rss_mb"]
     lines.append("Peak RSS per process (MB): " + ", ".join(f"{k} {v}" for k, v in sorted(rss.items())))
     lines.append("")

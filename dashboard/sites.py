@@ -78,6 +78,6 @@ def dashboard_context(request: HttpRequest) -> dict:
                                          colours={r: "#b42318" for r, _ in failures}),
         "account_filter": account_id if is_staff_user(request.user) else None,
         "is_staff_view": is_staff_user(request.user),
-        "merchants": (list(Account.objects.filter(kind=Account.Kind.MERCHANT).order_by("name").values_list("pk", "name")[:500])
+        "merchants": (list(Account.objects.order_by("name").values_list("pk", "name")[:500])
                       if is_staff_user(request.user) else []),
     }

@@ -11,7 +11,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from keys_app.models import Account, ApiKey
+from keys_app.models import Account, EntitlementKey
 from sessions_app.models import PaymentSession
 
 
@@ -103,20 +103,23 @@ class Fulfilment(models.Model):
 
 
 class KeyReveal(models.Model):
-    """The buyer's key, encrypted, until it is shown once on the access page.
+    """The buyer's entitlement key, encrypted, until it is shown once (access page or email).
 
     The database never holds a key in clear: the ciphertext is Fernet with a key derived
-    from DJANGO_SECRET_KEY, and it is blanked when the key is revealed.
+    from DJANGO_SECRET_KEY, and it is blanked when the key is revealed. When the buyer
+    rotates the key from the access page, the row moves to the successor, already revealed.
     """
 
-    api_key = models.OneToOneField(ApiKey, on_delete=models.CASCADE, related_name="reveal")
+    entitlement_key = models.OneToOneField(EntitlementKey, on_delete=models.CASCADE, related_name="reveal")
     session = models.OneToOneField(PaymentSession, on_delete=models.CASCADE, related_name="key_reveal")
     ciphertext = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     revealed_at = models.DateTimeField(null=True, blank=True)
+    # Set when the merchant's email_key_to_customer put the key into the receipt.
+    emailed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
-        return f"reveal of key {self.api_key_id} ({'revealed' if self.revealed_at else 'pending'})"
+        return f"reveal of key {self.entitlement_key_id} ({'revealed' if self.revealed_at else 'pending'})"
 
 
 class AccessLink(models.Model):
@@ -140,6 +143,7 @@ class AccessLinkUse(models.Model):
         PDF = "pdf", "Downloaded the PDF"
         REVEAL = "reveal", "Revealed the key"
         REVEAL_REFUSED = "reveal_refused", "Asked for an already revealed key"
+        ROTATE = "rotate", "Rotated the key"
 
     link = models.ForeignKey(AccessLink, on_delete=models.CASCADE, related_name="uses")
     action = models.CharField(max_length=16, choices=Action.choices)

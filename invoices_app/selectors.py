@@ -11,7 +11,8 @@ from django.db.models import Q, QuerySet
 
 from invoices_app import claims
 from invoices_app.models import AccessLink, Fulfilment, Invoice, KeyReveal
-from keys_app.models import ApiKey
+from keys_app.models import EntitlementKey
+from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app import currencies
 from sessions_app.models import PaymentSession, Status
 
@@ -85,7 +86,7 @@ class AccessView:
     link: AccessLink
     session: PaymentSession
     invoice: Invoice
-    key: ApiKey | None
+    key: EntitlementKey | None
     reveal: KeyReveal | None
     amount: str
     pdf_ready: bool
@@ -93,7 +94,7 @@ class AccessView:
 
 def access_view(*, link: AccessLink) -> AccessView:
     session = link.session
-    key = ApiKey.objects.filter(source_session_id=session.pk).first()
+    key = entitlement_key_current_for_session(session_id=session.pk)
     reveal = KeyReveal.objects.filter(session_id=session.pk).first()
     return AccessView(link=link, session=session, invoice=link.invoice, key=key, reveal=reveal,
                       amount=money(link.invoice.gross, link.invoice.currency), pdf_ready=bool(link.invoice.pdf_name))

@@ -24,7 +24,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import get_valid_filename
@@ -41,10 +41,12 @@ from invoices_app.models import (
     KeyReveal,
 )
 from invoices_app.selectors import invoice_document, money, sessions_needing_fulfilment
-from keys_app.models import Account, ApiKey, Mode
-from keys_app.services import key_issue
+from keys_app.models import Account, EntitlementKey
+from keys_app.selectors import entitlement_key_current_for_session
+from keys_app.services import entitlement_key_issue, entitlement_key_rotate, entitlement_keys_mark_refunded
+from payments_site.errors import ApiError
 from sessions_app import currencies
-from sessions_app.models import LatePayment, PaymentSession
+from sessions_app.models import LatePayment, PaymentSession, Status
 
 logger = logging.getLogger(__name__)
 
@@ -249,6 +251,8 @@ def invoice_mark_refunded(*, session_id: uuid.UUID | str, event_id: str = "") ->
     audit_record(action="invoice.refunded", subject_type="invoice", subject_id=invoice.pk,
                  account_id=invoice.account_id, actor="webhook", before={"status": Invoice.Status.ISSUED},
                  after={"status": invoice.status}, data={"event_id": event_id})
+    # What the refunded money bought stops verifying as valid.
+    entitlement_keys_mark_refunded(session_id=session_id, actor="webhook")
     return invoice
 
 
@@ -304,41 +308,31 @@ def invoice_pdf_bytes(*, invoice: Invoice) -> bytes | None:
 # ---------------------------------------------------------------- 3. buyer's key
 
 
-def _holder_for(*, email: str, name: str) -> Account:
-    if connection.vendor == "postgresql":
-        # Two sessions of one buyer fulfilled at once must find the same holder account.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"holder:{email.lower()}"])
-    holder = Account.objects.filter(kind=Account.Kind.HOLDER, email__iexact=email).order_by("pk").first()
-    if holder:
-        return holder
-    holder = Account.objects.create(kind=Account.Kind.HOLDER, name=name or email, email=email)
-    audit_record(action="account.created", subject_type="account", subject_id=holder.pk, account_id=holder.pk,
-                 actor=ACTOR, after={"name": holder.name, "email": email, "kind": holder.kind})
-    return holder
-
-
-def buyer_key_issue(*, session: PaymentSession) -> ApiKey | None:
-    """The buyer's test key, one per session; its plain text is sealed until revealed once."""
-    existing = ApiKey.objects.filter(source_session_id=session.pk).first()
+def buyer_key_issue(*, session: PaymentSession) -> EntitlementKey | None:
+    """The buyer's entitlement key of the selling merchant, one per session; its plain text is
+    sealed until it is revealed once (access page, or the receipt when the merchant opts in)."""
+    existing = EntitlementKey.objects.filter(session_id=session.pk).first()
     if existing:
         return existing
     if not session.customer_email:
         return None  # nobody to give it to; the merchant sees the session without a key
     with transaction.atomic():
         _lock(session)
-        existing = ApiKey.objects.filter(source_session_id=session.pk).first()
+        existing = EntitlementKey.objects.filter(session_id=session.pk).first()
         if existing:
             return existing
-        holder = _holder_for(email=session.customer_email, name=session.customer_name)
-        issued = key_issue(account=holder, mode=Mode.TEST, label=f"session {session.pk}", actor=ACTOR,
-                           source_session_id=session.pk)
-        KeyReveal.objects.create(api_key=issued.api_key, session=session, ciphertext=secrets_box.seal(issued.plaintext))
+        entitlement = session.entitlement or {}
+        issued = entitlement_key_issue(account=session.account, session_id=session.pk,
+                                       customer_email=session.customer_email,
+                                       expires_in_days=entitlement.get("expires_in_days"),
+                                       metadata=entitlement.get("metadata") or {}, actor=ACTOR)
+        KeyReveal.objects.create(entitlement_key=issued.key, session=session,
+                                 ciphertext=secrets_box.seal(issued.plaintext))
         _mark(session, "key_issued_at")
         audit_record(action="fulfilment.key_issued", subject_type="payment_session", subject_id=session.pk,
                      account_id=session.account_id, actor=ACTOR,
-                     data={"key_id": issued.api_key.pk, "holder_id": holder.pk, "key": issued.api_key.display})
-    return issued.api_key
+                     data={"key_id": str(issued.key.pk), "key": issued.key.display, "mode": issued.key.mode})
+    return issued.key
 
 
 # ---------------------------------------------------------------- 4. access link
@@ -411,10 +405,31 @@ def key_reveal(*, link: AccessLink, ip: str | None = None, user_agent: str = "")
         reveal.revealed_at = timezone.now()
         reveal.save(update_fields=["ciphertext", "revealed_at"])
         access_link_use_record(link=link, action=AccessLinkUse.Action.REVEAL, ip=ip, user_agent=user_agent)
-        audit_record(action="key.revealed", subject_type="api_key", subject_id=reveal.api_key_id,
+        audit_record(action="key.revealed", subject_type="entitlement_key", subject_id=reveal.entitlement_key_id,
                      account_id=link.invoice.account_id, actor=f"access_link:{link.jti}",
                      data={"session_id": str(link.session_id), "ip": ip})
     return plaintext
+
+
+def key_rotate_by_customer(*, link: AccessLink, ip: str | None = None, user_agent: str = "") -> str:
+    """The buyer replaces their key from the access page: the new key is returned (to be shown
+    once) and the old one stops at once. Raises ApiError when the key cannot be replaced."""
+    with transaction.atomic():
+        # Same lock order as key_reveal: the link row, then the reveal.
+        AccessLink.objects.select_for_update(no_key=True).only("pk").get(pk=link.pk)
+        reveal = KeyReveal.objects.select_for_update().filter(session_id=link.session_id).first()
+        key = entitlement_key_current_for_session(session_id=link.session_id)
+        if key is None:
+            raise ApiError("key_not_found", "There is no key to replace yet.", status_code=404)
+        issued = entitlement_key_rotate(key=key, overlap=timedelta(0), actor=f"access_link:{link.jti}")
+        if reveal is not None:
+            # Shown in this response only: nothing is left to reveal later.
+            reveal.entitlement_key = issued.key
+            reveal.ciphertext = ""
+            reveal.revealed_at = timezone.now()
+            reveal.save(update_fields=["entitlement_key", "ciphertext", "revealed_at"])
+        access_link_use_record(link=link, action=AccessLinkUse.Action.ROTATE, ip=ip, user_agent=user_agent)
+    return issued.plaintext
 
 
 # ---------------------------------------------------------------- 5. emails
@@ -487,19 +502,57 @@ def _email_context(session: PaymentSession, invoice: Invoice) -> dict[str, Any]:
             "net": money(invoice.net, invoice.currency), "vat": money(invoice.vat, invoice.currency)}
 
 
+def _sealed_key_for_email(session: PaymentSession) -> str | None:
+    """The plain key for the receipt, when the merchant opted in and nobody has seen it yet."""
+    if not session.account.email_key_to_customer:
+        return None
+    reveal = KeyReveal.objects.filter(session=session, revealed_at__isnull=True).exclude(ciphertext="").first()
+    if reveal is None:
+        return None
+    try:
+        return secrets_box.open_sealed(reveal.ciphertext)
+    except secrets_box.CannotOpen:
+        logger.error("key of session %s cannot be unsealed for the receipt", session.pk)
+        return None
+
+
+def _key_emailed(session: PaymentSession) -> None:
+    """The receipt carried the key: it counts as revealed, and the access page says where it went."""
+    now = timezone.now()
+    with transaction.atomic():
+        reveal = KeyReveal.objects.select_for_update().filter(session=session, emailed_at__isnull=True).first()
+        if reveal is None:
+            return
+        reveal.ciphertext, reveal.emailed_at = "", now
+        reveal.revealed_at = reveal.revealed_at or now
+        reveal.save(update_fields=["ciphertext", "emailed_at", "revealed_at"])
+        audit_record(action="key.emailed", subject_type="entitlement_key", subject_id=reveal.entitlement_key_id,
+                     account_id=session.account_id, actor=ACTOR, data={"session_id": str(session.pk)})
+
+
+def _receipt_reply_to(invoice: Invoice) -> list[str] | None:
+    # The invoice's seller is the merchant account that sold (a snapshot taken at issue), and
+    # only merchants' keys create sessions: nothing a buyer can set reaches these headers.
+    return [invoice.seller_email] if invoice.seller_email else None
+
+
 def receipt_send(*, session: PaymentSession, invoice: Invoice, link: AccessLink) -> EmailRecord | None:
     if not session.customer_email:
         return None
+    emailed_key = False
 
     def build() -> EmailMultiAlternatives:
-        key = ApiKey.objects.filter(source_session_id=session.pk).first()
-        context = {**_email_context(session, invoice), "access_url": access_url(link), "key": key,
+        nonlocal emailed_key
+        plaintext = _sealed_key_for_email(session)
+        emailed_key = plaintext is not None
+        context = {**_email_context(session, invoice), "access_url": access_url(link),
+                   "key": entitlement_key_current_for_session(session_id=session.pk), "plaintext_key": plaintext,
                    "expires_at": link.expires_at}
         message = EmailMultiAlternatives(
             subject=_one_line(f"Your receipt {invoice.number} from {invoice.seller_name}"),
             body=render_to_string("emails/receipt.txt", context),
             from_email=settings.DEFAULT_FROM_EMAIL, to=[session.customer_email],
-            reply_to=[invoice.seller_email] if invoice.seller_email else None,
+            reply_to=_receipt_reply_to(invoice),
             headers={"Message-ID": _message_id(session, EmailRecord.Kind.RECEIPT)},
         )
         message.attach_alternative(render_to_string("emails/receipt.html", context), "text/html")
@@ -509,8 +562,11 @@ def receipt_send(*, session: PaymentSession, invoice: Invoice, link: AccessLink)
         message.attach(invoice_pdf_filename(invoice), pdf, "application/pdf")
         return message
 
-    return _email_once(session=session, kind=EmailRecord.Kind.RECEIPT, to=session.customer_email,
-                       step="email_sent_at", build=build)
+    record = _email_once(session=session, kind=EmailRecord.Kind.RECEIPT, to=session.customer_email,
+                         step="email_sent_at", build=build)
+    if emailed_key and record.sent_at:
+        _key_emailed(session)
+    return record
 
 
 def merchant_notify(*, session: PaymentSession, invoice: Invoice) -> EmailRecord | None:
@@ -585,7 +641,8 @@ def receipt_resend(*, invoice: Invoice, actor: str) -> str:
     pdf = invoice_pdf_bytes(invoice=invoice)
     if pdf is None:
         raise ResendRefused(f"The PDF of {invoice.number} is not ready yet.")
-    key = ApiKey.objects.filter(source_session_id=session.pk).first()
+    # A resend never carries the plain key: it exists only until it was revealed or emailed once.
+    key = entitlement_key_current_for_session(session_id=session.pk)
     context = {**_email_context(session, invoice), "access_url": access_url(link), "key": key,
                "expires_at": link.expires_at}
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(">") or "localhost"
@@ -594,7 +651,7 @@ def receipt_resend(*, invoice: Invoice, actor: str) -> str:
         subject=_one_line(f"Your receipt {invoice.number} from {invoice.seller_name}"),
         body=render_to_string("emails/receipt.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL, to=[invoice.buyer_email],
-        reply_to=[invoice.seller_email] if invoice.seller_email else None,
+        reply_to=_receipt_reply_to(invoice),
         headers={"Message-ID": message_id},
     )
     message.attach_alternative(render_to_string("emails/receipt.html", context), "text/html")
@@ -604,3 +661,42 @@ def receipt_resend(*, invoice: Invoice, actor: str) -> str:
                  account_id=invoice.account_id, actor=actor, data={"to": invoice.buyer_email,
                                                                     "message_id": message_id})
     return invoice.buyer_email
+
+
+# ---------------------------------------------------------------- customer: "email me my access links"
+
+ACCESS_LINKS_MAX = 20
+
+
+def access_links_send(*, email: str) -> int:
+    """Send fresh access links for the paid sessions of `email` to that address, and only there.
+
+    Each link's row gets a new validity (the token is re-signed from it); a link staff revoked
+    stays revoked. Nothing is sent for an address without purchases: the caller answers the
+    same words either way. Returns the number of links sent.
+    """
+    links = list(AccessLink.objects.select_related("session", "invoice")
+                 .filter(Q(session__status=Status.PAID) | Q(session__fulfil_anyway_at__isnull=False),
+                         session__customer_email__iexact=email, revoked_at__isnull=True)
+                 .order_by("-created_at")[:ACCESS_LINKS_MAX])
+    if not links:
+        return 0
+    now = timezone.now().replace(microsecond=0)
+    expires_at = now + timedelta(seconds=settings.ACCESS_LINK_TTL_SECONDS)
+    with transaction.atomic():
+        for link in links:
+            AccessLink.objects.filter(pk=link.pk).update(created_at=now, expires_at=expires_at)
+            link.created_at, link.expires_at = now, expires_at
+            audit_record(action="access_link.renewed", subject_type="access_link", subject_id=link.jti,
+                         account_id=link.invoice.account_id, actor="customer:access_links",
+                         after={"expires_at": expires_at})
+    items = [{"seller_name": link.invoice.seller_name, "number": link.invoice.number,
+              "amount": money(link.invoice.gross, link.invoice.currency), "url": access_url(link)} for link in links]
+    context = {"items": items, "expires_at": expires_at}
+    message = EmailMultiAlternatives(
+        subject="Your access links", body=render_to_string("emails/access_links.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL, to=[links[0].session.customer_email],
+    )
+    message.attach_alternative(render_to_string("emails/access_links.html", context), "text/html")
+    message.send()
+    return len(links)

@@ -65,3 +65,8 @@ def notify_late_payment(self, late_payment_id: int) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def fulfilment_safety_net() -> int:
     return services.fulfilment_safety_net()
+
+
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def access_links_email(email: str) -> None:
+    services.access_links_send(email=email)

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import math
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from invoices_app import selectors, services, tokens
 from invoices_app.models import AccessLink, AccessLinkUse
+from payments_site.errors import ApiError
+from payments_site.throttling import ACCESS_LINKS_THROTTLES, CHECKOUT_THROTTLES, check_limits, throttle_view
+
+logger = logging.getLogger(__name__)
 
 _ERRORS = {
     401: ("This link is not valid", "The link is incomplete or was altered. Open it again from your email."),
@@ -87,3 +96,56 @@ def access_reveal_key(request: HttpRequest, token: str) -> HttpResponse:
         return link
     plaintext = services.key_reveal(link=link, **_client(request))
     return _page(request, link, token, revealed_key=plaintext, reveal_refused=plaintext is None)
+
+
+@never_cache
+@require_POST
+@throttle_view(*CHECKOUT_THROTTLES)
+def access_rotate_key(request: HttpRequest, token: str) -> HttpResponse:
+    """The buyer replaces their key: the new one is shown once, the old one stops at once."""
+    link = _resolve(request, token)
+    if isinstance(link, HttpResponse):
+        return link
+    try:
+        plaintext = services.key_rotate_by_customer(link=link, **_client(request))
+    except ApiError as exc:
+        return _page(request, link, token, rotate_error=str(exc.detail))
+    return _page(request, link, token, revealed_key=plaintext, rotated=True)
+
+
+# The one answer to "email me my access links", whether or not the address bought anything.
+LINKS_SENT = ("If that address has paid purchases, we have emailed fresh access links to it. "
+              "Check your inbox in a few minutes.")
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def access_links_request(request: HttpRequest) -> HttpResponse:
+    """"Email me my access links": new links go to the address itself, never to the asker."""
+    if request.method == "GET":
+        return render(request, "invoices/access_links.html", {})
+    email = (request.POST.get("email") or "").strip()
+    try:
+        if len(email) > 254:
+            raise ValidationError("too long")
+        validate_email(email)
+    except ValidationError:
+        return render(request, "invoices/access_links.html",
+                      {"error": "Enter a valid email address.", "email": email[:254]}, status=400)
+    allowed, wait = check_limits([cls() for limits in ACCESS_LINKS_THROTTLES for cls in limits.members],
+                                 request, None)
+    if not allowed:
+        seconds = max(1, math.ceil(wait or 1))
+        response = render(request, "invoices/access_links.html",
+                          {"error": f"Too many requests. Try again in {math.ceil(seconds / 60)} minutes."},
+                          status=429)
+        response["Retry-After"] = str(seconds)
+        return response
+    from invoices_app.tasks import access_links_email
+
+    try:
+        # Queued: the answer must not take longer for an address that bought something.
+        access_links_email.delay(email)
+    except Exception:
+        logger.exception("could not queue the access links email")
+    return render(request, "invoices/access_links.html", {"sent": LINKS_SENT})

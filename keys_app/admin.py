@@ -1,4 +1,5 @@
-"""Dashboard pages for accounts and API keys. Every change goes through keys_app.services."""
+"""Dashboard pages for accounts, API keys and customers' entitlement keys. Every change goes
+through keys_app.services, which audits it."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from keys_app import services
-from keys_app.models import Account, ApiKey
+from keys_app.models import Account, ApiKey, EntitlementKey
 from payments_site.admin_scoping import MerchantScopedAdmin, is_staff_user
+from payments_site.errors import ApiError
 
 
 def admin_actor(request: HttpRequest) -> str:
@@ -23,12 +25,12 @@ def admin_actor(request: HttpRequest) -> str:
 @admin.register(Account)
 class AccountAdmin(MerchantScopedAdmin):
     account_field = "pk"
-    list_display = ("name", "email", "kind", "created_at")
-    list_filter = ("kind",)
+    list_display = ("name", "email", "created_at")
     search_fields = ("name", "email")
     ordering = ("name", "pk")
-    fields = ("kind", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at")
-    readonly_fields = ("kind", "created_at")
+    fields = ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "issued_key_mode",
+              "email_key_to_customer", "created_at")
+    readonly_fields = ("created_at",)
 
     def has_change_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
         # A merchant edits its own business details (they go on its invoices); get_queryset
@@ -73,7 +75,7 @@ class ApiKeyAdmin(MerchantScopedAdmin):
     search_fields = ("prefix", "last4", "label")
     list_select_related = ("account",)
     readonly_fields = ("display", "account", "mode", "status", "label", "created_at", "expires_at", "revoked_at",
-                       "last_used_at", "replaced_by", "source_session_id")
+                       "last_used_at", "replaced_by")
     fields = readonly_fields
     actions = ("revoke_selected",)
     change_form_template = "admin/keys_app/apikey/change_form.html"
@@ -151,5 +153,115 @@ class ApiKeyAdmin(MerchantScopedAdmin):
         count = 0
         for key in queryset.filter(status=ApiKey.Status.ACTIVE):
             services.key_revoke(key=key, actor=admin_actor(request))
+            count += 1
+        self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
+
+
+class OverlapForm(forms.Form):
+    overlap = forms.ChoiceField(
+        choices=[("0", "None: the old key stops now"), ("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days")],
+        initial="24h", label="The old key keeps verifying for",
+    )
+
+
+@admin.register(EntitlementKey)
+class EntitlementKeyAdmin(MerchantScopedAdmin):
+    """The keys a merchant's buyers hold. Merchants revoke, rotate and upgrade their own."""
+
+    list_display = ("display", "mode", "state", "customer_email", "session_id", "created_at", "expires_at")
+    staff_list_display = ("account",)
+    list_filter = ("mode", "status")
+    search_fields = ("customer_email", "prefix", "last4")
+    readonly_fields = ("display", "account", "mode", "state", "customer_email", "session_id", "metadata",
+                       "created_at", "expires_at", "revoked_at", "refunded_at", "replaces", "superseded_by",
+                       "superseded_at")
+    fields = readonly_fields
+    actions = ("revoke_selected",)
+    change_form_template = "admin/keys_app/entitlementkey/change_form.html"
+
+    @admin.display(description="Key")
+    def display(self, obj: EntitlementKey) -> str:
+        return obj.display
+
+    @admin.display(description="State")
+    def state(self, obj: EntitlementKey) -> str:
+        if obj.status == EntitlementKey.Status.REVOKED:
+            return "revoked"
+        if obj.refunded_at:
+            return "refunded"
+        if obj.is_expired():
+            return "expired"
+        return "replaced, in overlap" if obj.superseded_by_id else "active"
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/rotate/", wrap(self.rotate_view), name="keys_app_entitlementkey_rotate"),
+            path("<path:object_id>/upgrade/", wrap(self.upgrade_view), name="keys_app_entitlementkey_upgrade"),
+            path("<path:object_id>/revoke/", wrap(self.revoke_view), name="keys_app_entitlementkey_revoke"),
+        ] + super().get_urls()
+
+    def _page(self, request: HttpRequest, template: str, **context) -> TemplateResponse:
+        return TemplateResponse(request, template, {**self.admin_site.each_context(request), "opts": self.opts,
+                                                    **context})
+
+    def _key_once(self, request: HttpRequest, issued: services.IssuedEntitlementKey, *, title: str,
+                  note: str) -> HttpResponse:
+        response = self._page(request, "admin/keys_app/entitlementkey/key_once.html", title=title, note=note,
+                              key=issued.key, plaintext=issued.plaintext,
+                              key_url=reverse("admin:keys_app_entitlementkey_change", args=[issued.key.pk]))
+        # The plain key is in this one response only: never cached, never stored.
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def _replace_view(self, request: HttpRequest, object_id: str, *, upgrade: bool) -> HttpResponse:
+        key = self.get_object(request, object_id)  # 404 unless it is the viewer's key
+        form = OverlapForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            replace = services.entitlement_key_upgrade if upgrade else services.entitlement_key_rotate
+            try:
+                issued = replace(key=key, overlap=services.ROTATION_OVERLAPS[form.cleaned_data["overlap"]],
+                                 actor=admin_actor(request))
+            except ApiError as exc:
+                messages.error(request, str(exc.detail))
+                return redirect("admin:keys_app_entitlementkey_change", key.pk)
+            key.refresh_from_db()
+            note = f"The old key {key.display} verifies until {key.expires_at:%Y-%m-%d %H:%M} UTC, then as expired."
+            return self._key_once(request, issued, title="Live key issued" if upgrade else "Key rotated", note=note)
+        if upgrade:
+            explanation = (f"A live key replaces the test key {key.display} of {key.customer_email or 'this buyer'}: "
+                           f"same purchase, same metadata and expiry. It is shown once, on the next page.")
+        else:
+            explanation = (f"A new {key.mode} key replaces {key.display}. It is shown once, on the next page. "
+                           f"Choose how long the old key keeps verifying.")
+        return self._page(request, "admin/keys_app/entitlementkey/confirm.html", key=key, original=key, form=form,
+                          title=f"{'Upgrade' if upgrade else 'Rotate'} {key.display}", explanation=explanation,
+                          submit_label="Upgrade to live" if upgrade else "Rotate key")
+
+    def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._replace_view(request, object_id, upgrade=False)
+
+    def upgrade_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._replace_view(request, object_id, upgrade=True)
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        key = self.get_object(request, object_id)
+        if request.method == "POST":
+            services.entitlement_key_revoke(key=key, actor=admin_actor(request))
+            messages.success(request, f"Key {key.display} revoked.")
+            return redirect("admin:keys_app_entitlementkey_change", key.pk)
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET", "POST"])
+        return self._page(request, "admin/keys_app/entitlementkey/confirm.html", key=key, original=key,
+                          title=f"Revoke {key.display}", submit_label="Revoke key",
+                          explanation=f"Revoke {key.display} ({key.mode})? It verifies as revoked from now on. "
+                                      f"This cannot be undone.")
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_selected(self, request: HttpRequest, queryset) -> None:
+        # `queryset` comes from get_queryset, so only the viewer's own keys can be in it.
+        count = 0
+        for key in queryset.filter(status=EntitlementKey.Status.ACTIVE):
+            services.entitlement_key_revoke(key=key, actor=admin_actor(request))
             count += 1
         self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)

@@ -1,14 +1,31 @@
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+from typing import Any
+
 from django.core.serializers.json import DjangoJSONEncoder
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from keys_app import web3_setup
-from keys_app.models import PROVIDERS, Account
+from keys_app import selectors, services, web3_setup
+from keys_app.models import PROVIDERS, Account, EntitlementKey, Mode
+from keys_app.openapi import (
+    KEY_ID,
+    KEY_LIST_PARAMETERS,
+    KeyPageSerializer,
+    KeySerializer,
+    OverlapInputSerializer,
+    ReplacedKeySerializer,
+    VerificationSerializer,
+)
 from keys_app.services import account_update
+from payments_site import throttling
+from payments_site.errors import ApiError
 from payments_site.openapi import RETRY_AFTER, errors
 
 _ASSET_COMMON = {
@@ -50,7 +67,7 @@ class AccountApi(APIView):
         class Meta:
             model = Account
             fields = ["id", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at",
-                      "enabled_providers", "web3_xpub", "web3_asset"]
+                      "enabled_providers", "web3_xpub", "web3_asset", "issued_key_mode", "email_key_to_customer"]
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
@@ -64,6 +81,11 @@ class AccountApi(APIView):
         web3_xpub = serializers.CharField(max_length=200, required=False, allow_blank=True)
         # JSON numbers arrive as Decimal (parsers.py): let them through to asset_validate, which names the problem.
         web3_asset = Web3AssetField(required=False, allow_null=True, encoder=DjangoJSONEncoder)
+        issued_key_mode = serializers.ChoiceField(
+            choices=Mode.choices, required=False,
+            help_text="The mode of the entitlement keys issued to your buyers from now on (test by default).")
+        email_key_to_customer = serializers.BooleanField(
+            required=False, help_text="Put the buyer's key itself into the receipt email (off by default).")
 
         def validate_enabled_providers(self, value):
             return [name for name in PROVIDERS if name in value]
@@ -110,3 +132,155 @@ class AccountApi(APIView):
         serializer.is_valid(raise_exception=True)
         account = account_update(account=request.user, actor=f"api_key:{request.auth.pk}", **serializer.validated_data)
         return Response(self.OutputSerializer(account).data)
+
+
+# ---------------------------------------------------------------- entitlement keys
+
+
+def _time(value) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def verified_key_payload(key: EntitlementKey) -> dict[str, Any]:
+    return {"id": str(key.pk), "mode": key.mode, "session_id": str(key.session_id),
+            "customer_email": key.customer_email, "created_at": _time(key.created_at),
+            "expires_at": _time(key.expires_at), "metadata": key.metadata}
+
+
+def key_payload(key: EntitlementKey) -> dict[str, Any]:
+    return {**verified_key_payload(key), "display": key.display, "status": key.status,
+            "revoked_at": _time(key.revoked_at), "refunded_at": _time(key.refunded_at),
+            "replaces": str(key.replaces_id) if key.replaces_id else None,
+            "superseded_by": str(key.superseded_by_id) if key.superseded_by_id else None,
+            "superseded_at": _time(key.superseded_at)}
+
+
+def _actor(request) -> str:
+    return f"api_key:{request.auth.pk}"
+
+
+def _key_or_404(request, key_id: str) -> EntitlementKey:
+    key = selectors.entitlement_key_get_for_account(account_id=request.user.pk, key_id=key_id)
+    if key is None:
+        raise ApiError("key_not_found", "No such key.", status_code=404)
+    return key
+
+
+class KeyPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 20
+    page_size_query_param = "limit"
+    max_page_size = 100
+
+
+class KeyListApi(APIView):
+    @extend_schema(operation_id="list_keys", summary="List the entitlement keys issued to your buyers, newest first",
+                   tags=["keys"], parameters=[*KEY_LIST_PARAMETERS, RETRY_AFTER],
+                   responses={200: KeyPageSerializer, **errors(400, 401, 429)})
+    def get(self, request):
+        session_id = request.query_params.get("session_id")
+        if session_id:
+            try:
+                session_id = uuid.UUID(session_id)
+            except ValueError:
+                raise ApiError("session_id_invalid", "session_id is not a session id.", field="session_id") from None
+        customer_email = request.query_params.get("customer_email") or None
+        if customer_email is not None and (len(customer_email) > 254 or "\x00" in customer_email):
+            raise ApiError("customer_email_invalid", "customer_email is not an email address.",
+                           field="customer_email")
+        paginator = KeyPagination()
+        keys = selectors.entitlement_keys_list(account_id=request.user.pk, session_id=session_id or None,
+                                               customer_email=customer_email)
+        try:
+            page = paginator.paginate_queryset(keys, request, self)
+        except NotFound:
+            # DRF answers a bad cursor with 404; it is bad input, not a missing resource.
+            raise ApiError("cursor_invalid", "cursor is not a cursor this API returned.", field="cursor") from None
+        return paginator.get_paginated_response([key_payload(k) for k in page])
+
+
+class KeyDetailApi(APIView):
+    @extend_schema(operation_id="get_key", summary="Get one entitlement key", tags=["keys"],
+                   parameters=[KEY_ID, RETRY_AFTER], responses={200: KeySerializer, **errors(401, 404, 429)})
+    def get(self, request, key_id: str):
+        return Response(key_payload(_key_or_404(request, key_id)))
+
+
+class KeyRevokeApi(APIView):
+    @extend_schema(operation_id="revoke_key", summary="Revoke an entitlement key now", tags=["keys"],
+                   description="From now on it verifies as `revoked`, on every worker. Revoking twice changes "
+                               "nothing.",
+                   request=None, parameters=[KEY_ID, RETRY_AFTER],
+                   responses={200: KeySerializer, **errors(401, 404, 429)})
+    def post(self, request, key_id: str):
+        key = services.entitlement_key_revoke(key=_key_or_404(request, key_id), actor=_actor(request))
+        return Response(key_payload(key))
+
+
+def _overlap(request) -> timedelta:
+    data = request.data if isinstance(request.data, dict) else None
+    if data is None:
+        raise ApiError("body_invalid", "The body must be a JSON object.")
+    serializer = OverlapInputSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    hours = serializer.validated_data.get("overlap_hours")
+    return services.ENTITLEMENT_ROTATION_OVERLAP if hours is None else timedelta(hours=hours)
+
+
+def _replaced(issued: services.IssuedEntitlementKey, old: EntitlementKey) -> Response:
+    old.refresh_from_db()
+    response = Response({"key": key_payload(issued.key), "plaintext": issued.plaintext,
+                         "previous": key_payload(old)}, status=201)
+    # The plain key is in this one response only.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class KeyRotateApi(APIView):
+    @extend_schema(operation_id="rotate_key", summary="Replace an entitlement key with a new one", tags=["keys"],
+                   description="The new key is in this response only (`plaintext`). The old key keeps verifying "
+                               "for `overlap_hours` (24 by default; 0 stops it now) and then verifies as "
+                               "`expired`. `409` for a revoked, refunded, expired or already replaced key.",
+                   request={"application/json": OverlapInputSerializer}, parameters=[KEY_ID, RETRY_AFTER],
+                   responses={201: ReplacedKeySerializer, **errors(400, 401, 404, 409, 429)})
+    def post(self, request, key_id: str):
+        key = _key_or_404(request, key_id)
+        issued = services.entitlement_key_rotate(key=key, overlap=_overlap(request), actor=_actor(request))
+        return _replaced(issued, key)
+
+
+class KeyUpgradeApi(APIView):
+    @extend_schema(operation_id="upgrade_key", summary="Upgrade a test entitlement key to a live one", tags=["keys"],
+                   description="Issues a live key carrying the same purchase, in this response only (`plaintext`). "
+                               "The test key keeps verifying for `overlap_hours` (24 by default). `409` for a key "
+                               "that is already live, revoked, refunded, expired or replaced.",
+                   request={"application/json": OverlapInputSerializer}, parameters=[KEY_ID, RETRY_AFTER],
+                   responses={201: ReplacedKeySerializer, **errors(400, 401, 404, 409, 429)})
+    def post(self, request, key_id: str):
+        key = _key_or_404(request, key_id)
+        issued = services.entitlement_key_upgrade(key=key, overlap=_overlap(request), actor=_actor(request))
+        return _replaced(issued, key)
+
+
+class KeyVerifyApi(APIView):
+    throttle_classes = throttling.VERIFY_THROTTLES
+
+    class InputSerializer(serializers.Serializer):
+        """For the schema; the view reads the body itself (a malformed key is an answer, not an error)."""
+
+        key = serializers.CharField(help_text="The key your customer presented, `ek_test_…` or `ek_live_…`.")
+
+    @extend_schema(operation_id="verify_key", summary="Verify a key your customer presented", tags=["keys"],
+                   description="Call it from your own service for each request it serves. `valid` is true only "
+                               "for `code` `valid`. A key of another merchant, a key that does not exist and a "
+                               "malformed key all answer `unknown` (with `key` null). `wrong_mode`: a test key "
+                               "checked with a live secret key, or the other way round.",
+                   request={"application/json": InputSerializer}, parameters=[RETRY_AFTER],
+                   responses={200: VerificationSerializer, **errors(400, 401, 429)})
+    def post(self, request):
+        raw = request.data.get("key") if isinstance(request.data, dict) else None
+        if not isinstance(raw, str):
+            raise ApiError("key_required", "Send {\"key\": \"ek_…\"}.", field="key")
+        result = services.entitlement_key_verify(account_id=request.user.pk, mode=request.auth.mode, raw=raw)
+        return Response({"valid": result.valid, "code": result.code,
+                         "key": verified_key_payload(result.key) if result.key else None})

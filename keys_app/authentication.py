@@ -4,9 +4,9 @@ import hmac
 
 from rest_framework import authentication, exceptions
 
-from keys_app.keygen import hash_key, parse_key
+from keys_app.keygen import hash_key, looks_like_entitlement_key, parse_key
 from keys_app.models import ApiKey
-from keys_app.selectors import key_get_by_hash, key_get_cached
+from keys_app.selectors import entitlement_key_is_known, key_get_by_hash, key_get_cached
 from keys_app.services import key_cache_put, key_touch
 from payments_site.errors import ApiError
 
@@ -21,6 +21,11 @@ def _unauthorized(code: str, message: str) -> ApiError:
     return ApiKeyRejected(code, message, status_code=401)
 
 
+def _not_merchant() -> ApiError:
+    return _unauthorized("key_not_merchant", "This is an entitlement key that a customer bought: it is for the "
+                         "merchant's own service to verify (POST /keys/verify), not a key to this API.")
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """`X-API-Key: sk_test_…`. The request's user is the merchant Account; auth is the ApiKey."""
 
@@ -29,6 +34,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if raw is None:
             raise _unauthorized("api_key_missing", "Send your API key in the X-API-Key header.")
         raw = raw.strip()
+        if looks_like_entitlement_key(raw):
+            raise _not_merchant()
         if parse_key(raw) is None:
             raise _unauthorized("api_key_malformed", "The API key is malformed (wrong format or checksum).")
         digest = hash_key(raw)
@@ -39,6 +46,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         # The lookup is by a hash of the key, so timing reveals nothing about stored keys;
         # the comparison guards against a collation-insensitive match all the same.
         if key is None or not hmac.compare_digest(key.key_hash, digest):
+            # A buyer's key from before entitlement keys had their own prefix (sk_) is still
+            # a buyer's key: say so, as for an ek_ key. Only failed lookups pay for this query.
+            if entitlement_key_is_known(key_hash=digest):
+                raise _not_merchant()
             raise _unauthorized("api_key_invalid", "Unknown API key.")
         if key.status == ApiKey.Status.REVOKED:
             raise _unauthorized("api_key_revoked", "This API key has been revoked.")

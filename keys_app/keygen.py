@@ -1,6 +1,8 @@
-"""API key format: sk_{test|live}_ + 24 base62 chars (~143 bits) + 6-char checksum.
+"""Key format: {sk|ek}_{test|live}_ + 24 base62 chars (~143 bits) + 6-char checksum.
 
-The checksum lets us reject a mistyped or truncated key without touching the database.
+`sk_` keys are merchants' secret keys to our API; `ek_` keys are entitlement keys, which a
+merchant sells and its own service verifies. The checksum lets us reject a mistyped or
+truncated key without touching the database.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import zlib
 ALPHABET = string.digits + string.ascii_letters
 BODY_LEN = 24
 CHECK_LEN = 6
-KEY_RE = re.compile(rf"^sk_(test|live)_([0-9A-Za-z]{{{BODY_LEN}}})([0-9A-Za-z]{{{CHECK_LEN}}})$")
+KEY_RE = re.compile(rf"^(sk|ek)_(test|live)_([0-9A-Za-z]{{{BODY_LEN}}})([0-9A-Za-z]{{{CHECK_LEN}}})$")
 PREFIX_LEN = 12  # "sk_test_" + 4 characters of the body
+SECRET, ENTITLEMENT = "sk", "ek"
 
 
 def _base62(number: int, width: int) -> str:
@@ -31,20 +34,33 @@ def _checksum(head: str) -> str:
     return _base62(zlib.crc32(head.encode()), CHECK_LEN)
 
 
-def generate_key(mode: str) -> str:
-    head = f"sk_{mode}_" + "".join(secrets.choice(ALPHABET) for _ in range(BODY_LEN))
+def generate_key(mode: str, kind: str = SECRET) -> str:
+    head = f"{kind}_{mode}_" + "".join(secrets.choice(ALPHABET) for _ in range(BODY_LEN))
     return head + _checksum(head)
 
 
-def parse_key(raw: str) -> str | None:
-    """Return the key's mode if it is well-formed with a valid checksum, else None."""
+def _parse(raw: str, kind: str) -> str | None:
     match = KEY_RE.match(raw)
-    if not match:
+    if not match or match.group(1) != kind:
         return None
     head = raw[: -CHECK_LEN]
-    if not hmac.compare_digest(_checksum(head), match.group(3)):
+    if not hmac.compare_digest(_checksum(head), match.group(4)):
         return None
-    return match.group(1)
+    return match.group(2)
+
+
+def parse_key(raw: str) -> str | None:
+    """The mode of a well-formed secret key (`sk_`) with a valid checksum, else None."""
+    return _parse(raw, SECRET)
+
+
+def parse_entitlement_key(raw: str) -> str | None:
+    """The mode of a well-formed entitlement key (`ek_`) with a valid checksum, else None."""
+    return _parse(raw, ENTITLEMENT)
+
+
+def looks_like_entitlement_key(raw: str) -> bool:
+    return raw.startswith(f"{ENTITLEMENT}_")
 
 
 def hash_key(raw: str) -> str:

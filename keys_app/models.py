@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -22,13 +23,8 @@ def default_enabled_providers() -> list[str]:
 
 
 class Account(models.Model):
-    """A merchant, or a buyer who holds API keys bought through a session."""
+    """A merchant. Buyers have no account with us: what they buy is an EntitlementKey of the merchant."""
 
-    class Kind(models.TextChoices):
-        MERCHANT = "merchant", "Merchant"
-        HOLDER = "holder", "Key holder"
-
-    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MERCHANT)
     name = models.CharField(max_length=200)
     email = models.EmailField()
     user = models.OneToOneField(
@@ -51,9 +47,10 @@ class Account(models.Model):
     web3_asset = models.JSONField(null=True, blank=True)
     # The next child index to derive a receiving address from; taken under a row lock.
     web3_next_index = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        indexes = [models.Index(fields=["kind", "email"])]
+    # The mode of the entitlement keys issued to buyers; "test" until the merchant says otherwise.
+    issued_key_mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.TEST)
+    # Put the plain entitlement key into the receipt email (buyers lose access pages).
+    email_key_to_customer = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"
@@ -79,8 +76,6 @@ class ApiKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
-    # The payment session that paid for this key (a buyer's key); one key per session.
-    source_session_id = models.UUIDField(null=True, blank=True, unique=True)
     replaced_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
@@ -95,3 +90,83 @@ class ApiKey(models.Model):
 
     def is_expired(self, now=None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+
+class EntitlementKey(models.Model):
+    """What a buyer paid for: a key to the merchant's product, verified by the merchant's service.
+
+    It belongs to the merchant that sold it and never authenticates to our API. Rotation and
+    upgrade issue a successor (`replaces` points back) and give this key an end of overlap.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        REVOKED = "revoked", "Revoked"
+
+    class Verdict(models.TextChoices):
+        VALID = "valid", "Valid"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+        UNKNOWN = "unknown", "Unknown"
+        REFUNDED = "refunded", "Refunded"
+        WRONG_MODE = "wrong_mode", "Wrong mode"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entitlement_keys")
+    # The payment session that bought it (sessions_app's; keys_app imports no other app).
+    session_id = models.UUIDField()
+    customer_email = models.EmailField(blank=True, default="")
+    mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.TEST)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    # Only a SHA-256 of the key is stored; prefix and last 4 are kept to recognise it.
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=16)
+    last4 = models.CharField(max_length=4)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    superseded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "customer key"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Issued once per session: a successor (rotation, upgrade) always names what it replaces.
+            models.UniqueConstraint(fields=["session_id"], condition=models.Q(replaces__isnull=True),
+                                    name="entitlement_key_issued_once_per_session"),
+        ]
+        indexes = [
+            models.Index(fields=["account", "-created_at"], name="ekey_account_created_idx"),
+            models.Index(fields=["session_id"], name="ekey_session_idx"),
+            models.Index(fields=["account", "customer_email"], name="ekey_account_email_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display
+
+    @property
+    def display(self) -> str:
+        return f"{self.prefix}…{self.last4}"
+
+    @property
+    def is_current(self) -> bool:
+        return self.superseded_by_id is None
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    def verdict(self, *, mode: str, now=None) -> str:
+        """What a verification by a merchant key of `mode` answers for this key."""
+        if self.mode != mode:
+            return self.Verdict.WRONG_MODE
+        if self.status == self.Status.REVOKED:
+            return self.Verdict.REVOKED
+        if self.refunded_at is not None:
+            return self.Verdict.REFUNDED
+        if self.is_expired(now):
+            return self.Verdict.EXPIRED
+        return self.Verdict.VALID

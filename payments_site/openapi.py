@@ -46,7 +46,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 _DESCRIPTIONS = {
     400: "Bad input. `error.code` says what, `error.field` where.",
-    401: "Missing, malformed, unknown, revoked or expired API key.",
+    401: "Missing, malformed, unknown, revoked or expired API key, or an entitlement key (`key_not_merchant`).",
     403: "Not allowed.",
     404: "Not found (or not yours).",
     409: "Conflicts with the current state (e.g. the session is no longer open).",

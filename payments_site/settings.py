@@ -284,6 +284,9 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
     "status_ip": os.environ.get("THROTTLE_STATUS_IP", "300/min"),
     "checkout_ip": os.environ.get("THROTTLE_CHECKOUT_IP", "30/min"),
     "checkout_session": os.environ.get("THROTTLE_CHECKOUT_SESSION", "10/min"),
+    "verify_key": os.environ.get("THROTTLE_VERIFY_KEY", "60000/min"),
+    "access_links_ip": os.environ.get("THROTTLE_ACCESS_LINKS_IP", "10/hour"),
+    "access_links_address": os.environ.get("THROTTLE_ACCESS_LINKS_ADDRESS", "3/hour"),
 }
 REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["payments_site.throttling.ApiLimits"]
 
@@ -302,7 +305,9 @@ SPECTACULAR_SETTINGS = {
     # Sessions' providers and the account's enabled_providers are the same choice set: one enum.
     "ENUM_NAME_OVERRIDES": {"ProviderEnum": "keys_app.models.PROVIDERS",
                             "StatusEnum": "sessions_app.models.Status",
-                            "Web3TransferStatusEnum": "sessions_app.models.Web3Transfer.Status"},
+                            "Web3TransferStatusEnum": "sessions_app.models.Web3Transfer.Status",
+                            "EntitlementKeyStatusEnum": "keys_app.models.EntitlementKey.Status",
+                            "VerificationCodeEnum": "keys_app.models.EntitlementKey.Verdict"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "payments_site.openapi.add_webhook_paths",

@@ -6,6 +6,7 @@ A refused request gets 429 with Retry-After and the error code `rate_limited`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -193,6 +194,30 @@ class CheckoutSessionThrottle(_Throttle):
         return self.cache_format % {"scope": self.scope, "ident": f"session:{ident}"}
 
 
+class VerifyKeyThrottle(_KeyThrottle):
+    """POST /keys/verify, per merchant key: merchants call it for every request their own API serves."""
+
+    scope = "verify_key"
+
+
+class AccessLinksIpThrottle(_IpThrottle):
+    scope = "access_links_ip"
+
+
+class AccessLinksAddressThrottle(_Throttle):
+    """"Email me my access links" for one address, whoever asks: a mailbox is not to be flooded."""
+
+    scope = "access_links_address"
+
+    def get_cache_key(self, request, view):
+        address = (request.POST.get("email") or "").strip().lower()
+        if not address:
+            return None
+        # A digest: the cache holds no addresses.
+        ident = hashlib.sha256(address.encode()).hexdigest()[:32]
+        return self.cache_format % {"scope": self.scope, "ident": f"address:{ident}"}
+
+
 ApiLimits = limits("ApiLimits", ApiKeyThrottle, ApiIpThrottle)
 CreateSessionLimits = limits("CreateSessionLimits", ApiKeyThrottle, ApiIpThrottle, CreateSessionKeyThrottle,
                              CreateSessionIpThrottle)
@@ -201,6 +226,10 @@ CheckoutLimits = limits("CheckoutLimits", CheckoutIpThrottle, CheckoutSessionThr
 CREATE_SESSION_THROTTLES = [CreateSessionLimits]
 STATUS_THROTTLES = [StatusLimits]
 CHECKOUT_THROTTLES = [CheckoutLimits]
+VerifyLimits = limits("VerifyLimits", VerifyKeyThrottle)
+VERIFY_THROTTLES = [VerifyLimits]
+AccessLinksLimits = limits("AccessLinksLimits", AccessLinksIpThrottle, AccessLinksAddressThrottle)
+ACCESS_LINKS_THROTTLES = [AccessLinksLimits]
 
 
 def rate_limited_response(wait: float | None) -> HttpResponse:

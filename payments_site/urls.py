@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from invoices_app import views as invoice_views
+from keys_app import apis as key_apis
 from keys_app.apis import AccountApi
 from sessions_app import apis as session_apis
 from sessions_app import views as session_views
@@ -20,6 +21,12 @@ urlpatterns = [
     path("admin/set-password/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("admin/", admin.site.urls),
     path("account", AccountApi.as_view(), name="account"),
+    path("keys", key_apis.KeyListApi.as_view(), name="key-list"),
+    path("keys/verify", key_apis.KeyVerifyApi.as_view(), name="key-verify"),
+    path("keys/<str:key_id>", key_apis.KeyDetailApi.as_view(), name="key-detail"),
+    path("keys/<str:key_id>/revoke", key_apis.KeyRevokeApi.as_view(), name="key-revoke"),
+    path("keys/<str:key_id>/rotate", key_apis.KeyRotateApi.as_view(), name="key-rotate"),
+    path("keys/<str:key_id>/upgrade", key_apis.KeyUpgradeApi.as_view(), name="key-upgrade"),
     path("create_session", session_apis.CreateSessionApi.as_view(), name="create-session"),
     path("sessions", session_apis.SessionListApi.as_view(), name="session-list"),
     path("sessions/<str:session_id>", session_apis.SessionDetailApi.as_view(), name="session-detail"),
@@ -33,9 +40,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("access", invoice_views.access_links_request, name="access-links"),
     path("access/<str:token>", invoice_views.access_page, name="access"),
     path("access/<str:token>/invoice.pdf", invoice_views.access_invoice_pdf, name="access-invoice-pdf"),
     path("access/<str:token>/reveal-key", invoice_views.access_reveal_key, name="access-reveal-key"),
+    path("access/<str:token>/rotate-key", invoice_views.access_rotate_key, name="access-rotate-key"),
     path("webhooks/onecom", session_views.onecom_webhook, name="webhook-onecom"),
     path("webhooks/web3", session_views.web3_webhook, name="webhook-web3"),
     path("checkout/<str:session_id>/pay/<str:provider>", session_views.checkout_pay, name="checkout-pay"),

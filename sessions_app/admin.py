@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from keys_app.models import ApiKey
+from keys_app.selectors import entitlement_key_current_for_session
 from payments_site.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
 from sessions_app import currencies, selectors
 from sessions_app.models import PaymentSession, WebhookEvent
@@ -123,7 +123,7 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
             "invoice_gross": money_display(invoice.gross, invoice.currency) if invoice else "",
             "timeline": list(selectors.session_timeline(session_id=session.pk)),
             "deliveries": list(session.webhook_events.order_by("received_at")),
-            "buyer_key": ApiKey.objects.filter(source_session_id=session.pk).first(),
+            "buyer_key": entitlement_key_current_for_session(session_id=session.pk),
             "late_payments": list(selectors.late_payments_of(session=session)),
         }
 

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import URLValidator, validate_email
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
@@ -38,7 +38,6 @@ from sessions_app.services import (
     session_create,
     session_expire,
     session_fulfil_anyway,
-    session_set_customer,
 )
 
 PROVIDER_CHOICES = list(PROVIDERS)
@@ -107,6 +106,8 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
         "description": session.description,
         "customer_email": session.customer_email,
         "metadata": session.metadata,
+        "entitlement": {"expires_in_days": (session.entitlement or {}).get("expires_in_days"),
+                        "metadata": (session.entitlement or {}).get("metadata") or {}},
         "client_reference_id": session.client_reference_id,
         "success_url": session.success_url,
         "cancel_url": session.cancel_url,
@@ -137,23 +138,66 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
     return payload
 
 
-def metadata_clean(value: Any) -> dict[str, Any]:
+def metadata_clean(value: Any, *, name: str = "metadata") -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _error("metadata_invalid", "metadata must be a JSON object.")
+        raise _error(f"{name}_invalid", f"{name} must be a JSON object.")
     if len(value) > METADATA_MAX_KEYS:
-        raise _error("metadata_too_large", f"metadata may have at most {METADATA_MAX_KEYS} keys.")
+        raise _error(f"{name}_too_large", f"{name} may have at most {METADATA_MAX_KEYS} keys.")
     for key, item in value.items():
         # PostgreSQL's jsonb cannot store NUL characters.
         if "\x00" in key or "\x00" in str(item):
-            raise _error("metadata_invalid", "metadata may not contain NUL characters.")
+            raise _error(f"{name}_invalid", f"{name} may not contain NUL characters.")
         if len(key) > METADATA_MAX_KEY_LEN:
-            raise _error("metadata_invalid", f"metadata keys may be at most {METADATA_MAX_KEY_LEN} characters.")
+            raise _error(f"{name}_invalid", f"{name} keys may be at most {METADATA_MAX_KEY_LEN} characters.")
         if isinstance(item, (dict, list)) or item is None:
-            raise _error("metadata_invalid", "metadata values must be strings, numbers or booleans.")
+            raise _error(f"{name}_invalid", f"{name} values must be strings, numbers or booleans.")
         if len(str(item)) > METADATA_MAX_VALUE_LEN:
-            raise _error("metadata_too_large",
-                         f"metadata values may be at most {METADATA_MAX_VALUE_LEN} characters.")
+            raise _error(f"{name}_too_large",
+                         f"{name} values may be at most {METADATA_MAX_VALUE_LEN} characters.")
     return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in value.items()}
+
+
+ENTITLEMENT_MAX_DAYS = 3650
+
+
+def entitlement_clean(value: Any) -> dict[str, Any]:
+    """What the buyer's key carries: {"expires_in_days": 1..3650 or null, "metadata": {...}}."""
+    if not isinstance(value, dict):
+        raise _error("entitlement_invalid", "entitlement must be a JSON object.")
+    unknown = sorted(set(value) - {"expires_in_days", "metadata"})
+    if unknown:
+        raise _error("entitlement_invalid",
+                     f"Unknown entitlement parameter {unknown[0]!r}: only expires_in_days and metadata.")
+    days = value.get("expires_in_days")
+    if days is not None:
+        # JSON numbers may arrive as Decimal (parsers.py); 30.0 is 30, 30.5 is not a number of days.
+        if (isinstance(days, bool) or not isinstance(days, (int, Decimal))
+                or (isinstance(days, Decimal) and (not days.is_finite() or days != days.to_integral_value()))):
+            raise _error("entitlement_expires_in_days_invalid",
+                         "entitlement.expires_in_days must be a whole number of days, or null.")
+        # Compared before int(): 1E+999999999 must not become a billion-digit integer.
+        if not 1 <= days <= ENTITLEMENT_MAX_DAYS:
+            raise _error("entitlement_expires_in_days_invalid",
+                         f"entitlement.expires_in_days must be between 1 and {ENTITLEMENT_MAX_DAYS}.")
+        days = int(days)
+    metadata = metadata_clean(value["metadata"], name="entitlement_metadata") if "metadata" in value else {}
+    return {"expires_in_days": days, "metadata": metadata}
+
+
+@extend_schema_field({
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "expires_in_days": {"type": "integer", "nullable": True, "minimum": 1, "maximum": ENTITLEMENT_MAX_DAYS,
+                            "description": "The key expires this many days after it is issued; null: never."},
+        "metadata": {"type": "object", "maxProperties": METADATA_MAX_KEYS,
+                     "additionalProperties": {"oneOf": [{"type": "string", "maxLength": METADATA_MAX_VALUE_LEN},
+                                                        {"type": "number"}, {"type": "boolean"}]},
+                     "description": "Returned by POST /keys/verify, e.g. the plan the buyer paid for."},
+    },
+    "description": "What the entitlement key issued to the buyer on payment carries.",
+})
+class EntitlementField(serializers.JSONField):
+    pass
 
 
 # The keys and defaults of the plain request most merchants send; see plain_create_input.
@@ -174,7 +218,7 @@ def plain_create_input(data: dict[str, Any]) -> dict[str, Any] | None:
     the serializer, which alone words the errors. A property test holds the two to the same
     result wherever this one answers.
     """
-    if "amount" not in data or not data.keys() <= PLAIN_DEFAULTS.keys() | {"amount"}:
+    if "amount" not in data or not data.keys() <= PLAIN_DEFAULTS.keys() | {"amount", "entitlement"}:
         return None
     out: dict[str, Any] = {}
     for key, default in PLAIN_DEFAULTS.items():
@@ -188,6 +232,8 @@ def plain_create_input(data: dict[str, Any]) -> dict[str, Any] | None:
     try:
         out["amount"] = amount_clean(data["amount"])
         out["metadata"] = metadata_clean(data["metadata"]) if "metadata" in data else {}
+        if "entitlement" in data:
+            out["entitlement"] = entitlement_clean(data["entitlement"])
         if out["customer_email"]:
             validate_email(out["customer_email"])
         for key in ("success_url", "cancel_url"):
@@ -217,6 +263,8 @@ class CreateSessionApi(APIView):
         customer_email = serializers.EmailField(max_length=254, required=False, allow_blank=True, default="")
         # JSON numbers arrive as Decimal (see parsers.py); they are stored as strings below.
         metadata = serializers.JSONField(required=False, default=dict, encoder=DjangoJSONEncoder)
+        entitlement = EntitlementField(required=False, encoder=DjangoJSONEncoder,
+                                       help_text="What the buyer's entitlement key carries.")
         client_reference_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
         success_url = HttpUrlField(max_length=2000, required=False, allow_blank=True, default="")
         cancel_url = HttpUrlField(max_length=2000, required=False, allow_blank=True, default="")
@@ -240,6 +288,9 @@ class CreateSessionApi(APIView):
 
         def validate_metadata(self, value: Any) -> dict[str, Any]:
             return metadata_clean(value)
+
+        def validate_entitlement(self, value: Any) -> dict[str, Any]:
+            return entitlement_clean(value)
 
         def validate_expires_at(self, value: Any) -> datetime:
             if isinstance(value, bool):
@@ -439,11 +490,9 @@ class SessionWeb3TxApi(APIView):
             except ValidationError:
                 raise ApiError("email_invalid", "email is not a valid address.", field="email") from None
         try:
-            # Before the email is stored: a malformed hash changes nothing.
-            tx_hash = crypto.normalize_tx_hash(tx_hash)
-            if email:
-                session_set_customer(session_id=session.pk, email=email)
-            check = crypto.session_tx_submit(session_id=session.pk, tx_hash=tx_hash)
+            # The email is stored only once the chain shows this transaction paying this session's
+            # address: a made-up hash must not choose where the receipt and the key go.
+            check = crypto.session_tx_submit(session_id=session.pk, tx_hash=tx_hash, email=email or "")
         except crypto.TxRejected as exc:
             status_code = 400 if exc.code == "tx_hash_invalid" else 422
             raise ApiError(exc.code, exc.message, field="tx_hash", status_code=status_code) from None

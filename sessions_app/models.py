@@ -35,6 +35,8 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
     customer_address = models.TextField(blank=True, default="")
     description = models.CharField(max_length=500, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
+    # What the buyer's entitlement key will carry: {"expires_in_days": int | None, "metadata": {...}}.
+    entitlement = models.JSONField(default=dict, blank=True)
     client_reference_id = models.CharField(max_length=200, blank=True, default="")
     success_url = models.URLField(max_length=2000, blank=True, default="")
     cancel_url = models.URLField(max_length=2000, blank=True, default="")

@@ -49,6 +49,14 @@ class FulfilAnywaySerializer(serializers.Serializer):
         ref_name = "FulfilAnyway"
 
 
+class SessionEntitlementSerializer(serializers.Serializer):
+    expires_in_days = serializers.IntegerField(allow_null=True, help_text="null: the key never expires.")
+    metadata = serializers.DictField(child=serializers.JSONField())
+
+    class Meta:
+        ref_name = "SessionEntitlement"
+
+
 class SessionSerializer(serializers.Serializer):
     session_id = serializers.UUIDField()
     checkout_url = serializers.URLField(help_text="Send the customer here.")
@@ -62,6 +70,7 @@ class SessionSerializer(serializers.Serializer):
     description = serializers.CharField(allow_blank=True)
     customer_email = serializers.CharField(allow_blank=True)
     metadata = serializers.DictField(child=serializers.JSONField())
+    entitlement = SessionEntitlementSerializer(help_text="What the buyer's entitlement key carries.")
     client_reference_id = serializers.CharField(allow_blank=True)
     success_url = serializers.CharField(allow_blank=True)
     cancel_url = serializers.CharField(allow_blank=True)

@@ -48,6 +48,7 @@ def session_create(
     description: str = "",
     customer_email: str = "",
     metadata: dict[str, Any] | None = None,
+    entitlement: dict[str, Any] | None = None,
     client_reference_id: str = "",
     success_url: str = "",
     cancel_url: str = "",
@@ -66,6 +67,7 @@ def session_create(
         description=description,
         customer_email=customer_email,
         metadata=metadata or {},
+        entitlement=entitlement or {},
         client_reference_id=client_reference_id,
         success_url=success_url,
         cancel_url=cancel_url,
@@ -185,9 +187,13 @@ def session_expire_overdue(*, now=None, limit: int = 500) -> int:
 
 @transaction.atomic
 def session_set_customer(*, session_id: uuid.UUID, email: str, name: str = "") -> PaymentSession:
-    """The checkout page asks for an email when the merchant did not send one."""
+    """The checkout page asks for an email when the merchant did not send one.
+
+    Only while the session can still be paid, and never over an address already set: the
+    receipt, the access link and the key go to this address.
+    """
     session = PaymentSession.objects.select_for_update().get(pk=session_id)
-    if not session.is_open:
+    if not session.is_open or session.is_past_expiry():
         return session
     changed = []
     if email and not session.customer_email:
@@ -198,6 +204,9 @@ def session_set_customer(*, session_id: uuid.UUID, email: str, name: str = "") -
         changed.append("customer_name")
     if changed:
         session.save(update_fields=changed)
+        audit_record(action="session.customer_set", subject_type="payment_session", subject_id=session.pk,
+                     account_id=session.account_id, actor="checkout",
+                     after={f: getattr(session, f) for f in changed})
     return session
 
 

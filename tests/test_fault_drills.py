@@ -31,7 +31,7 @@ from invoices_app.tests.conftest import (  # noqa: F401 - fixtures shared with t
     worker_env,
     workers,
 )
-from keys_app.models import ApiKey
+from keys_app.models import EntitlementKey
 from sessions_app import services
 from sessions_app.models import PaymentSession, Status, WebhookEvent
 from sessions_app.providers import stripe_provider
@@ -228,7 +228,7 @@ def test_a_payment_goes_through_with_redis_down_and_fulfilment_catches_up(
     # then everything happened exactly once
     assert Fulfilment.objects.get(pk=session.pk).completed_at is not None
     assert Invoice.objects.filter(session=session).count() == 1
-    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert EntitlementKey.objects.filter(session_id=session.pk).count() == 1
     assert sorted(m.to[0] for m in mailoutbox) == ["billing@acme.test", "buyer@example.test"]
 
 
@@ -269,4 +269,4 @@ def test_mail_is_sent_once_when_the_smtp_server_comes_back(merchant, workers, cl
     receipt = EmailRecord.objects.get(session=session, kind="receipt")
     assert receipt.sent_at is not None and receipt.attempts >= 2
     assert Invoice.objects.filter(session=session).count() == 1
-    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert EntitlementKey.objects.filter(session_id=session.pk).count() == 1

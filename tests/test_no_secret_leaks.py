@@ -100,7 +100,7 @@ def test_no_secret_appears_in_the_database_logs_audit_or_error_responses(
     token = re.search(r"/access/(\S+)", receipt.body).group(1)
     assert client.get(f"/access/{token}").status_code == 200
     buyer_key = client.post(f"/access/{token}/reveal-key").context["revealed_key"]
-    assert buyer_key.startswith("sk_test_")
+    assert buyer_key.startswith("ek_test_")
 
     # and a volley of bad requests, each answered with an error
     body = json.dumps(stripe_provider.test_event(session_id=session_id, event_type="payment_intent.succeeded",

@@ -9,7 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from openapi_spec_validator import validate
 
 # Pages for people, not API operations: HTML forms, the admin, the docs themselves.
-NOT_API = {"admin/", "checkout", "checkout/<str:session_id>/simulate", "checkout/<str:session_id>/pay/<str:provider>",
+NOT_API = {"admin/", "checkout", "access", "checkout/<str:session_id>/simulate", "checkout/<str:session_id>/pay/<str:provider>",
            "api/schema/", "api/docs/", "api/redoc/"}
 NOT_API_PREFIXES = ("admin/", "access/", "static/", "media/")
 
@@ -106,3 +106,16 @@ def test_the_web3_transaction_endpoint_is_public_and_documents_its_answers(schem
     assert {"200", "202", "400", "404", "422", "429", "503"} <= set(operation["responses"])
     body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
     assert schema["components"]["schemas"][body]["required"] == ["tx_hash"]
+
+
+def test_the_entitlement_key_endpoints_are_documented_with_every_verify_code(schema):
+    assert {"/keys", "/keys/verify", "/keys/{key_id}", "/keys/{key_id}/revoke", "/keys/{key_id}/rotate",
+            "/keys/{key_id}/upgrade"} <= set(schema["paths"])
+    verify = schema["paths"]["/keys/verify"]["post"]
+    assert verify["security"] == [{"ApiKeyAuth": []}]
+    answer = verify["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    code = schema["components"]["schemas"][answer]["properties"]["code"]
+    enum = schema["components"]["schemas"][code["$ref"].rsplit("/", 1)[1]]["enum"]
+    assert set(enum) == {"valid", "revoked", "expired", "unknown", "refunded", "wrong_mode"}
+    entitlement = schema["components"]["schemas"]["CreateSessionInputRequest"]["properties"]["entitlement"]
+    assert set(entitlement["properties"]) == {"expires_in_days", "metadata"}

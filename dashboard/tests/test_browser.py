@@ -156,7 +156,7 @@ def pay_on_checkout(page: Page, base: str, merchant, *, email: str) -> str:
 @pytest.mark.django_db(transaction=True)
 def test_a_customer_pays_on_the_checkout_page_and_the_merchant_sees_it(live_server, page, browser, merchant):
     from invoices_app.models import Invoice
-    from keys_app.models import ApiKey
+    from keys_app.models import EntitlementKey
     from keys_app.services import merchant_login_create
     from sessions_app.models import PaymentSession
 
@@ -180,7 +180,7 @@ def test_a_customer_pays_on_the_checkout_page_and_the_merchant_sees_it(live_serv
     expect(merchant_page.locator('[data-testid="session-invoice"]')).to_contain_text(
         Invoice.objects.get(session_id=session_id).number)
     expect(merchant_page.locator('[data-testid="session-key"]')).to_contain_text(
-        ApiKey.objects.get(source_session_id=session_id).display)
+        EntitlementKey.objects.get(session_id=session_id).display)
     screenshot(merchant_page, "merchant-session-detail")
     merchant_page.context.close()
 

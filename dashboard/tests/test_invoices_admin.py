@@ -123,10 +123,10 @@ def test_the_invoice_export_holds_only_the_merchants_invoices_in_minor_units(mer
 
 
 def test_the_session_page_shows_its_invoice_and_key(merchant_client, invoices):
-    from keys_app.models import ApiKey
+    from keys_app.models import EntitlementKey
 
     mine, _ = invoices
-    key = ApiKey.objects.get(source_session_id=mine.session_id)
+    key = EntitlementKey.objects.get(session_id=mine.session_id)
 
     html = merchant_client.get(f"/admin/sessions_app/paymentsession/{mine.session_id}/change/").content.decode()
 

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from audit.models import AuditEvent
 from dashboard.tests.conftest import make_delivery, make_session
 from keys_app.models import ApiKey
+from keys_app.services import entitlement_key_issue
 
 
 @pytest.fixture
@@ -22,7 +23,13 @@ def world(merchant, other_merchant):
                  customer_email="loser@acme.test")
     theirs = make_session(other_merchant, amount="777.00", status="paid", customer_email="buyer@other.test",
                           client_reference_id="other-order-1", provider="otherpay", currency="GBP")
+    their_customer_key = entitlement_key_issue(account=other_merchant, session_id=theirs.pk,
+                                               customer_email="buyer@other.test", actor="test").key
+    my_customer_key = entitlement_key_issue(account=merchant, session_id=mine.pk, customer_email="buyer@acme.test",
+                                            actor="test").key
     return {
+        "my_customer_key": my_customer_key,
+        "their_customer_key": their_customer_key,
         "mine": mine,
         "theirs": theirs,
         "my_delivery": make_delivery(mine, event_id="evt_acme_1"),
@@ -38,6 +45,7 @@ CHANGELISTS = {
     "sessions": "/admin/sessions_app/paymentsession/",
     "deliveries": "/admin/sessions_app/webhookevent/",
     "keys": "/admin/keys_app/apikey/",
+    "customer keys": "/admin/keys_app/entitlementkey/",
     "audit": "/admin/audit/auditevent/",
     "accounts": "/admin/keys_app/account/",
 }
@@ -45,7 +53,7 @@ CHANGELISTS = {
 
 def their_markers(world, other_merchant) -> list[str]:
     return ["buyer@other.test", str(world["theirs"].pk), "evt_other_1", world["their_key"].display, "Other Ltd",
-            "otherpay", "777.00"]
+            "otherpay", "777.00", world["their_customer_key"].display]
 
 
 @pytest.mark.parametrize("page", CHANGELISTS)
@@ -62,6 +70,7 @@ def test_the_changelists_show_the_merchants_own_rows(merchant_client, world):
     assert "buyer@acme.test" in merchant_client.get(CHANGELISTS["sessions"]).content.decode()
     assert "evt_acme_1" in merchant_client.get(CHANGELISTS["deliveries"]).content.decode()
     assert world["my_key"].display in merchant_client.get(CHANGELISTS["keys"]).content.decode()
+    assert world["my_customer_key"].display in merchant_client.get(CHANGELISTS["customer keys"]).content.decode()
     assert "session.created" in merchant_client.get(CHANGELISTS["audit"]).content.decode() or \
         "account.created" in merchant_client.get(CHANGELISTS["audit"]).content.decode()
     assert "Acme GmbH" in merchant_client.get(CHANGELISTS["accounts"]).content.decode()
@@ -252,7 +261,8 @@ def test_an_anonymous_visitor_is_sent_to_the_login_page(client, world):
 
 
 def _account_form(account, **changes) -> dict:
-    data = {f: getattr(account, f) for f in ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix")}
+    data = {f: getattr(account, f) for f in ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix",
+                                             "issued_key_mode")}
     return {**data, **changes}
 
 

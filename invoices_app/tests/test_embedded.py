@@ -82,6 +82,10 @@ def test_the_readme_loop_ends_with_a_console_email_whose_link_works(embedded_ser
     assert status == 200 and pdf.startswith(b"%PDF") and headers["Content-Type"] == "application/pdf"
     token = next(c.value for c in jar if c.name == "csrftoken")
     status, revealed, _ = call(link.removeprefix(base) + "/reveal-key", {"csrfmiddlewaretoken": token})
-    key = re.search(rb'id="api-key">(sk_test_\w+)<', revealed).group(1).decode()
-    status, me, _ = call("/account", headers={"X-API-Key": key}, opener=urllib.request.build_opener())
-    assert status == 200 and json.loads(me)["email"] == "buyer@example.com"
+    key = re.search(rb'id="api-key">(ek_test_\w+)<', revealed).group(1).decode()
+    # and the merchant's service verifies the key the customer bought
+    status, verified, _ = call("/keys/verify", json.dumps({"key": key}).encode(),
+                               {"X-API-Key": api_key, "Content-Type": "application/json"},
+                               opener=urllib.request.build_opener())
+    assert status == 200 and json.loads(verified)["code"] == "valid"
+    assert json.loads(verified)["key"]["customer_email"] == "buyer@example.com"

@@ -1,5 +1,6 @@
 import hashlib
 import io
+import re
 import threading
 from datetime import timedelta
 from decimal import Decimal
@@ -19,7 +20,7 @@ from invoices_app.models import AccessLink, EmailRecord, Fulfilment, Invoice, Ke
 from invoices_app.pdf import render_invoice_pdf
 from invoices_app.selectors import invoice_document
 from invoices_app.tests.conftest import create_session, mark_paid
-from keys_app.models import Account, ApiKey
+from keys_app.models import EntitlementKey
 from keys_app.services import account_update
 
 pytestmark = pytest.mark.django_db
@@ -52,9 +53,8 @@ def test_a_paid_session_gets_an_invoice_a_pdf_a_key_a_link_and_two_emails(paid_s
     assert invoice.payment_reference.startswith("pi_test_")
     text = pdf_text(default_storage.open(invoice.pdf_name).read())
     assert invoice.number in text and "119.00 EUR" in text and "Acme GmbH" in text and "DE123456789" in text
-    key = ApiKey.objects.get(source_session_id=session.pk)
-    assert key.account.kind == Account.Kind.HOLDER and key.account.email == "buyer@example.com"
-    assert key.mode == "test"
+    key = EntitlementKey.objects.get(session_id=session.pk)
+    assert (key.account, key.customer_email, key.mode) == (merchant, "buyer@example.com", "test")
     assert AccessLink.objects.filter(session=session).count() == 1
     receipt, notice = sorted(mailoutbox, key=lambda m: m.to[0])[::-1]
     assert receipt.to == ["buyer@example.com"] and notice.to == ["billing@acme.test"]
@@ -81,7 +81,7 @@ def test_fulfilling_a_session_again_changes_nothing(paid_session, mailoutbox):
 
     # then nothing is doubled
     assert Invoice.objects.count() == 1
-    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert EntitlementKey.objects.filter(session_id=session.pk).count() == 1
     assert AccessLink.objects.count() == 1 and KeyReveal.objects.count() == 1
     assert len(mailoutbox) == 2
     assert EmailRecord.objects.filter(sent_at__isnull=False).count() == 2
@@ -256,11 +256,12 @@ def test_a_session_paid_without_an_email_gets_its_invoice_and_the_merchant_is_to
 
     assert fulfilment.completed_at is not None
     assert Invoice.objects.filter(session=session).exists()
-    assert not ApiKey.objects.filter(source_session_id=session.pk).exists()
+    assert not EntitlementKey.objects.filter(session_id=session.pk).exists()
     assert [m.to for m in mailoutbox] == [["billing@acme.test"]]
 
 
-def test_a_refund_webhook_marks_the_invoice_refunded(paid_session, client, django_capture_on_commit_callbacks):
+def test_a_refund_webhook_marks_the_invoice_refunded_and_the_key_verifies_as_refunded(
+        paid_session, client, api, django_capture_on_commit_callbacks):
     import json
 
     from sessions_app.providers import stripe_provider
@@ -278,9 +279,15 @@ def test_a_refund_webhook_marks_the_invoice_refunded(paid_session, client, djang
         response = client.post("/webhooks/stripe", body, content_type="application/json",
                                HTTP_STRIPE_SIGNATURE=stripe_provider.sign(body))
 
-    # then the invoice says so
+    # then the invoice says so, and the key it bought verifies as refunded
     assert response.status_code == 200
     assert Invoice.objects.get(session=session).status == Invoice.Status.REFUNDED
+    key = EntitlementKey.objects.get(session_id=session.pk)
+    assert key.refunded_at is not None
+    plaintext = client.post(f"/access/{services.access_token(key.reveal.session.access_link)}/reveal-key"
+                            ).context["revealed_key"]
+    verified = api.post("/keys/verify", {"key": plaintext}, format="json").json()
+    assert (verified["valid"], verified["code"]) == (False, "refunded")
 
 
 def test_the_paid_signal_queues_fulfilment(merchant, django_capture_on_commit_callbacks, mailoutbox):
@@ -312,3 +319,57 @@ def test_a_merchant_s_odd_name_and_prefix_stay_out_of_paths_and_headers(paid_ses
     folder, _, filename = invoice.pdf_name.rpartition("/")
     assert folder == f"invoices/{merchant.pk}" and filename.endswith(".pdf") and filename != ".."
     assert all("\n" not in m.subject for m in mailoutbox) and len(mailoutbox) == 2
+
+
+def test_the_key_carries_the_session_s_entitlement_and_the_merchant_s_mode(paid_session, merchant):
+    # given a merchant issuing live keys, and a session selling 30 days with metadata
+    account_update(account=merchant, actor="test", issued_key_mode="live")
+    session = paid_session(entitlement={"expires_in_days": 30, "metadata": {"plan": "pro"}})
+
+    # when it is fulfilled
+    services.fulfilment_run(session_id=session.pk)
+
+    # then its key is a live key of the merchant, with that expiry and metadata
+    key = EntitlementKey.objects.get(session_id=session.pk)
+    assert (key.account_id, key.mode, key.metadata) == (merchant.pk, "live", {"plan": "pro"})
+    assert abs((key.expires_at - (key.created_at + timedelta(days=30))).total_seconds()) < 1
+    assert key.prefix.startswith("ek_live_")
+
+
+def test_the_receipt_carries_the_key_only_when_the_merchant_opts_in(paid_session, merchant, mailoutbox, client):
+    # given one session sold with the option off, then one with it on
+    off = paid_session(email="off@example.com")
+    services.fulfilment_run(session_id=off.pk)
+    account_update(account=merchant, actor="test", email_key_to_customer=True)
+    on = paid_session(email="on@example.com")
+    services.fulfilment_run(session_id=on.pk)
+
+    receipt_off = next(m for m in mailoutbox if m.to == ["off@example.com"])
+    receipt_on = next(m for m in mailoutbox if m.to == ["on@example.com"])
+    # with the option off, the receipt names the key (prefix and last 4) but does not contain it
+    assert not re.search(r"ek_test_[0-9A-Za-z]{30}", receipt_off.body + receipt_off.alternatives[0][0])
+    assert EntitlementKey.objects.get(session_id=off.pk).display in receipt_off.body
+    # with the option on, the receipt carries the key itself, and it is the key that verifies
+    plaintext = re.search(r"ek_test_[0-9A-Za-z]{30}", receipt_on.body).group(0)
+    assert plaintext in receipt_on.alternatives[0][0]
+    key = EntitlementKey.objects.get(session_id=on.pk)
+    assert key.key_hash == hashlib.sha256(plaintext.encode()).hexdigest()
+    # and then the access page says the key was emailed, and offers no reveal
+    reveal = KeyReveal.objects.get(session=on)
+    assert reveal.emailed_at is not None and reveal.ciphertext == ""
+    token = services.access_token(AccessLink.objects.get(session=on))
+    page = client.get(f"/access/{token}").content.decode()
+    assert "was emailed to on@example.com" in page and "Reveal my key" not in page
+    assert AuditEvent.objects.filter(action="key.emailed").count() == 1
+    # while the other buyer still reveals theirs on the page
+    other = client.get(f"/access/{services.access_token(AccessLink.objects.get(session=off))}").content.decode()
+    assert "Reveal my key" in other
+
+
+def test_the_receipt_s_reply_to_and_seller_come_from_the_merchant_account(paid_session, merchant, mailoutbox):
+    session = paid_session()
+    services.fulfilment_run(session_id=session.pk)
+
+    receipt = next(m for m in mailoutbox if m.to == ["buyer@example.com"])
+    assert receipt.reply_to == [merchant.email]
+    assert receipt.subject.endswith(f"from {merchant.name}")

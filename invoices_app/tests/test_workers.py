@@ -21,7 +21,7 @@ from invoices_app.tests.conftest import (
     use_broker,
     wait_until,
 )
-from keys_app.models import ApiKey
+from keys_app.models import EntitlementKey
 from sessions_app.models import PaymentSession, WebhookEvent
 from sessions_app.services import session_expire
 from tests.threads import run_together
@@ -60,7 +60,7 @@ def test_twenty_concurrent_paid_events_fulfil_once_and_the_email_carries_the_pdf
     # with exactly one of everything
     invoice = Invoice.objects.get(session=session)
     assert Invoice.objects.count() == 1
-    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert EntitlementKey.objects.filter(session_id=session.pk).count() == 1
     assert AccessLink.objects.filter(session=session).count() == 1
     assert EmailRecord.objects.filter(session=session, sent_at__isnull=False).count() == 2
     assert len(smtp_server.to("buyer@example.com")) == 1
@@ -78,7 +78,7 @@ def test_twenty_concurrent_paid_events_fulfil_once_and_the_email_carries_the_pdf
     assert attachment.get_filename() == f"{invoice.number}.pdf"
     assert attachment.get_content() == stored
     assert receipt.get_body(preferencelist=("html",)) is not None
-    key = ApiKey.objects.get(source_session_id=session.pk)
+    key = EntitlementKey.objects.get(session_id=session.pk)
     assert key.prefix in receipt.get_body(preferencelist=("plain",)).get_content()
     token = access_link_in(receipt)
     page = Client().get(f"/access/{token}")
@@ -130,7 +130,7 @@ def test_a_worker_killed_mid_fulfilment_is_finished_by_the_next_one_within_secon
 
     # then everything completed once
     assert Invoice.objects.count() == 1 and InvoiceCounter.objects.get().last_number == 1
-    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert EntitlementKey.objects.filter(session_id=session.pk).count() == 1
     assert AccessLink.objects.count() == 1
     assert len(smtp_server.to("buyer@example.com")) == 1
     assert len(smtp_server.to("billing@acme.test")) == 1
@@ -238,5 +238,5 @@ def test_a_late_payment_reaches_the_merchant_and_fulfil_anyway_clicked_twice_at_
     wait_until(lambda: completed(session), timeout=30, message="the late-paid session to be delivered")
     assert Invoice.objects.filter(session=session).count() == 1
     assert len(smtp_server.to("buyer@example.com")) == 1
-    assert ApiKey.objects.filter(source_session_id=session.pk).count() == 1
+    assert EntitlementKey.objects.filter(session_id=session.pk).count() == 1
     assert PaymentSession.objects.get(pk=session.pk).status == "failed"

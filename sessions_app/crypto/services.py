@@ -37,7 +37,7 @@ from sessions_app.models import (
     Web3ScanCursor,
     Web3Transfer,
 )
-from sessions_app.services import Action, PaymentEvent, WebhookResult, payment_event_apply
+from sessions_app.services import Action, PaymentEvent, WebhookResult, payment_event_apply, session_set_customer
 
 logger = logging.getLogger(__name__)
 
@@ -214,11 +214,13 @@ def _audit_rejected(charge: Web3Charge, tx_hash: str, exc: TxRejected, actor: st
                  data={"tx_hash": tx_hash, "code": exc.code, "message": exc.message})
 
 
-def tx_verify(*, charge: Web3Charge, tx_hash: str, actor: str = "system:web3") -> TxCheck:
+def tx_verify(*, charge: Web3Charge, tx_hash: str, actor: str = "system:web3", email: str = "") -> TxCheck:
     """Read one transaction from the chain and record what it pays this charge.
 
     Raises TxRejected (recorded in the audit trail) when it cannot pay it, ChainUnavailable or
     ChainMismatch when the chain cannot be trusted or reached; then nothing is decided.
+    `email` (the customer's, from the checkout page) is stored only when the transaction is
+    mined and transfers to this charge, and before it can settle the session.
     """
     tx_hash = normalize_tx_hash(tx_hash)
     w3 = checked_web3()
@@ -267,6 +269,8 @@ def tx_verify(*, charge: Web3Charge, tx_hash: str, actor: str = "system:web3") -
                          data={"tx_hash": tx_hash, "log_index": item.log_index, "amount": str(item.amount),
                                "block_number": block_number, "confirmations": confirmations})
         check.transfers.append(transfer)
+    if email and check.transfers:
+        session_set_customer(session_id=charge.session_id, email=email)
     check.result = settle(charge=charge, actor=actor)
     for transfer in check.transfers:
         transfer.refresh_from_db()
@@ -336,12 +340,12 @@ def _apply(charge: Web3Charge, action: str, *, event_id: str, reference: str, pa
     return payment_event_apply(event, actor=actor)
 
 
-def session_tx_submit(*, session_id: uuid.UUID, tx_hash: str) -> TxCheck:
+def session_tx_submit(*, session_id: uuid.UUID, tx_hash: str, email: str = "") -> TxCheck:
     """The customer's page (or anyone) names a transaction; only the chain decides what it pays."""
     charge = Web3Charge.objects.filter(session_id=session_id).first()
     if charge is None:
         raise TxRejected("web3_not_offered", "This session takes no crypto payment.")
-    return tx_verify(charge=charge, tx_hash=tx_hash, actor="customer:web3_tx")
+    return tx_verify(charge=charge, tx_hash=tx_hash, actor="customer:web3_tx", email=email)
 
 
 # ---------------------------------------------------------------- polling and hints

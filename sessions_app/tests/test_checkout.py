@@ -244,3 +244,37 @@ def unused_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------- who may set the customer's email
+
+
+def test_the_checkout_sets_the_email_of_an_open_session_that_has_none_and_audits_it(make_session):
+    from audit.models import AuditEvent
+    from sessions_app.services import session_set_customer
+
+    session = make_session()
+
+    session_set_customer(session_id=session.pk, email="first@example.com")
+    session_set_customer(session_id=session.pk, email="second@example.com")
+
+    session.refresh_from_db()
+    assert session.customer_email == "first@example.com"
+    assert AuditEvent.objects.filter(action="session.customer_set", subject_id=str(session.pk)).count() == 1
+
+
+def test_the_checkout_never_sets_the_email_of_a_session_past_its_expiry_or_closed(make_session, deliver):
+    from freezegun import freeze_time
+
+    from sessions_app.services import session_set_customer
+
+    expired, paid = make_session(), make_session()
+    deliver(stripe_event(paid))
+    with freeze_time(expired.expires_at + timedelta(seconds=1)):
+        session_set_customer(session_id=expired.pk, email="late@example.com")
+    session_set_customer(session_id=paid.pk, email="late@example.com")
+
+    expired.refresh_from_db()
+    paid.refresh_from_db()
+    assert paid.status == Status.PAID
+    assert expired.customer_email == paid.customer_email == ""

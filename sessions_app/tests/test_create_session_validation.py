@@ -78,6 +78,26 @@ BAD_BODIES = [
     ("expiry as text", {"amount": "5", "expires_at": "tomorrow"}, "expires_at_invalid", "expires_at"),
     ("expiry as bool", {"amount": "5", "expires_at": True}, "expires_at_invalid", "expires_at"),
     ("expiry far past the epoch", {"amount": "5", "expires_at": 10**20}, "expires_at_invalid", "expires_at"),
+    # entitlement
+    ("entitlement not an object", {"amount": "5", "entitlement": "pro"}, "entitlement_invalid", "entitlement"),
+    ("entitlement null", {"amount": "5", "entitlement": None}, "entitlement_null", "entitlement"),
+    ("entitlement unknown key", {"amount": "5", "entitlement": {"seats": 5}}, "entitlement_invalid", "entitlement"),
+    ("entitlement days as text", {"amount": "5", "entitlement": {"expires_in_days": "30"}},
+     "entitlement_expires_in_days_invalid", "entitlement"),
+    ("entitlement days fractional", {"amount": "5", "entitlement": {"expires_in_days": 1.5}},
+     "entitlement_expires_in_days_invalid", "entitlement"),
+    ("entitlement days zero", {"amount": "5", "entitlement": {"expires_in_days": 0}},
+     "entitlement_expires_in_days_invalid", "entitlement"),
+    ("entitlement days huge", {"amount": "5", "entitlement": {"expires_in_days": 10**30}},
+     "entitlement_expires_in_days_invalid", "entitlement"),
+    ("entitlement days bool", {"amount": "5", "entitlement": {"expires_in_days": True}},
+     "entitlement_expires_in_days_invalid", "entitlement"),
+    ("entitlement metadata nested", {"amount": "5", "entitlement": {"metadata": {"a": {"b": 1}}}},
+     "entitlement_metadata_invalid", "entitlement"),
+    ("entitlement metadata a list", {"amount": "5", "entitlement": {"metadata": ["pro"]}},
+     "entitlement_metadata_invalid", "entitlement"),
+    ("entitlement metadata too many keys", {"amount": "5", "entitlement": {"metadata": {str(i): i for i in range(51)}}},
+     "entitlement_metadata_too_large", "entitlement"),
 ]
 
 EXPIRY_STANDINS = {
@@ -209,3 +229,19 @@ def test_it_refuses_an_oversized_body_before_parsing_it(api, nothing_stored, set
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "body_too_large"
+
+
+@pytest.mark.parametrize(("entitlement", "stored"), [
+    ({"expires_in_days": 30, "metadata": {"plan": "pro", "seats": 5}},
+     {"expires_in_days": 30, "metadata": {"plan": "pro", "seats": 5}}),
+    ({"expires_in_days": None}, {"expires_in_days": None, "metadata": {}}),
+    ({"expires_in_days": 365.0}, {"expires_in_days": 365, "metadata": {}}),
+    ({}, {"expires_in_days": None, "metadata": {}}),
+])
+def test_it_accepts_an_entitlement_and_the_session_carries_it(api, entitlement, stored):
+    response = api.post("/create_session", json.dumps({"amount": "5", "entitlement": entitlement}),
+                        content_type="application/json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["entitlement"] == stored
+    assert PaymentSession.objects.get(pk=response.json()["session_id"]).entitlement == stored

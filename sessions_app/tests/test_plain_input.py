@@ -40,7 +40,17 @@ metadata = mostly(st.dictionaries(st.text(max_size=45), st.one_of(st.text(max_si
                                   max_size=4),
                   st.one_of(st.dictionaries(st.text(max_size=5), st.one_of(st.none(), st.lists(st.integers()))),
                             st.sampled_from([[], "x", None])))
+entitlements = mostly(
+    st.fixed_dictionaries({}, optional={
+        "expires_in_days": st.one_of(st.none(), st.integers(1, 3650), st.integers(1, 99).map(Decimal)),
+        "metadata": st.dictionaries(st.text(max_size=10), st.one_of(st.text(max_size=10), st.integers()), max_size=3),
+    }),
+    st.one_of(st.none(), st.sampled_from(["pro", [], {"seats": 1}, {"expires_in_days": 0},
+                                          {"expires_in_days": True}, {"expires_in_days": Decimal("1.5")},
+                                          {"expires_in_days": Decimal("NaN")}, {"expires_in_days": 10**40},
+                                          {"metadata": {"a": None}}])))
 bodies = st.fixed_dictionaries({"amount": amounts}, optional={
+    "entitlement": entitlements,
     "currency": currencies, "description": mostly(plain_text, odd_texts), "customer_email": emails,
     "metadata": metadata, "client_reference_id": mostly(plain_text, odd_texts), "success_url": urls,
     "cancel_url": urls,
@@ -64,6 +74,7 @@ def test_wherever_the_plain_check_answers_the_serializer_agrees(data):
      "customer_email": "buyer@example.com", "metadata": {"order_id": "A-1042", "n": Decimal("2")}},
     {"amount": 1000, "currency": "jpy", "client_reference_id": "order-7", "success_url": "https://shop.example/ok",
      "cancel_url": "https://shop.example/cancel"},
+    {"amount": "49.99", "entitlement": {"expires_in_days": 30, "metadata": {"plan": "pro"}}},
 ])
 def test_the_common_bodies_take_the_plain_path(data):
     plain = plain_create_input(data)

@@ -444,3 +444,41 @@ def test_a_transfer_after_the_session_expired_is_found_and_kept_as_a_late_paymen
     assert session.status == Status.FAILED
     assert session.late_payments.count() == 1
     assert session.late_payments.get().provider == "web3"
+
+
+# ---------------------------------------------------------------- the receipt address sent along with a tx
+
+
+def _submit_with_email(anon, session, tx_hash, email="buyer@example.com"):
+    return anon.post(f"/session/{session.pk}/web3/tx", {"tx_hash": tx_hash, "email": email}, format="json")
+
+
+def test_the_email_sent_with_a_paying_transaction_is_stored_before_the_session_is_paid(eth_merchant, api, anon,
+                                                                                       eth_chain):
+    session = _session(api)
+    tx = send_eth(eth_chain, sender=eth_chain.eth.accounts[1], to=merchant_address(0), wei=PRICE_WEI)
+
+    response = _submit_with_email(anon, session, tx)
+
+    assert response.json()["status"] == Status.PAID
+    session.refresh_from_db()
+    assert session.customer_email == "buyer@example.com"
+    # set while the session was still open: the paid transition came after it
+    set_at = AuditEvent.objects.get(action="session.customer_set", subject_id=str(session.pk)).seq
+    paid_at = AuditEvent.objects.get(action="session.paid", subject_id=str(session.pk)).seq
+    assert set_at < paid_at
+
+
+@pytest.mark.parametrize("case", ["not mined", "another recipient", "malformed"])
+def test_an_email_sent_with_a_transaction_that_does_not_verify_is_not_stored(eth_merchant, api, anon, eth_chain, case):
+    session = _session(api)
+    if case == "another recipient":
+        tx = send_eth(eth_chain, sender=eth_chain.eth.accounts[1], to=eth_chain.eth.accounts[2], wei=PRICE_WEI)
+    else:
+        tx = "0x" + "ab" * 32 if case == "not mined" else "0x1234"
+
+    response = _submit_with_email(anon, session, tx, email="attacker@example.com")
+
+    assert response.status_code in (202, 400, 422)
+    session.refresh_from_db()
+    assert session.customer_email == ""

@@ -13,7 +13,7 @@ class Command(BaseCommand):
                             help="Print a set-password link instead of a one-time password.")
 
     def handle(self, *args, merchant, password_link, **options):
-        accounts = Account.objects.filter(kind=Account.Kind.MERCHANT)
+        accounts = Account.objects.all()
         found = (accounts.filter(pk=int(merchant)) if merchant.isdigit()
                  else accounts.filter(email__iexact=merchant)).order_by("pk")
         if found.count() != 1:

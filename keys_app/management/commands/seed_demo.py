@@ -10,7 +10,7 @@ class Command(BaseCommand):
     help = "Create the demo merchant on first run and print its test key (once)."
 
     def handle(self, *args, **options):
-        if Account.objects.filter(kind=Account.Kind.MERCHANT, email=DEMO_EMAIL).exists():
+        if Account.objects.filter(email=DEMO_EMAIL).exists():
             self.stdout.write("Demo merchant already exists; its key was printed when it was created.")
             self.stdout.write("Make another merchant and key with: ALLOW_DEBUG=1 .venv/bin/python manage.py create_merchant NAME EMAIL")
             return

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('keys_app', '0002_account_providers_web3'),
-        ('sessions_app', '0004_leaner_session_indexes'),
+        ('sessions_app', '0005_session_entitlement'),
     ]
 
     operations = [

@@ -6,8 +6,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('invoices_app', '0001_initial'),
-        ('sessions_app', '0005_late_payments_and_attempts'),
+        ('invoices_app', '0004_key_reveal_drop_api_key'),
+        ('sessions_app', '0006_late_payments_and_attempts'),
     ]
 
     operations = [
