@@ -7,7 +7,7 @@ from django.http import HttpRequest
 
 from audit.models import AuditEvent
 from audit.services import audit_verify
-from payments_site.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
+from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
 
 
 class ActionFilter(ScopedValuesFilter):

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditChain, AuditEvent
-from payments_site import db
+from core import db
 
 SYSTEM_SCOPE = "system"
 GENESIS = "0" * 64

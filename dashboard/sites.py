@@ -7,10 +7,11 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from core import currencies
+from core.admin_scoping import can_use_dashboard, is_staff_user, viewer_account_id
 from dashboard import charts, views
 from keys_app.models import Account, ApiKey, Mode
-from payments_site.admin_scoping import can_use_dashboard, is_staff_user, viewer_account_id
-from sessions_app import currencies, selectors
+from sessions_app import selectors
 
 
 class PaymentsAdminSite(admin.AdminSite):

@@ -10,9 +10,10 @@ from decimal import Decimal
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
+from core import currencies
+from core.admin_scoping import viewer_account_id
 from keys_app.models import Mode
-from payments_site.admin_scoping import viewer_account_id
-from sessions_app import currencies, selectors
+from sessions_app import selectors
 
 
 class _Echo:

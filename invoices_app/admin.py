@@ -8,9 +8,9 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
 from invoices_app import services
 from invoices_app.models import AccessLink, Invoice
-from payments_site.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
 from sessions_app.admin import money_display
 from sessions_app.selectors import parse_uuid
 

@@ -9,11 +9,11 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Q, QuerySet
 
+from core import currencies
 from invoices_app import claims
 from invoices_app.models import AccessLink, Fulfilment, Invoice, KeyReveal
 from keys_app.models import EntitlementKey
 from keys_app.selectors import entitlement_key_current_for_session
-from sessions_app import currencies
 from sessions_app.models import PaymentSession, Status
 
 

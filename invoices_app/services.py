@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from audit.services import audit_record
+from core import currencies, errors
 from invoices_app import claims, secrets_box, tokens
 from invoices_app.models import (
     AccessLink,
@@ -44,8 +45,6 @@ from invoices_app.selectors import invoice_document, money, sessions_needing_ful
 from keys_app.models import Account, EntitlementKey
 from keys_app.selectors import entitlement_key_current_for_session
 from keys_app.services import entitlement_key_issue, entitlement_key_rotate, entitlement_keys_mark_refunded
-from payments_site.errors import ApiError
-from sessions_app import currencies
 from sessions_app.models import LatePayment, PaymentSession, Status
 
 logger = logging.getLogger(__name__)
@@ -413,14 +412,14 @@ def key_reveal(*, link: AccessLink, ip: str | None = None, user_agent: str = "")
 
 def key_rotate_by_customer(*, link: AccessLink, ip: str | None = None, user_agent: str = "") -> str:
     """The buyer replaces their key from the access page: the new key is returned (to be shown
-    once) and the old one stops at once. Raises ApiError when the key cannot be replaced."""
+    once) and the old one stops at once. Raises a domain error when the key cannot be replaced."""
     with transaction.atomic():
         # Same lock order as key_reveal: the link row, then the reveal.
         AccessLink.objects.select_for_update(no_key=True).only("pk").get(pk=link.pk)
         reveal = KeyReveal.objects.select_for_update().filter(session_id=link.session_id).first()
         key = entitlement_key_current_for_session(session_id=link.session_id)
         if key is None:
-            raise ApiError("key_not_found", "There is no key to replace yet.", status_code=404)
+            raise errors.NotFound("key_not_found", "There is no key to replace yet.")
         issued = entitlement_key_rotate(key=key, overlap=timedelta(0), actor=f"access_link:{link.jti}")
         if reveal is not None:
             # Shown in this response only: nothing is left to reveal later.

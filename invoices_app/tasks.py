@@ -37,7 +37,7 @@ def fulfil_sessions(items: list[dict]) -> None:
 
     A session that fails here is handed to fulfil_session, whose retries and backoff apply.
     """
-    from payments_site.logs import request_id_var
+    from core.logs import request_id_var
 
     for item in items:
         session_id = str(item.get("session_id", ""))

@@ -12,10 +12,10 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from core import errors
+from core.throttling import ACCESS_LINKS_THROTTLES, CHECKOUT_THROTTLES, check_limits, throttle_view
 from invoices_app import selectors, services, tokens
 from invoices_app.models import AccessLink, AccessLinkUse
-from payments_site.errors import ApiError
-from payments_site.throttling import ACCESS_LINKS_THROTTLES, CHECKOUT_THROTTLES, check_limits, throttle_view
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ def access_rotate_key(request: HttpRequest, token: str) -> HttpResponse:
         return link
     try:
         plaintext = services.key_rotate_by_customer(link=link, **_client(request))
-    except ApiError as exc:
-        return _page(request, link, token, rotate_error=str(exc.detail))
+    except errors.DomainError as exc:
+        return _page(request, link, token, rotate_error=exc.message)
     return _page(request, link, token, revealed_key=plaintext, rotated=True)
 
 

@@ -12,10 +12,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from core import errors
+from core.admin_scoping import MerchantScopedAdmin, is_staff_user
 from keys_app import services
 from keys_app.models import Account, ApiKey, EntitlementKey
-from payments_site.admin_scoping import MerchantScopedAdmin, is_staff_user
-from payments_site.errors import ApiError
 
 
 def admin_actor(request: HttpRequest) -> str:
@@ -222,8 +222,8 @@ class EntitlementKeyAdmin(MerchantScopedAdmin):
             try:
                 issued = replace(key=key, overlap=services.ROTATION_OVERLAPS[form.cleaned_data["overlap"]],
                                  actor=admin_actor(request))
-            except ApiError as exc:
-                messages.error(request, str(exc.detail))
+            except errors.DomainError as exc:
+                messages.error(request, exc.message)
                 return redirect("admin:keys_app_entitlementkey_change", key.pk)
             key.refresh_from_db()
             note = f"The old key {key.display} verifies until {key.expires_at:%Y-%m-%d %H:%M} UTC, then as expired."

@@ -12,6 +12,9 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import throttling
+from core.http import ApiError
+from core.openapi import RETRY_AFTER, errors
 from keys_app import selectors, services, web3_setup
 from keys_app.models import PROVIDERS, Account, EntitlementKey, Mode
 from keys_app.openapi import (
@@ -24,9 +27,6 @@ from keys_app.openapi import (
     VerificationSerializer,
 )
 from keys_app.services import account_update
-from payments_site import throttling
-from payments_site.errors import ApiError
-from payments_site.openapi import RETRY_AFTER, errors
 
 _ASSET_COMMON = {
     "symbol": {"type": "string", "example": "ETH",

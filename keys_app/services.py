@@ -11,9 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import audit_record
+from core import errors
 from keys_app.keygen import ENTITLEMENT, generate_key, hash_key, parse_entitlement_key, parse_key
 from keys_app.models import Account, ApiKey, EntitlementKey, Mode
-from payments_site.errors import ApiError
 
 logger = logging.getLogger(__name__)
 
@@ -210,13 +210,13 @@ def _supersede(key: EntitlementKey, *, mode: str, overlap: timedelta, action: st
     key = _locked_entitlement(key)
     now = timezone.now()
     if key.status == EntitlementKey.Status.REVOKED:
-        raise ApiError("key_revoked", "A revoked key cannot be replaced.", status_code=409)
+        raise errors.Conflict("key_revoked", "A revoked key cannot be replaced.")
     if not key.is_current:
-        raise ApiError("key_superseded", "This key was already replaced; act on its successor.", status_code=409)
+        raise errors.Conflict("key_superseded", "This key was already replaced; act on its successor.")
     if key.refunded_at is not None:
-        raise ApiError("key_refunded", "The purchase of this key was refunded.", status_code=409)
+        raise errors.Conflict("key_refunded", "The purchase of this key was refunded.")
     if key.is_expired(now):
-        raise ApiError("key_expired", "This key has expired.", status_code=409)
+        raise errors.Conflict("key_expired", "This key has expired.")
     before = _entitlement_summary(key)
     issued = _entitlement_create(account_id=key.account_id, session_id=key.session_id,
                                  customer_email=key.customer_email, mode=mode, metadata=key.metadata,
@@ -244,7 +244,7 @@ def entitlement_key_upgrade(*, key: EntitlementKey, actor: str,
                             overlap: timedelta = ENTITLEMENT_ROTATION_OVERLAP) -> IssuedEntitlementKey:
     """Test → live: a live successor; the test key keeps verifying (in test mode) for `overlap`."""
     if key.mode == Mode.LIVE:
-        raise ApiError("key_already_live", "This key is already a live key.", status_code=409)
+        raise errors.Conflict("key_already_live", "This key is already a live key.")
     return _supersede(key, mode=Mode.LIVE, overlap=overlap, action="entitlement_key.upgraded", actor=actor)
 
 

@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_fsm",
+    "core",
     "audit",
     "keys_app",
     "sessions_app",
@@ -143,7 +144,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 elif env_bool("DATABASE_PREPARED_STATEMENTS", True):
-    # Allow prepared statements (Django turns them off): only payments_site.db asks for them,
+    # Allow prepared statements (Django turns them off): only core.db asks for them,
     # for the hot paths' few large statements; Django's own cursors bind on the client and
     # never prepare. Off (0) behind a pooler that cannot keep them (PgBouncer before 1.21 in
     # transaction mode).
@@ -178,10 +179,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "payments_site.parsers.DecimalJSONParser",
-        "payments_site.parsers.AnyContentTypeJSONParser",
+        "core.parsers.DecimalJSONParser",
+        "core.parsers.AnyContentTypeJSONParser",
     ],
-    "EXCEPTION_HANDLER": "payments_site.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.http.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -189,7 +190,7 @@ REST_FRAMEWORK = {
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 if REDIS_URL.startswith("redis://"):
-    CELERY_BROKER_TRANSPORT = "payments_site.broker:Transport"
+    CELERY_BROKER_TRANSPORT = "core.broker:Transport"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
@@ -209,7 +210,7 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD
 
 CACHES = {
     "default": (
-        {"BACKEND": "payments_site.cache.RedisCache", "LOCATION": REDIS_URL}
+        {"BACKEND": "core.cache.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
@@ -267,13 +268,13 @@ from datetime import timedelta as _timedelta  # noqa: E402
 
 INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar", "axes"]
 # The request id comes first so every later log line carries it; axes last, as its docs ask.
-MIDDLEWARE.insert(0, "payments_site.logs.RequestIdMiddleware")
+MIDDLEWARE.insert(0, "core.logs.RequestIdMiddleware")
 MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-                  "payments_site.csp.ContentSecurityPolicyMiddleware")
+                  "core.csp.ContentSecurityPolicyMiddleware")
 MIDDLEWARE.append("axes.middleware.AxesMiddleware")
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
-REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "payments_site.openapi.AutoSchema"
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "core.openapi.AutoSchema"
 REST_FRAMEWORK["NUM_PROXIES"] = env_int("TRUSTED_PROXY_COUNT", 0)
 # Requests per minute, per API key and per client IP. Counters live in CACHES (Redis in production).
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
@@ -288,7 +289,7 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
     "access_links_ip": os.environ.get("THROTTLE_ACCESS_LINKS_IP", "10/hour"),
     "access_links_address": os.environ.get("THROTTLE_ACCESS_LINKS_ADDRESS", "3/hour"),
 }
-REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["payments_site.throttling.ApiLimits"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["core.throttling.ApiLimits"]
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Payment sessions API",
@@ -310,7 +311,7 @@ SPECTACULAR_SETTINGS = {
                             "VerificationCodeEnum": "keys_app.models.EntitlementKey.Verdict"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "payments_site.openapi.add_webhook_paths",
+        "core.openapi.add_webhook_paths",
         "sessions_app.openapi.refine_schema",
     ],
 }
@@ -320,7 +321,7 @@ AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = _timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
 AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "payments_site.throttling.login_client_ip"
+AXES_CLIENT_IP_CALLABLE = "core.throttling.login_client_ip"
 AXES_VERBOSE = False
 if REDIS_URL:
     # A cache that hangs would hang every throttled request: fail fast, the throttles then let requests through.
@@ -345,9 +346,9 @@ SESSION_COOKIE_HTTPONLY = True
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain" if ALLOW_DEBUG else "json").strip().lower()
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', got {LOG_FORMAT!r}")
-LOGGING["formatters"]["json"] = {"()": "payments_site.logs.JsonFormatter"}
+LOGGING["formatters"]["json"] = {"()": "core.logs.JsonFormatter"}
 LOGGING["formatters"]["plain"]["format"] = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-LOGGING["filters"] = {"request_id": {"()": "payments_site.logs.RequestIdFilter"}}
+LOGGING["filters"] = {"request_id": {"()": "core.logs.RequestIdFilter"}}
 LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
 LOGGING["handlers"]["console"]["filters"] = ["request_id"]
 # Workers log through the same configuration (JSON in production), not Celery's own format.

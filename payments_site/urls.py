@@ -9,10 +9,10 @@ from keys_app.apis import AccountApi
 from sessions_app import apis as session_apis
 from sessions_app import views as session_views
 
-handler400 = "payments_site.errors.handler400"
-handler403 = "payments_site.errors.handler403"
-handler404 = "payments_site.errors.handler404"
-handler500 = "payments_site.errors.handler500"
+handler400 = "core.http.handler400"
+handler403 = "core.http.handler403"
+handler404 = "core.http.handler404"
+handler500 = "core.http.handler500"
 
 urlpatterns = [
     # The set-password link printed by `create_merchant --with-login --password-link`.

@@ -19,7 +19,7 @@ def warm() -> None:
 
     get_resolver().url_patterns  # noqa: B018 - imports the URLconf and every view it names
     translation.gettext("Not Found")  # loads the translation catalogues
-    for module in ("rest_framework.renderers", "rest_framework.parsers", "payments_site.parsers",
+    for module in ("rest_framework.renderers", "rest_framework.parsers", "core.parsers",
                    "keys_app.authentication", "sessions_app.providers.stripe_provider"):
         importlib.import_module(module)
     try:  # the fulfilment tasks, queued on commit of a paid webhook

@@ -9,9 +9,10 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from core import currencies
+from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
 from keys_app.selectors import entitlement_key_current_for_session
-from payments_site.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
-from sessions_app import currencies, selectors
+from sessions_app import selectors
 from sessions_app.models import PaymentSession, WebhookEvent
 from sessions_app.services import FulfilAnywayRefused, session_fulfil_anyway
 from sessions_app.webhooks import webhook_event_reprocess_stored

@@ -18,11 +18,11 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import currencies, throttling
+from core.http import ApiError
+from core.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
 from keys_app.models import PROVIDERS
-from payments_site import throttling
-from payments_site.errors import ApiError
-from payments_site.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
-from sessions_app import currencies, selectors
+from sessions_app import selectors
 from sessions_app.models import PaymentSession, Status
 from sessions_app.openapi import (
     LIST_PARAMETERS,

@@ -147,7 +147,7 @@ def refine_schema(result, generator, request, public):
     enforces, so that a client (and the fuzzer) can build a valid request from the schema alone."""
     from django.conf import settings
 
-    from sessions_app import currencies
+    from core import currencies
 
     onecom = result.get("paths", {}).get("/webhooks/onecom", {}).get("post")
     if onecom is not None:

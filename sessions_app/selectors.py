@@ -11,8 +11,8 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from core import db
 from keys_app.models import Account
-from payments_site import db
 from sessions_app.models import LatePayment, PaymentSession, Status
 
 

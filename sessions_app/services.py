@@ -20,10 +20,8 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_append, audit_append_sql, audit_appended, audit_event, audit_record
+from core import currencies, db, errors
 from keys_app.models import Account, ApiKey
-from payments_site import db
-from payments_site.errors import ApiError
-from sessions_app import currencies
 from sessions_app.models import OPEN_STATUSES, IdempotencyRecord, LatePayment, PaymentSession, Status, WebhookEvent
 from sessions_app.signals import SESSION_PAID_CHANNEL, session_late_payment, session_paid, session_refunded
 
@@ -57,7 +55,7 @@ def session_create(
 ) -> PaymentSession:
     mode = mode or api_key.mode
     if mode != api_key.mode:
-        raise ApiError("mode_mismatch", f"A {api_key.mode} key cannot create {mode} sessions.", field="mode")
+        raise errors.DomainError("mode_mismatch", f"A {api_key.mode} key cannot create {mode} sessions.", field="mode")
     now = timezone.now()
     session = PaymentSession(
         account=account,
@@ -132,7 +130,7 @@ def idempotent(
         status_code, body = produce()
         return StoredResponse(status_code, body, replayed=False)
     if len(key) > 255:
-        raise ApiError("idempotency_key_invalid", "Idempotency-Key is longer than 255 characters.")
+        raise errors.DomainError("idempotency_key_invalid", "Idempotency-Key is longer than 255 characters.")
     cutoff = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
     IdempotencyRecord.objects.filter(account=account, key=key, created_at__lt=cutoff).delete()
     existing = IdempotencyRecord.objects.filter(account=account, key=key).first()
@@ -149,8 +147,8 @@ def idempotent(
             if existing is None:
                 raise
     if existing.request_hash != fingerprint:
-        raise ApiError("idempotency_key_reused",
-                       "This Idempotency-Key was used with different parameters.", status_code=409)
+        raise errors.Conflict("idempotency_key_reused",
+                       "This Idempotency-Key was used with different parameters.")
     return StoredResponse(existing.status_code, existing.response_body, replayed=True)
 
 
@@ -161,7 +159,7 @@ def idempotent(
 def session_expire(*, session_id: uuid.UUID, actor: str, reason: str = "expired") -> PaymentSession:
     session = PaymentSession.objects.select_for_update().get(pk=session_id)
     if session.status not in OPEN_STATUSES:
-        raise ApiError("session_not_open", f"The session is already {session.status}.", status_code=409)
+        raise errors.Conflict("session_not_open", f"The session is already {session.status}.")
     before = _session_state(session)
     session.mark_failed(reason=reason)
     session.save()
@@ -180,7 +178,7 @@ def session_expire_overdue(*, now=None, limit: int = 500) -> int:
         try:
             session_expire(session_id=session_id, actor="system:expiry")
             expired += 1
-        except ApiError:
+        except errors.Conflict:
             pass  # paid or failed meanwhile
     return expired
 
@@ -498,7 +496,7 @@ def _move(session: PaymentSession, event: PaymentEvent) -> None:
 
 
 def _paid_payload(session: PaymentSession) -> str:
-    from payments_site.logs import request_id_var
+    from core.logs import request_id_var
 
     return json.dumps({"session_id": str(session.pk), "request_id": request_id_var.get()}, separators=(",", ":"))
 
@@ -635,7 +633,7 @@ def _record_late_payment(session: PaymentSession, event: PaymentEvent, *, actor:
     return late
 
 
-class FulfilAnywayRefused(ApiError):
+class FulfilAnywayRefused(errors.Conflict):
     pass
 
 
@@ -652,7 +650,7 @@ def session_fulfil_anyway(*, session_id: uuid.UUID, actor: str) -> tuple[Payment
     late = LatePayment.objects.filter(session=session).order_by("received_at", "id").first()
     if session.status != Status.FAILED or late is None:
         raise FulfilAnywayRefused("no_late_payment", "Only a failed session that was paid late can be fulfilled "
-                                  "anyway.", status_code=409)
+                                  "anyway.")
     before = {"fulfil_anyway_at": None, "provider": session.provider, "provider_reference": session.provider_reference}
     session.fulfil_anyway_at = timezone.now()
     session.fulfil_anyway_by = actor[:200]

@@ -13,10 +13,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from payments_site.errors import ApiError, error_response
-from payments_site.throttling import CHECKOUT_THROTTLES, throttle_view
-from sessions_app import currencies, selectors
-from sessions_app.providers import PaymentStartError, WebhookRejected, get_provider, onecom_provider, stripe_provider
+from core import currencies, errors
+from core.http import domain_status, error_response
+from core.throttling import CHECKOUT_THROTTLES, throttle_view
+from sessions_app import selectors
+from sessions_app.providers import PaymentStartError, get_provider, onecom_provider, stripe_provider
 from sessions_app.services import session_set_customer
 from sessions_app.webhook_guard import webhook_guard
 from sessions_app.webhooks import stripe_webhook_receive, webhook_receive
@@ -40,8 +41,8 @@ def provider_webhook(request: HttpRequest, provider: str) -> HttpResponse:
         return error_response("body_too_large", f"The body is larger than {limit // 1024} KiB.", status_code=413)
     try:
         result = webhook_receive(provider=provider, body=request.body, headers=request.headers)
-    except WebhookRejected as exc:
-        return error_response(exc.code, exc.message, status_code=exc.status_code)
+    except errors.DomainError as exc:
+        return error_response(exc.code, exc.message, status_code=domain_status(exc))
     return JsonResponse({"received": True, "outcome": result.outcome, "detail": result.detail})
 
 
@@ -104,9 +105,9 @@ def _web3_context(session) -> dict:
 
     try:
         data = crypto.web3_public(session=session)
-    except ApiError as exc:
+    except errors.DomainError as exc:
         # No rate for a new quote: say so rather than show an old price.
-        return {"error": str(exc.detail)}
+        return {"error": exc.message}
     if data is None:
         return {"error": "Crypto payment is not available for this payment."}
     charge_asset = data["asset"]
@@ -165,9 +166,9 @@ def checkout_pay(request: HttpRequest, session_id: str, provider: str) -> HttpRe
     except PaymentStartError as exc:
         logger.warning("payment start failed", extra={"session_id": str(session.pk), "code": exc.code})
         if _wants_json(request):
-            return error_response(exc.code, exc.message, status_code=exc.status_code)
+            return error_response(exc.code, exc.message, status_code=domain_status(exc))
         context["error"] = exc.message
-        return render(request, "checkout/checkout.html", context, status=exc.status_code)
+        return render(request, "checkout/checkout.html", context, status=domain_status(exc))
     if _wants_json(request):
         return JsonResponse({"provider": start.provider, "redirect_url": start.redirect_url or None,
                              "provider_reference": start.provider_reference, **start.data})

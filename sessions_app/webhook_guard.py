@@ -10,8 +10,8 @@ from functools import wraps
 
 from django.http import HttpRequest, HttpResponse
 
-from payments_site.errors import error_response
-from payments_site.parsers import unstorable_text
+from core.http import error_response
+from core.parsers import unstorable_text
 
 MAX_BODY_BYTES = 256 * 1024
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 
+from core import errors
 from sessions_app.models import WebhookEvent
 from sessions_app.providers import WebhookRejected, get_provider, onecom_provider, stripe_provider
 from sessions_app.services import WebhookResult, webhook_event_reprocess
@@ -18,7 +19,7 @@ def webhook_receive(*, provider: str, body: bytes, headers: Mapping[str, str], a
     except KeyError:
         raise WebhookRejected("provider_unknown", f"No provider called {provider!r}.", 404) from None
     if len(body) > handler.max_body_bytes:
-        raise WebhookRejected("body_too_large", f"The body is larger than {handler.max_body_bytes // 1024} KiB.", 413)
+        raise errors.TooLarge("body_too_large", f"The body is larger than {handler.max_body_bytes // 1024} KiB.")
     # Header names are case-insensitive; providers read them in lower case.
     return handler.handle_webhook(body=body, headers={k.lower(): v for k, v in headers.items()}, actor=actor)
 

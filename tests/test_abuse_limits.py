@@ -199,7 +199,7 @@ def test_the_redis_counter_allows_the_limit_then_refuses_with_a_wait(settings):
 
     from django.core.cache.backends.redis import RedisCache
 
-    from payments_site.throttling import StatusIpThrottle
+    from core.throttling import StatusIpThrottle
 
     redis_cache = RedisCache(os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15"),
                              {"KEY_PREFIX": f"throttle-test-{uuid.uuid4().hex}"})

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from core.logs import JsonFormatter, RequestIdFilter
 from invoices_app.models import Fulfilment
 from invoices_app.tests.conftest import (  # noqa: F401 - fixtures shared with the fulfilment tests
     broker,
@@ -19,7 +20,6 @@ from invoices_app.tests.conftest import (  # noqa: F401 - fixtures shared with t
     worker_env,
     workers,
 )
-from payments_site.logs import JsonFormatter, RequestIdFilter
 from sessions_app.providers import stripe_provider
 
 

@@ -19,9 +19,9 @@ from django.core import serializers
 from django.test import Client
 
 from audit.models import AuditEvent
+from core.logs import JsonFormatter, RequestIdFilter
 from invoices_app.models import Fulfilment
 from keys_app.services import key_revoke
-from payments_site.logs import JsonFormatter, RequestIdFilter
 from sessions_app.models import PaymentSession, Status
 from sessions_app.providers import stripe_provider
 

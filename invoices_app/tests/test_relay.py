@@ -8,10 +8,10 @@ import pytest
 import redis
 from django.utils import timezone
 
+from core.logs import request_id_var
 from invoices_app import claims, relay, tasks
 from invoices_app.models import Fulfilment
 from invoices_app.tests.conftest import REDIS_TEST_URL, create_session, mark_paid, paid_event_body
-from payments_site.logs import request_id_var
 from sessions_app.providers import stripe_provider
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

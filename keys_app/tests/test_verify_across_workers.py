@@ -41,7 +41,7 @@ while time.time() < deadline:
 @pytest.fixture
 def redis_cache(settings):
     """This test process on the shared Redis cache, as every web worker is in production."""
-    settings.CACHES = {"default": {"BACKEND": "payments_site.cache.RedisCache", "LOCATION": REDIS_TEST_URL}}
+    settings.CACHES = {"default": {"BACKEND": "core.cache.RedisCache", "LOCATION": REDIS_TEST_URL}}
 
 
 @pytest.mark.integration

@@ -23,8 +23,8 @@ from eth_utils import to_checksum_address
 from web3.exceptions import TransactionNotFound
 
 from audit.services import audit_record
+from core import errors
 from keys_app.services import web3_address_index_take
-from payments_site.errors import ApiError
 from sessions_app.crypto import rates
 from sessions_app.crypto.addresses import address_derive
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable, checked_web3
@@ -64,7 +64,7 @@ def _amount_for(*, session: PaymentSession, asset: dict[str, Any]) -> tuple[int,
     try:
         price, source = rates.asset_price(asset=asset, currency=session.currency)
     except rates.RateUnavailable as exc:
-        raise ApiError("web3_rate_unavailable", str(exc), field="providers", status_code=422) from None
+        raise errors.Unprocessable("web3_rate_unavailable", str(exc), field="providers") from None
     with localcontext() as ctx:
         ctx.prec = 80
         # Round up: the merchant never receives less than the session's amount at the quoted rate.
@@ -89,7 +89,7 @@ def charge_create(*, session: PaymentSession) -> Web3Charge:
     """A fresh receiving address and a first quote, made inside the session's creation."""
     account = session.account
     if not (account.web3_xpub and account.web3_asset):
-        raise ApiError("web3_not_configured", "Set web3_xpub and web3_asset on the account first (PATCH /account).",
+        raise errors.DomainError("web3_not_configured", "Set web3_xpub and web3_asset on the account first (PATCH /account).",
                        field="providers")
     index = web3_address_index_take(account_id=account.pk)
     charge = Web3Charge.objects.create(

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from sessions_app.providers.base import PaymentStart, PaymentStartError, Provider, WebhookRejected
+from sessions_app.providers.base import PaymentStart, PaymentStartError, Provider, WebhookRejected, WebhookUnavailable
 
-__all__ = ["PaymentStart", "PaymentStartError", "Provider", "WebhookRejected", "get_provider", "provider_names"]
+__all__ = ["PaymentStart", "PaymentStartError", "Provider", "WebhookRejected", "WebhookUnavailable", "get_provider", "provider_names"]
 
 # Imported lazily: provider modules import the services, which must not import them back.
 _REGISTRY = {

@@ -6,29 +6,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from core import errors
+
 if TYPE_CHECKING:
     from sessions_app.models import PaymentSession
     from sessions_app.services import PaymentEvent, WebhookResult
 
 
-class WebhookRejected(Exception):
-    """A webhook that failed verification; answered with a 4xx and never stored."""
-
-    def __init__(self, code: str, message: str, status_code: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status_code = status_code
+class WebhookRejected(errors.DomainError):
+    """A webhook that failed verification or is not well-formed; never stored."""
 
 
-class PaymentStartError(Exception):
-    """A payment could not be started (provider not configured, provider API down, bad input)."""
+class WebhookUnavailable(WebhookRejected, errors.Unavailable):
+    """We cannot verify a webhook now (not configured, the chain not answering): the sender retries."""
 
-    def __init__(self, code: str, message: str, status_code: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status_code = status_code
+
+class PaymentStartError(errors.DomainError):
+    """A payment could not be started: bad input."""
+
+
+class PaymentUnavailable(PaymentStartError, errors.Unavailable):
+    """The provider is not configured here."""
+
+
+class ProviderFailed(PaymentStartError, errors.UpstreamFailed):
+    """The provider's API answered with an error."""
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,14 @@ from urllib.parse import urlencode
 from django.conf import settings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from sessions_app import currencies
-from sessions_app.providers.base import PaymentStart, PaymentStartError, Provider, WebhookRejected
+from core import currencies
+from sessions_app.providers.base import (
+    PaymentStart,
+    PaymentUnavailable,
+    Provider,
+    WebhookRejected,
+    WebhookUnavailable,
+)
 from sessions_app.services import Action, PaymentEvent, session_set_provider_reference
 
 NAME = "onecom"
@@ -40,7 +46,7 @@ _ACTIONS = {
 def _webhook(secret: str | None = None) -> Webhook:
     secret = secret or settings.ONECOM_WEBHOOK_SECRET
     if not secret:
-        raise WebhookRejected("webhook_not_configured", "ONECOM_WEBHOOK_SECRET is not configured.", 503)
+        raise WebhookUnavailable("webhook_not_configured", "ONECOM_WEBHOOK_SECRET is not configured.")
     return Webhook(secret)
 
 
@@ -141,8 +147,8 @@ class OnecomProvider(Provider):
 
     def start_payment(self, *, session, params: Mapping[str, str]) -> PaymentStart:
         if not self.is_configured():
-            raise PaymentStartError("provider_not_configured",
-                                    "One.com payments are not configured (ONECOM_CHECKOUT_URL).", 503)
+            raise PaymentUnavailable("provider_not_configured",
+                                    "One.com payments are not configured (ONECOM_CHECKOUT_URL).")
         base = settings.PUBLIC_BASE_URL
         query = {
             "reference": str(session.pk),

@@ -15,8 +15,15 @@ import stripe
 from django.conf import settings
 from django.utils import timezone
 
-from sessions_app import currencies
-from sessions_app.providers.base import PaymentStart, PaymentStartError, Provider, WebhookRejected
+from core import currencies
+from sessions_app.providers.base import (
+    PaymentStart,
+    PaymentUnavailable,
+    Provider,
+    ProviderFailed,
+    WebhookRejected,
+    WebhookUnavailable,
+)
 from sessions_app.services import Action, PaymentEvent, session_set_provider_reference
 
 NAME = "stripe"
@@ -54,7 +61,7 @@ def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None
                               f"The signature timestamp is more than {tolerance} s away from our clock.")
     keys = secrets_ if secrets_ is not None else settings.STRIPE_WEBHOOK_SECRETS
     if not keys:
-        raise WebhookRejected("webhook_not_configured", "STRIPE_WEBHOOK_SECRET is not configured.", 503)
+        raise WebhookUnavailable("webhook_not_configured", "STRIPE_WEBHOOK_SECRET is not configured.")
     try:
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -164,7 +171,7 @@ def sign(body: str, secret: str | None = None, timestamp: int | None = None) -> 
 
 def client() -> stripe.StripeClient:
     if not settings.STRIPE_SECRET_KEY:
-        raise PaymentStartError("provider_not_configured", "Card payments are not configured (STRIPE_SECRET_KEY).", 503)
+        raise PaymentUnavailable("provider_not_configured", "Card payments are not configured (STRIPE_SECRET_KEY).")
     options: dict[str, Any] = {"max_network_retries": 1}
     if settings.STRIPE_API_BASE:
         options["base_addresses"] = {"api": settings.STRIPE_API_BASE}
@@ -235,7 +242,7 @@ class StripeProvider(Provider):
                 start = PaymentStart(provider=NAME, redirect_url=checkout["url"], provider_reference=checkout["id"])
         except stripe.StripeError as exc:
             message = getattr(exc, "user_message", None) or "The card payment could not be started."
-            raise PaymentStartError("provider_error", str(message), 502) from None
+            raise ProviderFailed("provider_error", str(message)) from None
         session_set_provider_reference(session_id=session.pk, provider=NAME, reference=start.provider_reference)
         return start
 

@@ -21,7 +21,7 @@ from eth_utils import is_address
 
 from sessions_app.crypto import services as crypto
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
-from sessions_app.providers.base import PaymentStart, Provider, WebhookRejected
+from sessions_app.providers.base import PaymentStart, Provider, WebhookRejected, WebhookUnavailable
 from sessions_app.services import PaymentEvent, WebhookResult
 
 NAME = "web3"
@@ -40,7 +40,7 @@ def sign(body: str | bytes, *, secret: str | None = None, timestamp: int | None 
 def verify(body: bytes, header: str | None, *, now: float | None = None) -> None:
     secret = settings.WEB3_WEBHOOK_SECRET
     if not secret:
-        raise WebhookRejected("webhook_not_configured", "WEB3_WEBHOOK_SECRET is not configured.", 503)
+        raise WebhookUnavailable("webhook_not_configured", "WEB3_WEBHOOK_SECRET is not configured.")
     if not header:
         raise WebhookRejected("signature_missing", "The Web3-Signature header is missing.")
     parts = dict(item.strip().partition("=")[::2] for item in header.split(",") if "=" in item)
@@ -96,7 +96,7 @@ class Web3Provider(Provider):
             outcome = crypto.web3_hint(address=address, tx_hash=tx_hash, actor=actor or "webhook:web3")
         except (ChainUnavailable, ChainMismatch) as exc:
             # The sender may retry; the poller looks anyway.
-            raise WebhookRejected("chain_unavailable", str(exc), 503) from None
+            raise WebhookUnavailable("chain_unavailable", str(exc)) from None
         return WebhookResult("processed" if outcome["charges"] else "unmatched",
                              f"checked {outcome['checked']} transaction(s) for {outcome['charges']} session(s)")
 

@@ -7,9 +7,12 @@ import json
 import pytest
 
 from audit.models import AuditEvent
+from core import errors
+from core.http import domain_status
 from sessions_app.models import PaymentSession, Status, WebhookEvent
 from sessions_app.providers import stripe_provider
 from sessions_app.tests.conftest import stripe_event
+from sessions_app.webhooks import stripe_webhook_receive
 
 pytestmark = pytest.mark.django_db
 
@@ -289,13 +292,10 @@ def test_the_session_paid_signal_is_sent_once_on_commit(make_session, deliver, d
 
 def test_an_oversized_body_is_refused_even_without_a_content_length(make_session):
     # given a body past the limit handed straight to the receiver (chunked upload: no Content-Length)
-    from sessions_app.providers import WebhookRejected
-    from sessions_app.webhooks import stripe_webhook_receive
-
     body = json.dumps(stripe_event(make_session(), description="x" * stripe_provider.MAX_BODY_BYTES))
 
-    with pytest.raises(WebhookRejected) as excinfo:
+    with pytest.raises(errors.TooLarge) as excinfo:
         stripe_webhook_receive(body=body.encode(), signature_header=stripe_provider.sign(body))
 
-    assert (excinfo.value.status_code, excinfo.value.code) == (413, "body_too_large")
+    assert (domain_status(excinfo.value), excinfo.value.code) == (413, "body_too_large")
     assert WebhookEvent.objects.count() == 0

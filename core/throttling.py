@@ -20,7 +20,7 @@ from redis.commands.core import Script
 from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-from payments_site.errors import error_response
+from core.http import error_response
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Kombu's Redis transport, keeping one publishing client per channel.
 
 Kombu builds a new `redis.Redis` for every message it publishes, which costs more CPU than
-the LPUSH it wraps (see payments_site/cache.py for the same cost in Django's cache). A client
+the LPUSH it wraps (see core/cache.py for the same cost in Django's cache). A client
 is safe to share: its connection pool hands each command its own connection.
 """
 

@@ -5,7 +5,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from payments_site.errors import ApiError
+from core.http import ApiError
 
 
 def unstorable_text_at(value) -> tuple[str, str | None] | None:

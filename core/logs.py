@@ -44,7 +44,7 @@ def _clear_request_id(**_kwargs) -> None:
     request_id_var.set("-")
 
 
-request_finished.connect(_clear_request_id, dispatch_uid="payments_site.logs.clear_request_id")
+request_finished.connect(_clear_request_id, dispatch_uid="core.logs.clear_request_id")
 
 
 # A task queued while serving a request carries that request's id, so the worker's log lines
@@ -62,9 +62,9 @@ def _take_request_id_from_task(task=None, **_kwargs) -> None:
     request_id_var.set(request_id if isinstance(request_id, str) and _VALID_REQUEST_ID.match(request_id) else "-")
 
 
-before_task_publish.connect(_add_request_id_to_task, dispatch_uid="payments_site.logs.task_publish")
-task_prerun.connect(_take_request_id_from_task, dispatch_uid="payments_site.logs.task_prerun")
-task_postrun.connect(_clear_request_id, dispatch_uid="payments_site.logs.task_postrun")
+before_task_publish.connect(_add_request_id_to_task, dispatch_uid="core.logs.task_publish")
+task_prerun.connect(_take_request_id_from_task, dispatch_uid="core.logs.task_prerun")
+task_postrun.connect(_clear_request_id, dispatch_uid="core.logs.task_postrun")
 
 
 class RequestIdFilter(logging.Filter):

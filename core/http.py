@@ -9,6 +9,8 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from core import errors
+
 # DRF's generic codes get the field name in front ("amount_required"); our own codes stand alone.
 _GENERIC_CODES = {
     "required", "invalid", "null", "blank", "max_length", "min_length", "max_value", "min_value",
@@ -18,7 +20,10 @@ _GENERIC_CODES = {
 
 
 class ApiError(exceptions.APIException):
-    """A domain error with a machine-readable code, raised by services and views alike."""
+    """An error the API layer answers with directly (views, authentication, parsers).
+
+    Services never raise it: they raise core.errors, which api_exception_handler maps here.
+    """
 
     def __init__(self, code: str, message: str, *, field: str | None = None, status_code: int = 400) -> None:
         self.status_code = status_code
@@ -48,7 +53,31 @@ def _first_validation_error(detail: Any, path: str | None = None) -> tuple[str |
     return path, detail
 
 
+# How each kind of domain refusal is answered.
+DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
+    errors.NotFound: status.HTTP_404_NOT_FOUND,
+    errors.Conflict: status.HTTP_409_CONFLICT,
+    errors.Unprocessable: status.HTTP_422_UNPROCESSABLE_ENTITY,
+    errors.Forbidden: status.HTTP_403_FORBIDDEN,
+    errors.TooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    errors.Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+    errors.UpstreamFailed: status.HTTP_502_BAD_GATEWAY,
+    errors.Unauthenticated: status.HTTP_401_UNAUTHORIZED,
+}
+
+
+def domain_status(exc: errors.DomainError) -> int:
+    return next((code for kind, code in DOMAIN_STATUS.items() if isinstance(exc, kind)), status.HTTP_400_BAD_REQUEST)
+
+
+def api_error(exc: errors.DomainError) -> ApiError:
+    """The API's answer to a domain refusal (for views that need the exception itself)."""
+    return ApiError(exc.code, exc.message, field=exc.field, status_code=domain_status(exc))
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, errors.DomainError):
+        exc = api_error(exc)
     if isinstance(exc, ApiError):
         response = Response(error_body(exc.error_code, str(exc.detail), exc.field), status=exc.status_code)
         # Set by DRF on authentication failures: a 401 names the scheme it expects.
