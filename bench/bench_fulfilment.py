@@ -60,8 +60,9 @@ def main() -> None:
     from invoices_app.selectors import invoice_document
     from invoices_app.services import invoice_issue
     from keys_app.services import merchant_create
+    from sessions_app.lifecycle import payment_event_apply
     from sessions_app.providers import stripe_provider
-    from sessions_app.services import payment_event_apply, session_create
+    from sessions_app.services import session_create
 
     call_command("migrate", verbosity=0)
     # A queue of the bench's own: the Redis database may be shared.

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from core import currencies
 from core.admin_scoping import viewer_account_id
+from invoices_app.selectors import INVOICE_EXPORT_COLUMNS, invoices_for_export
 from keys_app.models import Mode
 from sessions_app import selectors
 
@@ -66,7 +67,6 @@ def paid_sessions_csv(request: HttpRequest) -> StreamingHttpResponse:
 
 
 def invoices_csv(request: HttpRequest) -> StreamingHttpResponse:
-    from invoices_app.selectors import INVOICE_EXPORT_COLUMNS, invoices_for_export
 
     rows = invoices_for_export(account_id=viewer_account_id(request))
     # net (4), vat (6) and gross (7) in the currency (3) of the invoice

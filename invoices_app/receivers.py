@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from invoices_app import services
+from invoices_app import handoff, services
 from invoices_app.relay import relay_active
 
 logger = logging.getLogger(__name__)
@@ -17,13 +17,13 @@ def on_session_paid(sender, session_id, announced=False, **kwargs) -> None:
     # the beat safety net re-queues the session.
     if announced and relay_active():
         return
-    services.fulfilment_queue(session_id=session_id)
+    handoff.fulfilment_queue(session_id=session_id)
 
 
 def on_session_late_payment(sender, session_id, late_payment_id, **kwargs) -> None:
     # The merchant hears at once; a broker failure must not fail the webhook (logged here; the
     # payment itself is stored and shown under "paid after expiry" in the dashboard).
-    services.late_payment_queue(late_payment_id=late_payment_id)
+    handoff.late_payment_queue(late_payment_id=late_payment_id)
 
 
 def on_session_refunded(sender, session_id, event_id="", **kwargs) -> None:

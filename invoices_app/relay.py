@@ -33,6 +33,7 @@ from django.db import connection
 from psycopg import sql
 
 from invoices_app.selectors import relay_look_back_sql, relay_stalled_sql
+from invoices_app.tasks import fulfil_sessions
 from sessions_app.signals import SESSION_PAID_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -44,10 +45,8 @@ RELAY_LOCK = 0x7061795F72656C61  # "pay_rela"
 
 def relay_active() -> bool:
     """Whether paid sessions announced through PostgreSQL reach the workers by the relay."""
-    from payments_site.celery import app
-
-    return connection.vendor == "postgresql" and not app.conf.task_always_eager and \
-        app.conf.broker_url.startswith("redis://")
+    conf = fulfil_sessions.app.conf
+    return connection.vendor == "postgresql" and not conf.task_always_eager and conf.broker_url.startswith("redis://")
 
 
 def connect() -> psycopg.Connection:
@@ -102,8 +101,6 @@ class Listener:
 
     @staticmethod
     def _hand_on(session_ids: list) -> int:
-        from invoices_app.tasks import fulfil_sessions
-
         if session_ids:
             # Ahead of the queue: these have waited longest already (settings.CELERY_TASK_DEFAULT_PRIORITY).
             fulfil_sessions.apply_async(args=[[{"session_id": str(pk), "request_id": "relay-resume"}
@@ -125,8 +122,6 @@ class Listener:
 
     def relay_once(self, *, timeout: float = 1.0) -> int:
         """Wait up to `timeout` s for paid sessions; publish up to a batch as one task. Returns the count."""
-        from invoices_app.tasks import fulfil_sessions
-
         self._hear(timeout)
         items: list[dict[str, Any]] = []
         while self.backlog and len(items) < settings.FULFILMENT_RELAY_BATCH:

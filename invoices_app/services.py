@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -22,8 +20,8 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import connection, transaction
+from django.core.mail import EmailMultiAlternatives, get_connection, make_msgid
+from django.db import transaction
 from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -41,7 +39,7 @@ from invoices_app.models import (
     InvoiceCounter,
     KeyReveal,
 )
-from invoices_app.selectors import invoice_document, money, sessions_needing_fulfilment
+from invoices_app.selectors import invoice_document, money
 from keys_app.models import Account, EntitlementKey
 from keys_app.selectors import entitlement_key_current_for_session
 from keys_app.services import entitlement_key_issue, entitlement_key_rotate, entitlement_keys_mark_refunded
@@ -58,76 +56,6 @@ class EmailInFlight(Exception):
     def __init__(self, retry_in: float) -> None:
         super().__init__(f"email claimed by another attempt, retry in {retry_in:.0f} s")
         self.retry_in = retry_in
-
-
-# ---------------------------------------------------------------- queueing
-
-_inline_pool: ThreadPoolExecutor | None = None
-_inline_lock = threading.Lock()
-
-
-def _run_inline(session_id: str) -> None:
-    from invoices_app.tasks import fulfil_session
-
-    try:
-        fulfil_session.apply(args=[session_id])
-    finally:
-        connection.close()
-
-
-def fulfilment_queue(*, session_id: uuid.UUID | str) -> bool:
-    """Queue fulfil_session. A broker failure is logged and swallowed: the safety net re-queues."""
-    from invoices_app.tasks import fulfil_session
-
-    global _inline_pool
-    if fulfil_session.app.conf.task_always_eager and settings.FULFILMENT_EAGER_BACKGROUND:
-        # No broker (the embedded default): still keep PDF rendering and SMTP out of the web
-        # request, on one background thread of this process.
-        with _inline_lock:
-            if _inline_pool is None:
-                _inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fulfilment")
-        _inline_pool.submit(_run_inline, str(session_id))
-        return True
-    try:
-        fulfil_session.delay(str(session_id))
-    except Exception:
-        logger.exception("could not queue fulfilment of session %s; the safety net will retry", session_id)
-        return False
-    return True
-
-
-def late_payment_queue(*, late_payment_id: int) -> bool:
-    """Queue the merchant's late-payment email (in-process without a broker, like fulfilment)."""
-    from invoices_app.tasks import notify_late_payment
-
-    try:
-        notify_late_payment.delay(late_payment_id)
-    except Exception:
-        logger.exception("could not queue the late-payment email %s", late_payment_id)
-        return False
-    return True
-
-
-def fulfilment_safety_net(*, now=None, older_than_seconds: int | None = None, limit: int = 200) -> int:
-    """Re-queue paid sessions whose fulfilment is unfinished (Redis was down, a worker died)."""
-    now = now or timezone.now()
-    age = timedelta(seconds=settings.FULFILMENT_RETRY_AFTER_SECONDS if older_than_seconds is None
-                    else older_than_seconds)
-    queued = 0
-    for session_id in list(sessions_needing_fulfilment(paid_before=now - age, queued_before=now - age, limit=limit)):
-        Fulfilment.objects.get_or_create(session_id=session_id)
-        if not fulfilment_queue(session_id=session_id):
-            break  # the broker is down: the next run tries again
-        Fulfilment.objects.filter(pk=session_id).update(queued_at=now)
-        account_id = PaymentSession.objects.filter(pk=session_id).values_list("account_id", flat=True).first()
-        audit_record(action="fulfilment.requeued", subject_type="payment_session", subject_id=session_id,
-                     account_id=account_id, actor="system:safety_net")
-        queued += 1
-    # A key nobody revealed while its link was valid can never be revealed: drop its ciphertext.
-    stale = now - timedelta(seconds=settings.ACCESS_LINK_TTL_SECONDS + 24 * 3600)
-    KeyReveal.objects.filter(revealed_at__isnull=True, created_at__lt=stale).exclude(ciphertext="").update(
-        ciphertext="")
-    return queued
 
 
 # ---------------------------------------------------------------- the run
@@ -625,7 +553,6 @@ class ResendRefused(Exception):
 def receipt_resend(*, invoice: Invoice, actor: str) -> str:
     """Send the receipt again on request (a customer lost it). Unlike the first send this is
     deliberately not once-only; each resend is audited and gets its own Message-ID."""
-    from django.core.mail import make_msgid
 
     session = invoice.session
     if not invoice.buyer_email:

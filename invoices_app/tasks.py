@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
-from invoices_app import services
+from core.logs import request_id_var
+from invoices_app import handoff, services
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ def fulfil_sessions(items: list[dict]) -> None:
 
     A session that fails here is handed to fulfil_session, whose retries and backoff apply.
     """
-    from core.logs import request_id_var
 
     for item in items:
         session_id = str(item.get("session_id", ""))
@@ -64,7 +64,7 @@ def notify_late_payment(self, late_payment_id: int) -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def fulfilment_safety_net() -> int:
-    return services.fulfilment_safety_net()
+    return handoff.fulfilment_safety_net()
 
 
 @shared_task(acks_late=True, ignore_result=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)

@@ -16,6 +16,7 @@ from core import errors
 from core.throttling import ACCESS_LINKS_THROTTLES, CHECKOUT_THROTTLES, check_limits, throttle_view
 from invoices_app import selectors, services, tokens
 from invoices_app.models import AccessLink, AccessLinkUse
+from invoices_app.tasks import access_links_email
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,6 @@ def access_links_request(request: HttpRequest) -> HttpResponse:
                           status=429)
         response["Retry-After"] = str(seconds)
         return response
-    from invoices_app.tasks import access_links_email
 
     try:
         # Queued: the answer must not take longer for an address that bought something.

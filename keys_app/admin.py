@@ -114,8 +114,8 @@ class ApiKeyAdmin(MerchantScopedAdmin):
             try:
                 issued = services.key_rotate(key=key, overlap=services.ROTATION_OVERLAPS[form.cleaned_data["overlap"]],
                                              actor=admin_actor(request))
-            except ValueError as exc:
-                messages.error(request, str(exc))
+            except errors.DomainError as exc:
+                messages.error(request, exc.message)
                 return redirect("admin:keys_app_apikey_change", key.pk)
             key.refresh_from_db()
             note = (f"The old key {key.display} stopped working." if key.status == ApiKey.Status.REVOKED

@@ -2,18 +2,30 @@ from __future__ import annotations
 
 import hmac
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from audit.services import audit_record
 from core import errors
 from keys_app.keygen import ENTITLEMENT, generate_key, hash_key, parse_entitlement_key, parse_key
 from keys_app.models import Account, ApiKey, EntitlementKey, Mode
+from keys_app.selectors import (
+    entitlement_cache_key,
+    entitlement_key_get_by_hash,
+    entitlement_key_get_cached,
+    key_cache_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +81,11 @@ def account_update(*, account: Account, actor: str, **changes: Any) -> Account:
     before = {f: getattr(account, f) for f in changes}
     for field, value in changes.items():
         if field not in ACCOUNT_EDITABLE_FIELDS:
-            raise ValueError(f"{field} is not editable")
+            raise errors.DomainError("field_not_editable", f"{field} is not editable.", field=field)
         setattr(account, field, value)
     if "web3" in (account.enabled_providers or []) and not (account.web3_xpub and account.web3_asset):
-        raise ValueError("web3 needs web3_xpub and web3_asset")
+        raise errors.DomainError("web3_not_configured", "web3 needs web3_xpub and web3_asset.",
+                                 field="enabled_providers")
     account.full_clean()
     account.save(update_fields=list(changes))
     audit_record(action="account.updated", subject_type="account", subject_id=account.pk, account_id=account.pk,
@@ -112,7 +125,7 @@ def key_rotate(*, key: ApiKey, overlap: timedelta, actor: str) -> IssuedKey:
     """Issue a successor of the same mode; the old key keeps working for `overlap`."""
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.status != ApiKey.Status.ACTIVE:
-        raise ValueError("Only an active key can be rotated.")
+        raise errors.Conflict("key_not_active", "Only an active key can be rotated.")
     issued = key_issue(account=key.account, mode=key.mode, label=key.label, actor=actor)
     before = _key_summary(key)
     key.replaced_by = issued.api_key
@@ -281,7 +294,6 @@ def entitlement_key_verify(*, account_id: int, mode: str, raw: Any) -> Verificat
     `unknown` exactly as a key that does not exist. Lookups go through the shared cache, which
     every change of a key clears (see entitlement_cache_forget).
     """
-    from keys_app.selectors import entitlement_key_get_by_hash, entitlement_key_get_cached
 
     if not isinstance(raw, str):
         return _UNKNOWN
@@ -332,7 +344,6 @@ def _cache_lifetime(*, expires_at, touched_at=None) -> int:
 
 
 def _cache_add(cache_key: str, value: Any, lifetime: int) -> None:
-    from django.core.cache import cache
 
     if lifetime < 1:
         return
@@ -343,7 +354,6 @@ def _cache_add(cache_key: str, value: Any, lifetime: int) -> None:
 
 
 def _cache_tombstone(cache_keys: list[str]) -> None:
-    from django.core.cache import cache
 
     if not cache_keys:
         return
@@ -373,7 +383,6 @@ def key_cache_put(*, key: ApiKey) -> None:
     The entry expires when `last_used_at` would be refreshed, so a cached key never needs a
     write, and at most API_KEY_CACHE_SECONDS after it was read.
     """
-    from keys_app.selectors import key_cache_key
 
     if key.status != ApiKey.Status.ACTIVE:
         return
@@ -382,14 +391,12 @@ def key_cache_put(*, key: ApiKey) -> None:
 
 
 def key_cache_forget(*, key_hash: str) -> None:
-    from keys_app.selectors import key_cache_key
 
     _cache_forget([key_cache_key(key_hash)])
 
 
 def account_keys_forget(*, account_id: int) -> None:
     """A cached key carries its account: when the account changes, forget all its keys."""
-    from keys_app.selectors import key_cache_key
 
     _cache_forget([key_cache_key(h) for h in ApiKey.objects.filter(account_id=account_id)
                    .values_list("key_hash", flat=True)])
@@ -399,13 +406,11 @@ def entitlement_cache_put(*, key: EntitlementKey) -> None:
     """Cache an entitlement key read for a verification. Its verdict is worked out from the
     cached row at each verification (an expiry needs no invalidation); every save of the row
     forgets it (receivers.py), on every worker, since the cache is shared."""
-    from keys_app.selectors import entitlement_cache_key
 
     _cache_add(entitlement_cache_key(key.key_hash), key, _cache_lifetime(expires_at=None))
 
 
 def entitlement_cache_forget(*, key_hashes: list[str]) -> None:
-    from keys_app.selectors import entitlement_cache_key
 
     _cache_forget([entitlement_cache_key(h) for h in key_hashes])
 
@@ -421,19 +426,14 @@ class MerchantLogin:
 @transaction.atomic
 def merchant_login_create(*, account: Account, password_link: bool = False, actor: str = "system") -> MerchantLogin:
     """A dashboard login for a merchant: may enter /admin/ (is_staff), never a superuser, sees its own rows."""
-    import secrets
 
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.tokens import default_token_generator
-    from django.utils.encoding import force_bytes
-    from django.utils.http import urlsafe_base64_encode
 
     account = Account.objects.select_for_update().get(pk=account.pk)
     if account.user_id is not None:
-        raise ValueError("This account already has a login.")
+        raise errors.Conflict("login_exists", "This account already has a login.")
     user_model = get_user_model()
     if user_model.objects.filter(username__iexact=account.email).exists():
-        raise ValueError(f"A login named {account.email} already exists.")
+        raise errors.Conflict("login_exists", f"A login named {account.email} already exists.")
     user = user_model(username=account.email, email=account.email, is_staff=True, is_superuser=False)
     password = ""
     if password_link:

@@ -23,6 +23,9 @@ from core.http import ApiError
 from core.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
 from keys_app.models import PROVIDERS
 from sessions_app import selectors
+from sessions_app.crypto import services as crypto
+from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
+from sessions_app.crypto.services import web3_public
 from sessions_app.models import PaymentSession, Status
 from sessions_app.openapi import (
     LIST_PARAMETERS,
@@ -32,13 +35,7 @@ from sessions_app.openapi import (
     SessionStatusSerializer,
     Web3TxResultSerializer,
 )
-from sessions_app.services import (
-    idempotent,
-    request_fingerprint,
-    session_create,
-    session_expire,
-    session_fulfil_anyway,
-)
+from sessions_app.services import idempotent, request_fingerprint, session_create, session_expire, session_fulfil_anyway
 
 PROVIDER_CHOICES = list(PROVIDERS)
 METADATA_MAX_KEYS = 50
@@ -132,7 +129,6 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
                           if session.fulfil_anyway_at else None),
     }
     if with_web3 and "web3" in session.providers:
-        from sessions_app.crypto.services import web3_public
 
         payload["web3"] = web3_public(session=session)
     return payload
@@ -471,8 +467,6 @@ class SessionWeb3TxApi(APIView):
                               202: OpenApiResponse(Web3TxResultSerializer, description="Not mined yet."),
                               **errors(400, 404, 415, 422, 429, 503)})
     def post(self, request, session_id: str):
-        from sessions_app.crypto import services as crypto
-        from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
 
         session = selectors.session_get_public(session_id=session_id)
         if session is None:

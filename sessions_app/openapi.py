@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
+from core import currencies
 from sessions_app.models import Status, Web3Transfer
 
 
@@ -145,9 +147,7 @@ LIST_PARAMETERS = [
 def refine_schema(result, generator, request, public):
     """drf-spectacular postprocessing hook: say in the schema what the create_session validation
     enforces, so that a client (and the fuzzer) can build a valid request from the schema alone."""
-    from django.conf import settings
 
-    from core import currencies
 
     onecom = result.get("paths", {}).get("/webhooks/onecom", {}).get("post")
     if onecom is not None:

@@ -11,6 +11,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from audit.models import AuditEvent
 from core import db
 from keys_app.models import Account
 from sessions_app.models import LatePayment, PaymentSession, Status
@@ -170,7 +171,6 @@ def paid_sessions_for_export(*, account_id: int | None, mode: str | None = None)
 
 def session_timeline(*, session_id: uuid.UUID):
     """The audit rows about one session, oldest first."""
-    from audit.models import AuditEvent
 
     return (AuditEvent.objects.filter(subject_type="payment_session", subject_id=str(session_id))
             .order_by("created_at", "seq"))

@@ -6,8 +6,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -15,22 +14,20 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_append, audit_append_sql, audit_appended, audit_event, audit_record
-from core import currencies, db, errors
+from core import db, errors
 from keys_app.models import Account, ApiKey
-from sessions_app.models import OPEN_STATUSES, IdempotencyRecord, LatePayment, PaymentSession, Status, WebhookEvent
-from sessions_app.signals import SESSION_PAID_CHANNEL, session_late_payment, session_paid, session_refunded
+from sessions_app.lifecycle import session_state
+from sessions_app.models import OPEN_STATUSES, IdempotencyRecord, LatePayment, PaymentSession, Status
+from sessions_app.providers import get_provider
+from sessions_app.signals import session_paid
 
 logger = logging.getLogger(__name__)
 
-
-def _session_state(session: PaymentSession) -> dict[str, Any]:
-    return {"status": session.status, "provider": session.provider, "provider_reference": session.provider_reference,
-            "failure_reason": session.failure_reason}
 
 
 # ---------------------------------------------------------------- creation
@@ -73,7 +70,6 @@ def session_create(
         expires_at=expires_at or now + timedelta(seconds=settings.SESSION_DEFAULT_TTL_SECONDS),
         providers=providers or list(account.enabled_providers or ["stripe"]),
     )
-    from sessions_app.providers import get_provider
 
     prepared = [get_provider(name) for name in session.providers]
     link = audit_event(action="session.created", subject_type="payment_session", subject_id=session.pk,
@@ -160,11 +156,11 @@ def session_expire(*, session_id: uuid.UUID, actor: str, reason: str = "expired"
     session = PaymentSession.objects.select_for_update().get(pk=session_id)
     if session.status not in OPEN_STATUSES:
         raise errors.Conflict("session_not_open", f"The session is already {session.status}.")
-    before = _session_state(session)
+    before = session_state(session)
     session.mark_failed(reason=reason)
     session.save()
     audit_record(action="session.failed", subject_type="payment_session", subject_id=session.pk,
-                 account_id=session.account_id, actor=actor, before=before, after=_session_state(session))
+                 account_id=session.account_id, actor=actor, before=before, after=session_state(session))
     return session
 
 
@@ -183,29 +179,6 @@ def session_expire_overdue(*, now=None, limit: int = 500) -> int:
     return expired
 
 
-@transaction.atomic
-def session_set_customer(*, session_id: uuid.UUID, email: str, name: str = "") -> PaymentSession:
-    """The checkout page asks for an email when the merchant did not send one.
-
-    Only while the session can still be paid, and never over an address already set: the
-    receipt, the access link and the key go to this address.
-    """
-    session = PaymentSession.objects.select_for_update().get(pk=session_id)
-    if not session.is_open or session.is_past_expiry():
-        return session
-    changed = []
-    if email and not session.customer_email:
-        session.customer_email = email
-        changed.append("customer_email")
-    if name and not session.customer_name:
-        session.customer_name = name
-        changed.append("customer_name")
-    if changed:
-        session.save(update_fields=changed)
-        audit_record(action="session.customer_set", subject_type="payment_session", subject_id=session.pk,
-                     account_id=session.account_id, actor="checkout",
-                     after={f: getattr(session, f) for f in changed})
-    return session
 
 
 @transaction.atomic
@@ -214,423 +187,13 @@ def session_set_provider_reference(*, session_id: uuid.UUID, provider: str, refe
     session = PaymentSession.objects.select_for_update().get(pk=session_id)
     if not session.is_open or (session.provider, session.provider_reference) == (provider, reference):
         return
-    before = _session_state(session)
+    before = session_state(session)
     session.provider, session.provider_reference = provider, reference[:200]
     session.save(update_fields=["provider", "provider_reference"])
     audit_record(action="session.payment_started", subject_type="payment_session", subject_id=session.pk,
                  account_id=session.account_id, actor=f"checkout:{provider}", before=before,
-                 after=_session_state(session))
+                 after=session_state(session))
 
-
-# ---------------------------------------------------------------- provider events
-
-
-class Action:
-    PENDING = "pending"
-    PAID = "paid"
-    # Ends the session: expiry, cancellation, a final asynchronous failure.
-    FAILED = "failed"
-    # One declined attempt: recorded, and the session stays open for the next one.
-    ATTEMPT_FAILED = "attempt_failed"
-    REFUNDED = "refunded"
-    NONE = "none"
-
-
-@dataclass(frozen=True)
-class PaymentEvent:
-    """What a provider's verified webhook means for us, whatever the provider."""
-
-    provider: str
-    event_id: str
-    event_type: str
-    payload: dict[str, Any]
-    action: str
-    session_ref: str | None = None
-    provider_reference: str = ""
-    amount_minor: int | None = None
-    currency: str | None = None
-    livemode: bool | None = None
-    failure_reason: str = ""
-    failure_message: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class WebhookResult:
-    outcome: str  # a WebhookEvent.Outcome value, or "duplicate"
-    detail: str = ""
-    event: WebhookEvent | None = None
-
-
-class _Duplicate(Exception):
-    pass
-
-
-def _parse_session_ref(ref: str | None) -> uuid.UUID | None:
-    if not ref:
-        return None
-    try:
-        return uuid.UUID(str(ref))
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
-def _decide(session: PaymentSession, event: PaymentEvent) -> tuple[str, str]:
-    """Which outcome an event has on a session, before anything is written."""
-    if event.action == Action.NONE:
-        return WebhookEvent.Outcome.IGNORED, "event type not handled"
-    if event.livemode is not None and event.livemode != (session.mode == "live"):
-        return WebhookEvent.Outcome.REJECTED, "livemode_mismatch"
-    if event.action == Action.REFUNDED:
-        if session.status != Status.PAID:
-            return WebhookEvent.Outcome.IGNORED, f"refund for a {session.status} session"
-        return WebhookEvent.Outcome.PROCESSED, "refunded"
-    if event.action == Action.PAID and session.status == Status.FAILED:
-        # The money moved although the session had ended: never ignored (see _record_late_payment).
-        return WebhookEvent.Outcome.LATE, f"paid after the session failed ({session.failure_reason or 'failed'})"
-    if session.status not in OPEN_STATUSES:
-        return WebhookEvent.Outcome.IGNORED, f"session already {session.status}"
-    if event.action == Action.PAID:
-        if event.currency is not None and event.currency.upper() != session.currency:
-            return WebhookEvent.Outcome.REJECTED, f"currency_mismatch: expected {session.currency}, got {event.currency.upper()}"
-        expected = currencies.to_minor(session.amount, session.currency)
-        if event.amount_minor is not None and event.amount_minor != expected:
-            return WebhookEvent.Outcome.REJECTED, f"amount_mismatch: expected {expected}, got {event.amount_minor}"
-        return WebhookEvent.Outcome.PROCESSED, "paid"
-    if event.action == Action.PENDING:
-        if session.status == Status.PENDING:
-            return WebhookEvent.Outcome.IGNORED, "already pending"
-        return WebhookEvent.Outcome.PROCESSED, "pending"
-    if event.action == Action.FAILED:
-        return WebhookEvent.Outcome.PROCESSED, "failed"
-    if event.action == Action.ATTEMPT_FAILED:
-        return WebhookEvent.Outcome.PROCESSED, "attempt failed"
-    return WebhookEvent.Outcome.IGNORED, "no action"
-
-
-def _stored_event(event: PaymentEvent, *, outcome: str, detail: str, session: PaymentSession | None) -> WebhookEvent:
-    return WebhookEvent(
-        provider=event.provider, event_id=event.event_id[:255], event_type=event.event_type[:100],
-        payload=event.payload, outcome=outcome, error=detail[:500] if outcome != WebhookEvent.Outcome.PROCESSED else "",
-        processed_at=timezone.now(), session=session, account_id=session.account_id if session else None,
-    )
-
-
-def _store(event: PaymentEvent, *, outcome: str, detail: str, session: PaymentSession | None) -> WebhookEvent:
-    stored = _stored_event(event, outcome=outcome, detail=detail, session=session)
-    if not _insert_once(stored):
-        raise _Duplicate
-    return stored
-
-
-def _insert_once(obj: WebhookEvent) -> bool:
-    """INSERT … ON CONFLICT (provider, event_id) DO NOTHING RETURNING id: True if the row is new.
-
-    The unique constraint decides, as before, but without a savepoint around the insert: a
-    duplicate costs no error and no rollback, and a new event one statement instead of three.
-    """
-    meta = WebhookEvent._meta
-    fields = _event_fields()
-    quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-           f"VALUES ({', '.join(['%s'] * len(fields))}) "
-           f"ON CONFLICT ({quote('provider')}, {quote('event_id')}) DO NOTHING RETURNING {quote(meta.pk.column)}")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, db.insert_params(obj, fields))
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    db.mark_inserted(obj, row[0])
-    return True
-
-
-def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> WebhookResult:
-    """Store a verified provider event once and move its session: one statement (the common
-    case, on PostgreSQL) or one transaction under the session's row lock; one commit either way.
-
-    A replay of the same event id stores nothing and changes nothing.
-    """
-    actor = actor or f"webhook:{event.provider}"
-    session_id = _parse_session_ref(event.session_ref)
-    if session_id and connection.vendor == "postgresql" and event.action in _ONE_STATEMENT_ACTIONS:
-        result = _apply_in_one_statement(event, session_id=session_id, actor=actor)
-        if result is not None:
-            return result
-    try:
-        with transaction.atomic():
-            # Lock the session first: concurrent deliveries for it queue here and each sees the
-            # state the previous one committed.
-            session = (PaymentSession.objects.select_for_update().filter(pk=session_id).first()
-                       if session_id else None)
-            if session is None:
-                stored = _store(event, outcome=WebhookEvent.Outcome.UNMATCHED, detail="no matching session",
-                                session=None)
-                audit_record(action="webhook.unmatched", subject_type="webhook_event", subject_id=stored.pk,
-                             actor=actor, data={"event_id": event.event_id, "type": event.event_type})
-                return WebhookResult(stored.outcome, stored.error, stored)
-            outcome, detail = _decide(session, event)
-            stored = _store(event, outcome=outcome, detail=detail, session=session)
-            _apply_decision(session, event, outcome=outcome, detail=detail, actor=actor)
-            return WebhookResult(outcome, detail, stored)
-    except _Duplicate:
-        return WebhookResult("duplicate", "event already received")
-
-
-def _apply_decision(session: PaymentSession, event: PaymentEvent, *, outcome: str, detail: str, actor: str) -> None:
-    """Write what `_decide` concluded, under the session's row lock."""
-    if outcome == WebhookEvent.Outcome.PROCESSED:
-        _transition(session, event, actor=actor)
-        return
-    if outcome == WebhookEvent.Outcome.LATE:
-        _record_late_payment(session, event, actor=actor)
-        return
-    audit_record(action=f"webhook.{outcome}", subject_type="payment_session", subject_id=session.pk,
-                 account_id=session.account_id, actor=actor,
-                 data={"event_id": event.event_id, "type": event.event_type, "detail": detail})
-    if outcome == WebhookEvent.Outcome.REJECTED:
-        logger.warning("webhook rejected", extra={"event_id": event.event_id, "detail": detail})
-
-
-TRANSITION_FIELDS = ["status", "provider", "provider_reference", "paid_at", "failed_at", "failure_reason"]
-
-
-_ONE_STATEMENT_ACTIONS = (Action.PAID, Action.PENDING, Action.FAILED)
-
-
-_RACED = "event stored concurrently"
-
-
-def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor: str) -> WebhookResult | None:
-    """The common case on PostgreSQL: an event that moves its session, written in one statement.
-
-    The session is read without a lock; the statement moves it only if it is still in the
-    state read, stores the event only if it moved, and links the audit record only if the
-    event was stored; if it moved but the event id was taken, it aborts itself. Outside a
-    transaction it commits by itself: no BEGIN, no COMMIT, and no lock held while Python
-    works. Anything but a clean move (a concurrent change, a duplicate, an event that moves
-    nothing) writes nothing here and returns None: the caller then takes the locked path,
-    which decides it against the committed state.
-    """
-    from sessions_app.selectors import session_get
-
-    session = session_get(session_id=session_id)
-    if session is None:
-        return None
-    outcome, detail = _decide(session, event)
-    if outcome != WebhookEvent.Outcome.PROCESSED:
-        return None
-    read_status, before = session.status, _session_state(session)
-    _move(session, event)
-    stored = _stored_event(event, outcome=outcome, detail=detail, session=session)
-    link = _transition_link(session, event, before=before, actor=actor)
-    moved, event_fields = _moved_fields(), _event_fields()
-    audit_ctes, audit_params = audit_append_sql(link, only_if="stored")
-    params = [
-        *(f.get_db_prep_save(getattr(session, f.attname), connection) for f in moved),
-        session.pk, read_status,
-        *db.insert_params(stored, event_fields),
-        *audit_params,
-        _RACED,
-        SESSION_PAID_CHANNEL, _paid_payload(session), session.status == Status.PAID,
-    ]
-    try:
-        # Inside a caller's transaction, a savepoint keeps the abort from spoiling it.
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            _, moved_count, stored_id, _, *link_row = db.fetchone(_apply_sql(audit_ctes), params)
-    except DatabaseError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) != "P0001" or _RACED not in str(exc):
-            raise
-        return None  # moved, but the event id is not new: the statement undid the move
-    if not moved_count:
-        return None  # changed since it was read: nothing was written
-    db.mark_inserted(stored, stored_id)
-    audit_appended(link, tuple(link_row))
-    _announce(session, notified=True)
-    return WebhookResult(outcome, detail, stored)
-
-
-def _moved_fields() -> list:
-    return [PaymentSession._meta.get_field(name) for name in TRANSITION_FIELDS]
-
-
-def _event_fields() -> list:
-    return [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
-
-
-@functools.cache
-def _apply_sql(audit_ctes: str) -> str:
-    """The statement of _apply_in_one_statement, built once (only the parameters change)."""
-    quote = connection.ops.quote_name
-    moved, event_fields = _moved_fields(), _event_fields()
-    return (
-        f"WITH moved AS (UPDATE {quote(PaymentSession._meta.db_table)} "  # noqa: S608 - names are ours
-        f"SET {', '.join(f'{quote(f.column)} = %s' for f in moved)} "
-        f"WHERE {quote('id')} = %s AND {quote('status')} = %s RETURNING {quote('id')}), "
-        f"stored AS (INSERT INTO {quote(WebhookEvent._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in event_fields)}) SELECT {', '.join(['%s'] * len(event_fields))} "
-        f"FROM moved ON CONFLICT ({quote('provider')}, {quote('event_id')}) DO NOTHING RETURNING {quote('id')}), "
-        f"{audit_ctes} "
-        f"SELECT CASE WHEN (SELECT count(*) FROM moved) > (SELECT count(*) FROM stored) "
-        f"THEN payments_abort(%s) END, (SELECT count(*) FROM moved), (SELECT {quote('id')} FROM stored), "
-        f"(SELECT pg_notify(%s, %s) FROM link WHERE %s), link.* "
-        f"FROM (SELECT 1) AS one LEFT JOIN link ON true"
-    )
-
-
-def _transition_link(session: PaymentSession, event: PaymentEvent, *, before: dict[str, Any], actor: str) -> AuditEvent:
-    """The audit link of a transition already made in memory."""
-    return audit_event(action=f"session.{session.status}", subject_type="payment_session", subject_id=session.pk,
-                       account_id=session.account_id, actor=actor, before=before, after=_session_state(session),
-                       data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider})
-
-
-def _move(session: PaymentSession, event: PaymentEvent) -> None:
-    """The event's transition, in memory (the FSM refuses one its state does not allow)."""
-    if event.action == Action.PAID:
-        session.mark_paid(provider=event.provider, provider_reference=event.provider_reference)
-    elif event.action == Action.PENDING:
-        session.mark_pending(provider=event.provider, provider_reference=event.provider_reference)
-    elif event.action == Action.FAILED:
-        session.mark_failed(reason=event.failure_reason or "payment_failed", provider=event.provider,
-                            provider_reference=event.provider_reference)
-
-
-def _paid_payload(session: PaymentSession) -> str:
-    from core.logs import request_id_var
-
-    return json.dumps({"session_id": str(session.pk), "request_id": request_id_var.get()}, separators=(",", ":"))
-
-
-def _announce(session: PaymentSession, *, notified: bool = False) -> None:
-    """A paid session announces itself on commit (a signal) and, on PostgreSQL, to other
-    processes in its own transaction (NOTIFY; `notified` when the caller's statement did it)."""
-    if session.status != Status.PAID:
-        return
-    if not notified and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [SESSION_PAID_CHANNEL, _paid_payload(session)])
-        notified = True
-    # invoices_app listens for this and queues fulfilment; the lifecycle never imports it.
-    transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk,
-                                  announced=notified))
-
-
-def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> None:
-    before = _session_state(session)
-    if event.action == Action.REFUNDED:
-        audit_record(action="session.refunded", subject_type="payment_session", subject_id=session.pk,
-                     account_id=session.account_id, actor=actor, before=before, after=before,
-                     data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider,
-                           "amount_minor": event.amount_minor})
-        transaction.on_commit(partial(session_refunded.send, sender=PaymentSession, session_id=session.pk,
-                                      event_id=event.event_id))
-        return
-    if event.action == Action.ATTEMPT_FAILED:
-        _record_failed_attempt(session, event, actor=actor)
-        return
-    _move(session, event)
-    # The transition's fields only; ConcurrentTransitionMixin still adds "WHERE status = <old>".
-    session.save(update_fields=TRANSITION_FIELDS)
-    audit_append(_transition_link(session, event, before=before, actor=actor))
-    _announce(session)
-
-
-# ---------------------------------------------------------------- reprocessing a stored delivery
-
-# Outcomes worth a second look: the session did not exist yet, or processing broke off.
-# Processed, ignored and rejected events were decided against their session and stay decided.
-REPROCESSABLE_OUTCOMES = (WebhookEvent.Outcome.UNMATCHED, WebhookEvent.Outcome.FAILED, WebhookEvent.Outcome.RECEIVED)
-
-
-def webhook_event_reprocess(*, webhook_event_id: int, event: PaymentEvent, actor: str) -> WebhookResult:
-    """Re-evaluate a stored delivery against its session, as if it arrived now.
-
-    `event` is the stored payload parsed again by its provider. The stored row is updated in
-    place (its event id stays unique), so a reprocess can never add a second delivery; the
-    state machine refuses to pay a session twice; a reprocess of an event already processed
-    changes nothing.
-    """
-    session_id = _parse_session_ref(event.session_ref)
-    with transaction.atomic():
-        # Same lock order as payment_event_apply (session, then event row), so the two never deadlock.
-        session = (PaymentSession.objects.select_for_update().filter(pk=session_id).first()
-                   if session_id else None)
-        stored = WebhookEvent.objects.select_for_update().get(pk=webhook_event_id)
-        if stored.outcome not in REPROCESSABLE_OUTCOMES:
-            return WebhookResult("unchanged", f"already {stored.outcome}", stored)
-        before = {"outcome": stored.outcome, "error": stored.error}
-        if session is None:
-            outcome, detail = WebhookEvent.Outcome.UNMATCHED, "no matching session"
-        else:
-            outcome, detail = _decide(session, event)
-        stored.outcome = outcome
-        stored.error = detail[:500] if outcome != WebhookEvent.Outcome.PROCESSED else ""
-        stored.processed_at = timezone.now()
-        stored.session = session
-        stored.account_id = session.account_id if session else None
-        stored.save(update_fields=["outcome", "error", "processed_at", "session", "account"])
-        audit_record(action="webhook.reprocessed", subject_type="webhook_event", subject_id=stored.pk,
-                     account_id=stored.account_id, actor=actor, before=before,
-                     after={"outcome": outcome, "error": stored.error},
-                     data={"event_id": event.event_id, "type": event.event_type})
-        if outcome in (WebhookEvent.Outcome.PROCESSED, WebhookEvent.Outcome.LATE):
-            _apply_decision(session, event, outcome=outcome, detail=detail, actor=actor)
-        return WebhookResult(outcome, detail, stored)
-
-
-# ---------------------------------------------------------------- declined attempts and late payments
-
-
-def _record_failed_attempt(session: PaymentSession, event: PaymentEvent, *, actor: str) -> None:
-    """A declined card: counted and shown on the checkout page; the session stays open."""
-    before = {"payment_attempts_failed": session.payment_attempts_failed,
-              "last_payment_error_code": session.last_payment_error_code}
-    session.payment_attempts_failed += 1
-    session.last_payment_error_code = (event.failure_reason or "payment_failed")[:100]
-    session.last_payment_error_message = event.failure_message[:500]
-    session.last_payment_error_at = timezone.now()
-    update = ["payment_attempts_failed", "last_payment_error_code", "last_payment_error_message",
-              "last_payment_error_at"]
-    if event.provider_reference and not session.provider_reference:
-        session.provider, session.provider_reference = event.provider, event.provider_reference
-        update += ["provider", "provider_reference"]
-    # A plain UPDATE: no transition, so django-fsm's "WHERE status = …" does not apply.
-    PaymentSession.objects.filter(pk=session.pk).update(**{name: getattr(session, name) for name in update})
-    audit_record(action="session.payment_attempt_failed", subject_type="payment_session", subject_id=session.pk,
-                 account_id=session.account_id, actor=actor, before=before,
-                 after={"payment_attempts_failed": session.payment_attempts_failed,
-                        "last_payment_error_code": session.last_payment_error_code},
-                 data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider,
-                       "message": session.last_payment_error_message})
-
-
-def _record_late_payment(session: PaymentSession, event: PaymentEvent, *, actor: str) -> LatePayment | None:
-    """Money for a session that had already failed. The session stays failed (it never goes
-    back); the payment is kept, audited, and the merchant is told at once (on commit)."""
-    amount = (currencies.from_minor(event.amount_minor, event.currency.upper())
-              if event.amount_minor is not None and event.currency and currencies.is_supported(event.currency.upper())
-              else None)
-    late, created = LatePayment.objects.get_or_create(
-        session=session, provider=event.provider, provider_reference=event.provider_reference[:200],
-        defaults={"account_id": session.account_id, "event_id": event.event_id[:255], "amount": amount,
-                  "currency": (event.currency or "").upper()[:3]})
-    if not created:
-        return None  # another event of the same payment (a checkout.session.completed after its intent)
-    if session.late_payment_at is None:
-        session.late_payment_at = late.received_at
-        PaymentSession.objects.filter(pk=session.pk).update(late_payment_at=late.received_at)
-    audit_record(action="session.late_payment", subject_type="payment_session", subject_id=session.pk,
-                 account_id=session.account_id, actor=actor,
-                 after={"status": session.status, "failure_reason": session.failure_reason},
-                 data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider,
-                       "provider_reference": late.provider_reference, "amount": late.amount,
-                       "currency": late.currency, "late_payment_id": late.pk})
-    logger.warning("late payment for a failed session", extra={"session_id": str(session.pk),
-                                                               "event_id": event.event_id})
-    # invoices_app listens and emails the merchant; the lifecycle never imports it.
-    transaction.on_commit(partial(session_late_payment.send, sender=PaymentSession, session_id=session.pk,
-                                  late_payment_id=late.pk))
-    return late
 
 
 class FulfilAnywayRefused(errors.Conflict):
@@ -668,3 +231,4 @@ def session_fulfil_anyway(*, session_id: uuid.UUID, actor: str) -> tuple[Payment
     # Delivered as a paid session is: invoices_app listens for this (announced=False: no NOTIFY).
     transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk, announced=False))
     return session, True
+

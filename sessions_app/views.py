@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 
+import segno
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -17,8 +19,9 @@ from core import currencies, errors
 from core.http import domain_status, error_response
 from core.throttling import CHECKOUT_THROTTLES, throttle_view
 from sessions_app import selectors
+from sessions_app.crypto import services as crypto
+from sessions_app.lifecycle import session_set_customer
 from sessions_app.providers import PaymentStartError, get_provider, onecom_provider, stripe_provider
-from sessions_app.services import session_set_customer
 from sessions_app.webhook_guard import webhook_guard
 from sessions_app.webhooks import stripe_webhook_receive, webhook_receive
 
@@ -99,9 +102,7 @@ def _checkout_context(session) -> dict:
 
 
 def _web3_context(session) -> dict:
-    import segno
 
-    from sessions_app.crypto import services as crypto
 
     try:
         data = crypto.web3_public(session=session)
@@ -113,7 +114,6 @@ def _web3_context(session) -> dict:
     charge_asset = data["asset"]
     uri = crypto.eip681_uri(charge=session.web3_charge, amount=int(data["amount"]))
     qr = segno.make(uri, error="m")
-    from django.utils.dateparse import parse_datetime
 
     return {**data, "uri": uri, "quote_expires_display": parse_datetime(data["quote_expires_at"]), "amount_display": crypto.format_units(int(data["amount"]), charge_asset["decimals"]),
             "qr_svg": qr.svg_inline(scale=4, dark="#1a1f36", title="Payment QR code"),

@@ -8,9 +8,11 @@ import json
 from collections.abc import Mapping
 
 from core import errors
+from sessions_app.crypto import services as crypto
+from sessions_app.events import ChainHint, WebhookResult
+from sessions_app.lifecycle import payment_event_apply, webhook_event_reprocess
 from sessions_app.models import WebhookEvent
 from sessions_app.providers import WebhookRejected, get_provider, onecom_provider, stripe_provider
-from sessions_app.services import WebhookResult, webhook_event_reprocess
 
 
 def webhook_receive(*, provider: str, body: bytes, headers: Mapping[str, str], actor: str | None = None) -> WebhookResult:
@@ -21,7 +23,10 @@ def webhook_receive(*, provider: str, body: bytes, headers: Mapping[str, str], a
     if len(body) > handler.max_body_bytes:
         raise errors.TooLarge("body_too_large", f"The body is larger than {handler.max_body_bytes // 1024} KiB.")
     # Header names are case-insensitive; providers read them in lower case.
-    return handler.handle_webhook(body=body, headers={k.lower(): v for k, v in headers.items()}, actor=actor)
+    parsed = handler.receive_webhook(body=body, headers={k.lower(): v for k, v in headers.items()})
+    if isinstance(parsed, ChainHint):
+        return crypto.web3_hint_receive(hint=parsed, actor=actor or f"webhook:{provider}")
+    return payment_event_apply(parsed, actor=actor)
 
 
 def stripe_webhook_receive(*, body: bytes, signature_header: str | None, actor: str | None = None) -> WebhookResult:

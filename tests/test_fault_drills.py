@@ -15,7 +15,7 @@ import pytest
 from django.db import connection, connections
 
 from audit.models import AuditEvent
-from invoices_app import services as fulfilment
+from invoices_app import handoff
 from invoices_app.models import EmailRecord, Fulfilment, Invoice
 from invoices_app.tests.conftest import (  # noqa: F401 - fixtures shared with the fulfilment tests
     SmtpSink,
@@ -32,9 +32,10 @@ from invoices_app.tests.conftest import (  # noqa: F401 - fixtures shared with t
     workers,
 )
 from keys_app.models import EntitlementKey
-from sessions_app import services
+from sessions_app import lifecycle
 from sessions_app.models import PaymentSession, Status, WebhookEvent
 from sessions_app.providers import stripe_provider
+from sessions_app.services import session_create
 from sessions_app.signals import session_paid
 
 
@@ -95,7 +96,7 @@ def paid_signals():
 def open_session(transactional_db, merchant):
     from keys_app.models import ApiKey
 
-    return services.session_create(account=merchant, api_key=ApiKey.objects.get(account=merchant),
+    return session_create(account=merchant, api_key=ApiKey.objects.get(account=merchant),
                                    amount=Decimal("25.00"), currency="EUR")
 
 
@@ -120,12 +121,12 @@ def test_a_webhook_survives_its_database_connection_being_killed(live_server, op
     # row already locked, or just as the transaction commits), or on the one-statement path after
     # the session was read (that statement commits by itself: it either ran whole or not at all)
     if moment != "audit_append_sql":
-        monkeypatch.setattr(services, "_ONE_STATEMENT_ACTIONS", ())
+        monkeypatch.setattr(lifecycle, "_ONE_STATEMENT_ACTIONS", ())
     if moment == "commit":
         wrapper = type(connections["default"])
         monkeypatch.setattr(wrapper, "_commit", _once(wrapper._commit, _terminate_own_backend))
     else:
-        monkeypatch.setattr(services, moment, _once(getattr(services, moment), _terminate_own_backend))
+        monkeypatch.setattr(lifecycle, moment, _once(getattr(lifecycle, moment), _terminate_own_backend))
 
     # when Stripe delivers it
     status, answer = _post(f"{live_server.url}/webhooks/stripe", body, stripe_provider.sign(body))
@@ -222,8 +223,8 @@ def test_a_payment_goes_through_with_redis_down_and_fulfilment_catches_up(
     # when Redis is back and the safety net runs its round
     own_redis.start()
     use_broker(None)  # fulfilment in this process; real workers are drilled in invoices_app/tests
-    assert fulfilment.fulfilment_safety_net(older_than_seconds=0) == 1
-    assert fulfilment.fulfilment_safety_net(older_than_seconds=0) == 0
+    assert handoff.fulfilment_safety_net(older_than_seconds=0) == 1
+    assert handoff.fulfilment_safety_net(older_than_seconds=0) == 0
 
     # then everything happened exactly once
     assert Fulfilment.objects.get(pk=session.pk).completed_at is not None

@@ -12,8 +12,9 @@ from django.core import mail
 from audit.models import AuditEvent
 from invoices_app.models import AccessLink, Invoice
 from invoices_app.services import access_token, fulfilment_run
+from sessions_app.lifecycle import payment_event_apply
 from sessions_app.providers import stripe_provider
-from sessions_app.services import payment_event_apply, session_create
+from sessions_app.services import session_create
 
 INVOICES = "/admin/invoices_app/invoice/"
 

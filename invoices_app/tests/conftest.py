@@ -69,8 +69,8 @@ def post_webhook(client, body: str):
 
 def mark_paid(session) -> None:
     """Apply a verified paid event through the lifecycle service (no HTTP)."""
+    from sessions_app.lifecycle import payment_event_apply
     from sessions_app.providers import stripe_provider
-    from sessions_app.services import payment_event_apply
 
     payment_event_apply(stripe_provider.parse(paid_event_body(session).encode()))
     session.refresh_from_db()

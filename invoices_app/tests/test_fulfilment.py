@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from audit.models import AuditEvent
 from audit.services import audit_verify
-from invoices_app import claims, services
+from invoices_app import claims, handoff, services
 from invoices_app.models import AccessLink, EmailRecord, Fulfilment, Invoice, KeyReveal
 from invoices_app.pdf import render_invoice_pdf
 from invoices_app.selectors import invoice_document
@@ -235,17 +235,17 @@ def test_the_safety_net_requeues_only_unfinished_paid_sessions(paid_session, mai
     type(done).objects.filter(pk__in=[done.pk, lost.pk]).update(paid_at=past)
 
     # when the safety net runs (tasks run in-process here)
-    queued = services.fulfilment_safety_net()
+    queued = handoff.fulfilment_safety_net()
 
     # then only the lost one was queued, and it is now complete
     assert queued == 1
     assert Fulfilment.objects.get(pk=lost.pk).completed_at is not None
-    assert services.fulfilment_safety_net() == 0
+    assert handoff.fulfilment_safety_net() == 0
 
 
 def test_a_session_paid_moments_ago_is_left_to_its_own_task(paid_session):
     paid_session()
-    assert services.fulfilment_safety_net() == 0
+    assert handoff.fulfilment_safety_net() == 0
 
 
 def test_a_session_paid_without_an_email_gets_its_invoice_and_the_merchant_is_told(merchant, mailoutbox):

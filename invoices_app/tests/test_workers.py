@@ -11,7 +11,7 @@ from django.test import Client
 from pypdf import PdfReader
 from rest_framework.test import APIClient
 
-from invoices_app import services
+from invoices_app import handoff, services
 from invoices_app.models import AccessLink, EmailRecord, Fulfilment, Invoice, InvoiceCounter
 from invoices_app.tests.conftest import (
     create_session,
@@ -65,7 +65,7 @@ def test_twenty_concurrent_paid_events_fulfil_once_and_the_email_carries_the_pdf
     assert EmailRecord.objects.filter(session=session, sent_at__isnull=False).count() == 2
     assert len(smtp_server.to("buyer@example.com")) == 1
     assert len(smtp_server.to("billing@acme.test")) == 1
-    assert services.fulfilment_safety_net(older_than_seconds=0) == 0
+    assert handoff.fulfilment_safety_net(older_than_seconds=0) == 0
 
     # the stored PDF shows the number, the amount and the merchant
     stored = default_storage.open(invoice.pdf_name).read()

@@ -14,6 +14,7 @@ from freezegun import freeze_time
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
+from core import errors
 from keys_app import keygen
 from keys_app.models import ApiKey
 from keys_app.services import key_issue, key_revoke, key_rotate, key_upgrade_live
@@ -229,7 +230,7 @@ def test_a_rotation_never_extends_an_earlier_expiry(merchant):
 def test_a_revoked_key_cannot_be_rotated(merchant):
     key_revoke(key=merchant.api_key, actor="test")
 
-    with pytest.raises(ValueError, match="active"):
+    with pytest.raises(errors.Conflict, match="active"):
         key_rotate(key=merchant.api_key, overlap=timedelta(hours=1), actor="test")
 
 

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from eth_utils import to_checksum_address
 
+from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable, checked_web3
+
 
 class RateUnavailable(Exception):
     pass
@@ -56,7 +58,6 @@ class ChainlinkRates:
         self.max_age = settings.WEB3_CHAINLINK_MAX_AGE_SECONDS if max_age is None else max_age
 
     def price(self, base: str, quote: str) -> Decimal:
-        from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable, checked_web3
 
         pair = f"{base.upper()}/{quote.upper()}"
         address = self.feeds.get(pair)

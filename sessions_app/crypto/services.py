@@ -28,6 +28,8 @@ from keys_app.services import web3_address_index_take
 from sessions_app.crypto import rates
 from sessions_app.crypto.addresses import address_derive
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable, checked_web3
+from sessions_app.events import Action, ChainHint, Outcome, PaymentEvent, WebhookResult
+from sessions_app.lifecycle import payment_event_apply, session_set_customer
 from sessions_app.models import (
     OPEN_STATUSES,
     PaymentSession,
@@ -37,7 +39,6 @@ from sessions_app.models import (
     Web3ScanCursor,
     Web3Transfer,
 )
-from sessions_app.services import Action, PaymentEvent, WebhookResult, payment_event_apply, session_set_customer
 
 logger = logging.getLogger(__name__)
 
@@ -426,6 +427,17 @@ def web3_poll(*, actor: str = "system:web3_poller") -> dict[str, int]:
     return {"charges": len(charges), "rechecked": rechecked, "found": found}
 
 
+def web3_hint_receive(*, hint: ChainHint, actor: str) -> WebhookResult:
+    """Apply a verified address-activity notification: read the chain for the sessions it names."""
+    try:
+        outcome = web3_hint(address=hint.address, tx_hash=hint.tx_hash, actor=actor)
+    except (ChainUnavailable, ChainMismatch) as exc:
+        # The sender may retry; the poller looks anyway.
+        raise errors.Unavailable("chain_unavailable", str(exc)) from None
+    return WebhookResult(Outcome.PROCESSED if outcome["charges"] else Outcome.UNMATCHED,
+                         f"checked {outcome['checked']} transaction(s) for {outcome['charges']} session(s)")
+
+
 def web3_hint(*, address: str, tx_hash: str | None, actor: str = "webhook:web3") -> dict[str, Any]:
     """A signed address-activity notification: only a reason to look at the chain ourselves."""
     charges = _watched_charges(addresses={address.lower()})
@@ -451,4 +463,4 @@ def web3_hint(*, address: str, tx_hash: str | None, actor: str = "webhook:web3")
 
 
 __all__ = ["ChainMismatch", "ChainUnavailable", "TxRejected", "charge_create", "quote_current", "session_tx_submit",
-           "settle", "tx_verify", "web3_hint", "web3_poll", "web3_public"]
+           "settle", "tx_verify", "web3_hint", "web3_hint_receive", "web3_poll", "web3_public"]

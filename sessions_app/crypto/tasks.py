@@ -3,11 +3,11 @@ from __future__ import annotations
 from celery import shared_task
 
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
+from sessions_app.crypto.services import web3_poll as poll
 
 
 @shared_task(ignore_result=True)
 def web3_poll() -> dict[str, int] | None:
-    from sessions_app.crypto.services import web3_poll as poll
 
     try:
         return poll()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from core import errors
-
-if TYPE_CHECKING:
-    from sessions_app.models import PaymentSession
-    from sessions_app.services import PaymentEvent, WebhookResult
+from sessions_app.events import ChainHint, PaymentEvent
+from sessions_app.models import PaymentSession
 
 
 class WebhookRejected(errors.DomainError):
@@ -46,7 +44,7 @@ class PaymentStart:
 class Provider:
     """A provider starts payments and turns its verified webhooks into `PaymentEvent`s.
 
-    It never changes a session itself: `services.payment_event_apply` owns the state machine.
+    It never changes a session itself: `lifecycle.payment_event_apply` owns the state machine.
     """
 
     name: ClassVar[str]
@@ -65,11 +63,9 @@ class Provider:
     def start_payment(self, *, session: PaymentSession, params: Mapping[str, str]) -> PaymentStart:
         raise NotImplementedError
 
-    def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentEvent:
-        """Verify the delivery and parse it; raise WebhookRejected when it is not genuine."""
+    def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentEvent | ChainHint:
+        """Verify the delivery and parse it; raise WebhookRejected when it is not genuine.
+
+        Providers never apply what they parse: sessions_app.webhooks does, for every provider.
+        """
         raise NotImplementedError
-
-    def handle_webhook(self, *, body: bytes, headers: Mapping[str, str], actor: str | None = None) -> WebhookResult:
-        from sessions_app.services import payment_event_apply
-
-        return payment_event_apply(self.receive_webhook(body=body, headers=headers), actor=actor)

@@ -22,6 +22,7 @@ from django.conf import settings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from core import currencies
+from sessions_app.events import Action, PaymentEvent
 from sessions_app.providers.base import (
     PaymentStart,
     PaymentUnavailable,
@@ -29,7 +30,7 @@ from sessions_app.providers.base import (
     WebhookRejected,
     WebhookUnavailable,
 )
-from sessions_app.services import Action, PaymentEvent, session_set_provider_reference
+from sessions_app.services import session_set_provider_reference
 
 NAME = "onecom"
 MAX_BODY_BYTES = 64 * 1024

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core import currencies
+from sessions_app.events import Action, PaymentEvent
 from sessions_app.providers.base import (
     PaymentStart,
     PaymentUnavailable,
@@ -24,7 +25,7 @@ from sessions_app.providers.base import (
     WebhookRejected,
     WebhookUnavailable,
 )
-from sessions_app.services import Action, PaymentEvent, session_set_provider_reference
+from sessions_app.services import session_set_provider_reference
 
 NAME = "stripe"
 MAX_BODY_BYTES = 256 * 1024

@@ -1,8 +1,8 @@
 """Web3: an address and a locked quote per session; payment proven by the chain, never by a message.
 
 POST /webhooks/web3 takes HMAC-signed address-activity notifications. They are only a hint:
-the provider then reads the chain itself (sessions_app.crypto.services) and the result goes
-through payment_event_apply like every other provider's events.
+sessions_app.webhooks then has the chain read (sessions_app.crypto.services), and what it shows
+goes through payment_event_apply like every other provider's events.
 
 Signature: `Web3-Signature: t=<unix time>,v1=<hex HMAC-SHA256(WEB3_WEBHOOK_SECRET, "<t>.<body>")>`.
 Body: {"chain_id": 1, "address": "0x…", "tx_hash": "0x…" (optional)}.
@@ -20,9 +20,8 @@ from django.conf import settings
 from eth_utils import is_address
 
 from sessions_app.crypto import services as crypto
-from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
+from sessions_app.events import ChainHint
 from sessions_app.providers.base import PaymentStart, Provider, WebhookRejected, WebhookUnavailable
-from sessions_app.services import PaymentEvent, WebhookResult
 
 NAME = "web3"
 MAX_BODY_BYTES = 16 * 1024
@@ -71,10 +70,8 @@ class Web3Provider(Provider):
     def start_payment(self, *, session, params: Mapping[str, str]) -> PaymentStart:
         return PaymentStart(provider=NAME, data=crypto.web3_public(session=session) or {})
 
-    def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentEvent:
-        raise WebhookRejected("not_an_event", "Web3 notifications are hints; the chain is read instead.")
-
-    def handle_webhook(self, *, body: bytes, headers: Mapping[str, str], actor: str | None = None) -> WebhookResult:
+    def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> ChainHint:
+        """A signed address-activity notification: verified and parsed here; the chain decides."""
         verify(body, headers.get(SIGNATURE_HEADER))
         try:
             payload = json.loads(body)
@@ -92,13 +89,7 @@ class Web3Provider(Provider):
                 tx_hash = crypto.normalize_tx_hash(tx_hash)
             except crypto.TxRejected as exc:
                 raise WebhookRejected(exc.code, exc.message) from None
-        try:
-            outcome = crypto.web3_hint(address=address, tx_hash=tx_hash, actor=actor or "webhook:web3")
-        except (ChainUnavailable, ChainMismatch) as exc:
-            # The sender may retry; the poller looks anyway.
-            raise WebhookUnavailable("chain_unavailable", str(exc)) from None
-        return WebhookResult("processed" if outcome["charges"] else "unmatched",
-                             f"checked {outcome['checked']} transaction(s) for {outcome['charges']} session(s)")
+        return ChainHint(address=address, tx_hash=tx_hash)
 
 
 provider = Web3Provider()

@@ -251,7 +251,7 @@ def unused_tcp_port() -> int:
 
 def test_the_checkout_sets_the_email_of_an_open_session_that_has_none_and_audits_it(make_session):
     from audit.models import AuditEvent
-    from sessions_app.services import session_set_customer
+    from sessions_app.lifecycle import session_set_customer
 
     session = make_session()
 
@@ -266,7 +266,7 @@ def test_the_checkout_sets_the_email_of_an_open_session_that_has_none_and_audits
 def test_the_checkout_never_sets_the_email_of_a_session_past_its_expiry_or_closed(make_session, deliver):
     from freezegun import freeze_time
 
-    from sessions_app.services import session_set_customer
+    from sessions_app.lifecycle import session_set_customer
 
     expired, paid = make_session(), make_session()
     deliver(stripe_event(paid))

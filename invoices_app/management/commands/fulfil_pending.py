@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from invoices_app.services import fulfilment_safety_net
+from invoices_app.handoff import fulfilment_safety_net
 
 
 class Command(BaseCommand):

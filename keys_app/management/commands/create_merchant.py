@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from core import errors
 from keys_app.management.commands.merchant_login import write_login
 from keys_app.services import merchant_create, merchant_login_create
 
@@ -37,7 +38,7 @@ class Command(BaseCommand):
                 account, issued = merchant_create(name=name, email=email, live=live, actor="cli:create_merchant")
                 login = (merchant_login_create(account=account, password_link=password_link,
                                                actor="cli:create_merchant") if with_login else None)
-        except ValueError as exc:
+        except (errors.DomainError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Merchant #{account.pk} {account.name} <{account.email}> created.")
         self.stdout.write("API key (shown once, store it now):")

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from core import errors
 from keys_app.models import Account
 from keys_app.services import merchant_login_create
 
@@ -21,7 +22,7 @@ class Command(BaseCommand):
         try:
             login = merchant_login_create(account=found.get(), password_link=password_link,
                                           actor="cli:merchant_login")
-        except ValueError as exc:
+        except (errors.DomainError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         write_login(self.stdout, login)
 

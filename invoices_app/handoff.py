@@ -1,0 +1,93 @@
+"""How a session to deliver reaches the fulfilment workers, and the safety net behind it.
+
+On PostgreSQL with Redis, paid sessions reach the workers through the relay (relay.py), and
+on_session_paid publishes nothing. Otherwise (SQLite, another broker, the embedded default) the
+receivers queue here. Whatever is lost on the way is found by the safety net below.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from celery import Task, current_app
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from audit.services import audit_record
+from invoices_app.models import Fulfilment, KeyReveal
+from invoices_app.selectors import sessions_needing_fulfilment
+from sessions_app.models import PaymentSession
+
+logger = logging.getLogger(__name__)
+
+
+def _task(name: str) -> Task:
+    # By name from the app's registry: invoices_app.tasks imports this module, so it is not imported here.
+    return current_app.tasks[f"invoices_app.tasks.{name}"]
+
+
+_inline_pool: ThreadPoolExecutor | None = None
+_inline_lock = threading.Lock()
+
+
+def _run_inline(session_id: str) -> None:
+    try:
+        _task("fulfil_session").apply(args=[session_id])
+    finally:
+        connection.close()
+
+
+def fulfilment_queue(*, session_id: uuid.UUID | str) -> bool:
+    """Queue fulfil_session. A broker failure is logged and swallowed: the safety net re-queues."""
+    global _inline_pool
+    if current_app.conf.task_always_eager and settings.FULFILMENT_EAGER_BACKGROUND:
+        # No broker (the embedded default): still keep PDF rendering and SMTP out of the web
+        # request, on one background thread of this process.
+        with _inline_lock:
+            if _inline_pool is None:
+                _inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fulfilment")
+        _inline_pool.submit(_run_inline, str(session_id))
+        return True
+    try:
+        _task("fulfil_session").delay(str(session_id))
+    except Exception:
+        logger.exception("could not queue fulfilment of session %s; the safety net will retry", session_id)
+        return False
+    return True
+
+
+def late_payment_queue(*, late_payment_id: int) -> bool:
+    """Queue the merchant's late-payment email (in-process without a broker, like fulfilment)."""
+    try:
+        _task("notify_late_payment").delay(late_payment_id)
+    except Exception:
+        logger.exception("could not queue the late-payment email %s", late_payment_id)
+        return False
+    return True
+
+
+def fulfilment_safety_net(*, now=None, older_than_seconds: int | None = None, limit: int = 200) -> int:
+    """Re-queue paid sessions whose fulfilment is unfinished (Redis was down, a worker died)."""
+    now = now or timezone.now()
+    age = timedelta(seconds=settings.FULFILMENT_RETRY_AFTER_SECONDS if older_than_seconds is None
+                    else older_than_seconds)
+    queued = 0
+    for session_id in list(sessions_needing_fulfilment(paid_before=now - age, queued_before=now - age, limit=limit)):
+        Fulfilment.objects.get_or_create(session_id=session_id)
+        if not fulfilment_queue(session_id=session_id):
+            break  # the broker is down: the next run tries again
+        Fulfilment.objects.filter(pk=session_id).update(queued_at=now)
+        account_id = PaymentSession.objects.filter(pk=session_id).values_list("account_id", flat=True).first()
+        audit_record(action="fulfilment.requeued", subject_type="payment_session", subject_id=session_id,
+                     account_id=account_id, actor="system:safety_net")
+        queued += 1
+    # A key nobody revealed while its link was valid can never be revealed: drop its ciphertext.
+    stale = now - timedelta(seconds=settings.ACCESS_LINK_TTL_SECONDS + 24 * 3600)
+    KeyReveal.objects.filter(revealed_at__isnull=True, created_at__lt=stale).exclude(ciphertext="").update(
+        ciphertext="")
+    return queued
