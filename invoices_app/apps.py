@@ -6,7 +6,9 @@ class InvoicesAppConfig(AppConfig):
     verbose_name = "Invoices and fulfilment"
 
     def ready(self) -> None:
+        # Imported once the app registry is ready: the receivers import models.
         from invoices_app import receivers
+        # Imported here with the receivers it connects (signals alone would load at module level too).
         from sessions_app.signals import session_late_payment, session_paid, session_refunded
 
         session_paid.connect(receivers.on_session_paid, dispatch_uid="invoices_app.fulfil_on_paid")

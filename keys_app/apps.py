@@ -6,4 +6,5 @@ class KeysAppConfig(AppConfig):
     verbose_name = "Accounts and API keys"
 
     def ready(self) -> None:
+        # Imported once the app registry is ready: the receivers import models.
         from keys_app import receivers  # noqa: F401 - connects the cache invalidation

@@ -19,6 +19,7 @@ class FulfilmentRelay(bootsteps.StartStopStep):
         self.relay = None
 
     def start(self, worker) -> None:
+        # Imported when the worker starts: this module loads before Django is set up.
         from invoices_app.relay import Relay, relay_active
 
         if relay_active():
