@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from sessions_app.signals import session_late_payment, session_paid, session_refunded
+
 
 class InvoicesAppConfig(AppConfig):
     name = "invoices_app"
@@ -8,8 +10,6 @@ class InvoicesAppConfig(AppConfig):
     def ready(self) -> None:
         # Imported once the app registry is ready: the receivers import models.
         from invoices_app import receivers
-        # Imported here with the receivers it connects (signals alone would load at module level too).
-        from sessions_app.signals import session_late_payment, session_paid, session_refunded
 
         session_paid.connect(receivers.on_session_paid, dispatch_uid="invoices_app.fulfil_on_paid")
         session_late_payment.connect(receivers.on_session_late_payment,
