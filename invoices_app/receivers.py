@@ -10,12 +10,12 @@ from invoices_app.relay import relay_active
 logger = logging.getLogger(__name__)
 
 
-def on_session_paid(sender, session_id, announced=False, **kwargs) -> None:
-    # Runs on commit of the paid transition. Announced through PostgreSQL, the session reaches
-    # the workers by the relay (relay.py) and the request publishes nothing. Otherwise it is
-    # queued here; a broker failure must not fail the webhook: fulfilment_queue logs it, and
-    # the beat safety net re-queues the session.
-    if announced and relay_active():
+def on_session_paid(sender, session_id, **kwargs) -> None:
+    # Runs on commit of the paid transition. Where the relay runs (PostgreSQL and Redis), the
+    # session reaches the workers through it (relay.py: the NOTIFY, or its look back) and the
+    # request publishes nothing. Otherwise it is queued here; a broker failure must not fail the
+    # webhook: fulfilment_queue logs it, and the beat safety net re-queues the session.
+    if relay_active():
         return
     handoff.fulfilment_queue(session_id=session_id)
 

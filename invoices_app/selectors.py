@@ -128,7 +128,7 @@ def invoices_for_export(*, account_id: int | None):
 
 
 def relay_look_back_sql() -> str:
-    """Sessions paid in the last `%s` seconds, after the cursor (`%s`, `%s`: paid_at and id),
+    """Sessions to deliver (paid, or fulfilled anyway) paid in the last `%s` seconds, after the cursor (`%s`, `%s`: paid_at and id),
     with no finished fulfilment and no live run on them (claims.py), `%s` at most, in payment order.
 
     What the relay hands on when it takes over: what was announced while no relay listened
@@ -137,7 +137,9 @@ def relay_look_back_sql() -> str:
     quote = connection.ops.quote_name
     sessions, fulfilments = quote(PaymentSession._meta.db_table), quote(Fulfilment._meta.db_table)
     return (f"SELECT s.id, s.paid_at FROM {sessions} AS s LEFT JOIN {fulfilments} AS f ON f.session_id = s.id "  # noqa: S608
-            "WHERE s.status = 'paid' AND s.paid_at >= now() - make_interval(secs => %s) "
+            # The same condition as the partial index session_deliverable_idx, so that it is used.
+            "WHERE (s.status = 'paid' OR s.fulfil_anyway_at IS NOT NULL) "
+            "AND s.paid_at >= now() - make_interval(secs => %s) "
             "AND (s.paid_at, s.id) > (%s, %s) "
             f"AND f.completed_at IS NULL AND {claims.unclaimed_sql('s.id')} ORDER BY s.paid_at, s.id LIMIT %s")
 

@@ -219,7 +219,7 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
         return None  # changed since it was read: nothing was written
     db.mark_inserted(stored, stored_id)
     audit_appended(link, tuple(link_row))
-    _announce(session, notified=True)
+    announce_delivery(session, notified=True)
     return WebhookResult(outcome, detail, stored)
 
 
@@ -270,22 +270,20 @@ def _move(session: PaymentSession, event: PaymentEvent) -> None:
 
 
 def _paid_payload(session: PaymentSession) -> str:
-
     return json.dumps({"session_id": str(session.pk), "request_id": request_id_var.get()}, separators=(",", ":"))
 
 
-def _announce(session: PaymentSession, *, notified: bool = False) -> None:
-    """A paid session announces itself on commit (a signal) and, on PostgreSQL, to other
-    processes in its own transaction (NOTIFY; `notified` when the caller's statement did it)."""
-    if session.status != Status.PAID:
+def announce_delivery(session: PaymentSession, *, notified: bool = False) -> None:
+    """A session to deliver (paid, or fulfilled anyway) announces itself: to other processes on
+    PostgreSQL, in its own transaction (NOTIFY; `notified` when the caller's statement did it),
+    and to this one on commit (a signal). How it reaches fulfilment is invoices_app's business."""
+    if not session.is_deliverable:
         return
     if not notified and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [SESSION_PAID_CHANNEL, _paid_payload(session)])
-        notified = True
-    # invoices_app listens for this and queues fulfilment; the lifecycle never imports it.
-    transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk,
-                                  announced=notified))
+    # invoices_app listens; the lifecycle never imports it.
+    transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk))
 
 
 def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> None:
@@ -305,7 +303,7 @@ def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> 
     # The transition's fields only; ConcurrentTransitionMixin still adds "WHERE status = <old>".
     session.save(update_fields=TRANSITION_FIELDS)
     audit_append(_transition_link(session, event, before=before, actor=actor))
-    _announce(session)
+    announce_delivery(session)
 
 
 # ---------------------------------------------------------------- reprocessing a stored delivery
