@@ -9,9 +9,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
+from core.formatting import money
 from invoices_app import services
 from invoices_app.models import AccessLink, Invoice
-from sessions_app.admin import money_display
 from sessions_app.selectors import parse_uuid
 
 
@@ -46,7 +46,7 @@ class InvoiceAdmin(MerchantScopedAdmin):
 
     @admin.display(description="gross", ordering="gross")
     def gross_display(self, obj: Invoice) -> str:
-        return money_display(obj.gross, obj.currency)
+        return money(obj.gross, obj.currency, grouped=False)
 
     @admin.display(description="session")
     def session_link(self, obj: Invoice) -> str:

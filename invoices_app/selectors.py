@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from core import currencies
+from core.formatting import money
 from invoices_app import claims
 from invoices_app.models import AccessLink, Fulfilment, Invoice, KeyReveal
 from keys_app.models import EntitlementKey
 from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app.models import PaymentSession, Status
-
-
-def money(amount: Decimal, currency: str) -> str:
-    exp = currencies.exponent(currency)
-    return f"{amount:,.{exp}f} {currency}"
 
 
 @dataclass(frozen=True)

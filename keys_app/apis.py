@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import throttling
+from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import RETRY_AFTER, errors
 from keys_app import selectors, services, web3_setup
@@ -137,22 +138,18 @@ class AccountApi(APIView):
 # ---------------------------------------------------------------- entitlement keys
 
 
-def _time(value) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def verified_key_payload(key: EntitlementKey) -> dict[str, Any]:
     return {"id": str(key.pk), "mode": key.mode, "session_id": str(key.session_id),
-            "customer_email": key.customer_email, "created_at": _time(key.created_at),
-            "expires_at": _time(key.expires_at), "metadata": key.metadata}
+            "customer_email": key.customer_email, "created_at": iso_utc(key.created_at),
+            "expires_at": iso_utc(key.expires_at), "metadata": key.metadata}
 
 
 def key_payload(key: EntitlementKey) -> dict[str, Any]:
     return {**verified_key_payload(key), "display": key.display, "status": key.status,
-            "revoked_at": _time(key.revoked_at), "refunded_at": _time(key.refunded_at),
+            "revoked_at": iso_utc(key.revoked_at), "refunded_at": iso_utc(key.refunded_at),
             "replaces": str(key.replaces_id) if key.replaces_id else None,
             "superseded_by": str(key.superseded_by_id) if key.superseded_by_id else None,
-            "superseded_at": _time(key.superseded_at)}
+            "superseded_at": iso_utc(key.superseded_at)}
 
 
 def _actor(request) -> str:

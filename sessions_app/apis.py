@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import currencies, throttling
+from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
 from keys_app.models import PROVIDERS
@@ -82,10 +83,6 @@ class HttpUrlField(serializers.URLField):
         return value
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
-
-
 def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict[str, Any]:
     url = f"{settings.PUBLIC_BASE_URL}/checkout?session={session.pk}"
     exp = currencies.exponent(session.currency)
@@ -108,24 +105,24 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
         "client_reference_id": session.client_reference_id,
         "success_url": session.success_url,
         "cancel_url": session.cancel_url,
-        "created_at": session.created_at.isoformat().replace("+00:00", "Z"),
-        "expires_at": session.expires_at.isoformat().replace("+00:00", "Z"),
+        "created_at": iso_utc(session.created_at),
+        "expires_at": iso_utc(session.expires_at),
         "failure_reason": session.failure_reason,
         "provider": session.provider,
         "provider_reference": session.provider_reference,
-        "paid_at": _iso(session.paid_at),
+        "paid_at": iso_utc(session.paid_at),
         "payment_attempts_failed": session.payment_attempts_failed,
         "last_payment_error": ({"code": session.last_payment_error_code,
                                 "message": session.last_payment_error_message,
-                                "at": _iso(session.last_payment_error_at)}
+                                "at": iso_utc(session.last_payment_error_at)}
                                if session.payment_attempts_failed else None),
         # Read only when there is one: a list of sessions costs no extra query.
         "late_payments": ([{"amount": str(late.amount) if late.amount is not None else None,
                             "currency": late.currency, "provider": late.provider,
-                            "provider_reference": late.provider_reference, "received_at": _iso(late.received_at)}
+                            "provider_reference": late.provider_reference, "received_at": iso_utc(late.received_at)}
                            for late in selectors.late_payments_of(session=session)]
                           if session.late_payment_at else []),
-        "fulfil_anyway": ({"at": _iso(session.fulfil_anyway_at), "by": session.fulfil_anyway_by}
+        "fulfil_anyway": ({"at": iso_utc(session.fulfil_anyway_at), "by": session.fulfil_anyway_by}
                           if session.fulfil_anyway_at else None),
     }
     if with_web3 and "web3" in session.providers:
@@ -436,7 +433,7 @@ class SessionStatusApi(APIView):
             raise ApiError("session_not_found", "No such session.", status_code=404)
         paid_at = row["paid_at"]
         return Response({"id": str(row["id"]), "session_id": str(row["id"]), "status": row["status"],
-                         "paid_at": paid_at.isoformat().replace("+00:00", "Z") if paid_at else None})
+                         "paid_at": iso_utc(paid_at)})
 
 
 class SessionWeb3TxApi(APIView):

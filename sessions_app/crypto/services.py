@@ -24,6 +24,7 @@ from web3.exceptions import TransactionNotFound
 
 from audit.services import audit_record
 from core import errors
+from core.formatting import iso_utc
 from keys_app.services import web3_address_index_take
 from sessions_app.crypto import rates
 from sessions_app.crypto.addresses import address_derive
@@ -138,7 +139,7 @@ def web3_public(*, session: PaymentSession, refresh: bool = True) -> dict[str, A
         "address": charge.address,
         "asset": charge.asset,
         "amount": str(int(quote.amount)),
-        "quote_expires_at": quote.expires_at.isoformat().replace("+00:00", "Z"),
+        "quote_expires_at": iso_utc(quote.expires_at),
     }
 
 
