@@ -102,13 +102,20 @@ def charge_create(*, session: PaymentSession) -> Web3Charge:
     return charge
 
 
-def quote_current(*, charge: Web3Charge, refresh: bool = True) -> Web3Quote:
-    """The latest quote; an expired one is replaced while the session is still open."""
-    quote = charge.quotes.order_by("-created_at", "-id").first()
-    if not refresh or quote is None or quote.expires_at > timezone.now():
+def quote_latest(*, charge: Web3Charge) -> Web3Quote | None:
+    return charge.quotes.order_by("-created_at", "-id").first()
+
+
+def quote_refresh(*, session: PaymentSession) -> Web3Quote | None:
+    """The pay action: an expired quote is replaced while the session is open (reads never do)."""
+    charge = Web3Charge.objects.filter(session=session).first()
+    if charge is None:
+        return None
+    quote = quote_latest(charge=charge)
+    if quote is None or quote.expires_at > timezone.now():
         return quote
     with transaction.atomic():
-        # Lock the charge: two page loads at expiry must not make two quotes.
+        # Lock the charge: two pay actions at expiry must not make two quotes.
         charge = Web3Charge.objects.select_for_update().select_related("session").get(pk=charge.pk)
         latest = charge.quotes.order_by("-created_at", "-id").first()
         if latest.expires_at > timezone.now() or charge.session.status not in OPEN_STATUSES:
@@ -128,18 +135,20 @@ def eip681_uri(*, charge: Web3Charge, amount: int) -> str:
     return f"ethereum:{charge.address}@{charge.chain_id}?value={amount}"
 
 
-def web3_public(*, session: PaymentSession, refresh: bool = True) -> dict[str, Any] | None:
-    """What the API and the checkout page show: where to pay and how much, until when."""
+def web3_public(*, session: PaymentSession) -> dict[str, Any] | None:
+    """What the API and the checkout page show: where to pay and how much, until when. A read:
+    an expired quote is shown as it is (quote_expired); the pay action replaces it."""
     charge = Web3Charge.objects.filter(session=session).first()
     if charge is None:
         return None
-    quote = quote_current(charge=charge, refresh=refresh and session.status in OPEN_STATUSES)
+    quote = quote_latest(charge=charge)
     return {
         "chain_id": charge.chain_id,
         "address": charge.address,
         "asset": charge.asset,
         "amount": str(int(quote.amount)),
         "quote_expires_at": iso_utc(quote.expires_at),
+        "quote_expired": quote.expires_at <= timezone.now(),
     }
 
 
@@ -463,5 +472,5 @@ def web3_hint(*, address: str, tx_hash: str | None, actor: str = "webhook:web3")
     return {"charges": len(charges), "checked": found}
 
 
-__all__ = ["ChainMismatch", "ChainUnavailable", "TxRejected", "charge_create", "quote_current", "session_tx_submit",
+__all__ = ["ChainMismatch", "ChainUnavailable", "TxRejected", "charge_create", "quote_latest", "quote_refresh", "session_tx_submit",
            "settle", "tx_verify", "web3_hint", "web3_hint_receive", "web3_poll", "web3_public"]
