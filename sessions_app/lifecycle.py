@@ -22,7 +22,7 @@ from audit.models import AuditEvent
 from audit.services import audit_append, audit_append_sql, audit_appended, audit_event, audit_record
 from core import currencies, db
 from core.logs import request_id_var
-from sessions_app.events import Action, PaymentEvent, WebhookResult
+from sessions_app.events import Action, Outcome, PaymentEvent, WebhookResult
 from sessions_app.models import OPEN_STATUSES, LatePayment, PaymentSession, Status, WebhookEvent
 from sessions_app.selectors import session_get
 from sessions_app.signals import SESSION_PAID_CHANNEL, session_late_payment, session_paid, session_refunded
@@ -148,7 +148,33 @@ def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> Web
             _apply_decision(session, event, outcome=outcome, detail=detail, actor=actor)
             return WebhookResult(outcome, detail, stored)
     except _Duplicate:
-        return WebhookResult("duplicate", "event already received")
+        return _redelivered(event, actor=actor)
+    except Exception as exc:
+        _store_failed(event, session_id=session_id, exc=exc)
+        raise
+
+
+def _redelivered(event: PaymentEvent, *, actor: str) -> WebhookResult:
+    """A delivery whose event id is stored already: nothing more, unless our handler broke on it
+    the first time (stored as failed), in which case the provider's retry applies it now."""
+    stored = (WebhookEvent.objects.filter(provider=event.provider, event_id=event.event_id[:255])
+              .only("pk", "outcome").first())
+    if stored is not None and stored.outcome == WebhookEvent.Outcome.FAILED:
+        return webhook_event_reprocess(webhook_event_id=stored.pk, event=event, actor=actor)
+    return WebhookResult(Outcome.DUPLICATE, "event already received")
+
+
+def _store_failed(event: PaymentEvent, *, session_id: uuid.UUID | None, exc: Exception) -> None:
+    """Our handler broke on a verified event (a bug, a lost connection): keep the event with its
+    error, so that staff can reprocess it and the provider's retry applies it (_redelivered). The
+    caller re-raises: the provider sees a 5xx and retries."""
+    try:
+        session = PaymentSession.objects.filter(pk=session_id).only("pk", "account_id").first() if session_id else None
+        _insert_once(_stored_event(event, outcome=WebhookEvent.Outcome.FAILED,
+                                   detail=f"{type(exc).__name__}: {exc}", session=session))
+    except Exception:
+        # The database itself is gone: the provider's retry finds nothing stored and starts over.
+        logger.warning("could not keep the failed event %s", event.event_id, exc_info=True)
 
 
 def _apply_decision(session: PaymentSession, event: PaymentEvent, *, outcome: str, detail: str, actor: str) -> None:
