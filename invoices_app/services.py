@@ -40,9 +40,9 @@ from invoices_app.models import (
     KeyReveal,
 )
 from invoices_app.selectors import invoice_document, money
+from keys_app.entitlements import entitlement_key_issue, entitlement_key_rotate, entitlement_keys_mark_refunded
 from keys_app.models import Account, EntitlementKey
 from keys_app.selectors import entitlement_key_current_for_session
-from keys_app.services import entitlement_key_issue, entitlement_key_rotate, entitlement_keys_mark_refunded
 from sessions_app.models import LatePayment, PaymentSession, Status
 
 logger = logging.getLogger(__name__)

@@ -206,7 +206,7 @@ def test_replacing_the_key_needs_the_csrf_token(fulfilled):
 
 
 def test_a_key_the_merchant_revoked_cannot_be_replaced_by_the_buyer(fulfilled, client):
-    from keys_app.services import entitlement_key_revoke
+    from keys_app.entitlements import entitlement_key_revoke
 
     session, _, token = fulfilled
     entitlement_key_revoke(key=EntitlementKey.objects.get(session_id=session.pk), actor="test")
@@ -275,7 +275,7 @@ def test_email_me_my_links_wants_an_email_address(client, db):
 
 
 def test_after_the_merchant_replaced_the_key_the_page_offers_no_reveal_of_the_old_one(fulfilled, client, api):
-    from keys_app.services import entitlement_key_rotate
+    from keys_app.entitlements import entitlement_key_rotate
 
     session, _, token = fulfilled
     old = EntitlementKey.objects.get(session_id=session.pk)
