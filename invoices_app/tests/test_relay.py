@@ -105,7 +105,7 @@ def test_a_session_that_fails_in_a_batch_is_retried_on_its_own(monkeypatch):
             raise OSError("SMTP down")
         done.append(session_id)
 
-    monkeypatch.setattr(tasks.services, "fulfilment_run", run)
+    monkeypatch.setattr(tasks.fulfilment, "fulfilment_run", run)
     monkeypatch.setattr(tasks.fulfil_session, "apply_async", lambda args, countdown: retried.append(args[0]))
 
     # when the batch runs
