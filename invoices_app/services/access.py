@@ -13,9 +13,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from audit.services import audit_record
+from core.formatting import money
 from invoices_app import tokens
 from invoices_app.models import AccessLink, AccessLinkUse, Invoice
-from invoices_app.selectors import money
 from invoices_app.services.steps import ACTOR, step_once
 from sessions_app.models import PaymentSession, Status
 

@@ -16,9 +16,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from audit.services import audit_record
+from core.formatting import money
 from invoices_app import claims
 from invoices_app.models import AccessLink, EmailRecord, Invoice
-from invoices_app.selectors import money
 from invoices_app.services.access import access_url
 from invoices_app.services.documents import invoice_pdf_bytes, invoice_pdf_filename
 from invoices_app.services.keys import key_mark_emailed, key_plaintext_for_receipt
