@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from invoices_app import handoff, services
+from invoices_app import handoff
 from invoices_app.relay import relay_active
+from invoices_app.services.numbering import invoice_mark_refunded
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,6 @@ def on_session_late_payment(sender, session_id, late_payment_id, **kwargs) -> No
 
 def on_session_refunded(sender, session_id, event_id="", **kwargs) -> None:
     try:
-        services.invoice_mark_refunded(session_id=session_id, event_id=event_id)
+        invoice_mark_refunded(session_id=session_id, event_id=event_id)
     except Exception:
         logger.exception("could not mark the invoice of session %s refunded", session_id)

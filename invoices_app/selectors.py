@@ -66,8 +66,6 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
     )
 
 
-def invoice_for_session(*, session_id) -> Invoice | None:
-    return Invoice.objects.select_related("account").filter(session_id=session_id).first()
 
 
 def access_link_get(*, jti) -> AccessLink | None:
