@@ -577,6 +577,9 @@ class Soak:
             "fulfilled": len(fulfilled & paid_ids),
             "receipts": sum(receipts.values()),
             "merchant_emails": sum(to_merchant.values()),
+            # Second copies sent by the run after a killed one, inside SMTP's one window.
+            "receipts_resent_by_killed_runs": receipts_resent,
+            "merchant_emails_resent_by_killed_runs": merchant_resent,
             "invoices": len(invoices),
             "restart_to_last_fulfilment_s": (round(last_done.timestamp() - restarted, 2) if last_done else None),
             "restart_to_interrupted_fulfilled_s": (round(interrupted_done.timestamp() - restarted, 2)

@@ -46,5 +46,10 @@ def test_soak_at_ci_size_loses_and_doubles_nothing(tmp_path):
     assert result["ok"] and all(check["ok"] for check in result["checks"]), printed[-6000:]
     figures = result["figures"]
     assert figures["statuses"] == {"paid": SESSIONS}
-    assert figures["fulfilled"] == figures["receipts"] == figures["merchant_emails"] == SESSIONS
+    # One of each per session, plus at most one copy per run the kill interrupted after the SMTP
+    # server took a message and before the send was recorded (the soak checks where each came from).
+    assert figures["fulfilled"] == SESSIONS
+    assert figures["receipts"] - figures["receipts_resent_by_killed_runs"] == SESSIONS
+    assert figures["merchant_emails"] - figures["merchant_emails_resent_by_killed_runs"] == SESSIONS
+    assert figures["receipts_resent_by_killed_runs"] <= figures["in_progress_at_kill"]
     assert figures["restart_to_last_fulfilment_s"] is not None
