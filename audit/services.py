@@ -106,7 +106,7 @@ def audit_record(**fields: Any) -> AuditEvent:
 
 def audit_append(event: AuditEvent) -> AuditEvent:
     """Append a link built by audit_event to its chain, on its own."""
-    if connection.vendor == "postgresql":
+    if db.one_statement():
         ctes, params = audit_append_sql(event)
         audit_appended(event, db.fetchone(f"WITH {ctes} SELECT * FROM link", params))  # noqa: S608 - SQL of our own
     else:

@@ -9,10 +9,21 @@ only executed. Errors are Django's, as from any other cursor.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
 from django.db import connection, models
+
+# The one-statement fast paths on PostgreSQL (the webhook's move, session_create, audit's link).
+# ONE_STATEMENT_WRITES=0 turns them off, so the locked ORM paths run alone (to measure them);
+# the tests flip ONE_STATEMENT to run both paths.
+ONE_STATEMENT = os.environ.get("ONE_STATEMENT_WRITES", "1") != "0"
+
+
+def one_statement() -> bool:
+    """Whether the one-statement fast paths run: on PostgreSQL, unless switched off."""
+    return ONE_STATEMENT and connection.vendor == "postgresql"
 
 
 def fetchone(sql: str, params: list[Any]) -> tuple | None:

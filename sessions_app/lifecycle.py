@@ -127,7 +127,7 @@ def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> Web
     """
     actor = actor or f"webhook:{event.provider}"
     session_id = _parse_session_ref(event.session_ref)
-    if session_id and connection.vendor == "postgresql" and event.action in _ONE_STATEMENT_ACTIONS:
+    if session_id and db.one_statement() and event.action in _ONE_STATEMENT_ACTIONS:
         result = _apply_in_one_statement(event, session_id=session_id, actor=actor)
         if result is not None:
             return result

@@ -76,7 +76,7 @@ def session_create(
                        account_id=account.pk, actor=f"api_key:{api_key.pk}",
                        after={"status": session.status, "amount": session.amount, "currency": session.currency,
                               "mode": session.mode})
-    if connection.vendor == "postgresql" and not any(p.prepares_sessions for p in prepared):
+    if db.one_statement() and not any(p.prepares_sessions for p in prepared):
         _insert_with_link(session, link)
         return session
     with transaction.atomic():
