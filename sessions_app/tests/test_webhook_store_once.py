@@ -13,7 +13,8 @@ from sessions_app.providers import stripe_provider
 from sessions_app.services import session_create
 from tests.threads import run_together
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Every test on both write paths (the one-statement fast path and the locked ORM path).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("write_path")]
 
 
 def deliver_concurrently(bodies: list[str]) -> list[dict]:
