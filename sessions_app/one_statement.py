@@ -2,7 +2,7 @@
 
 The locked ORM path (sessions_app.lifecycle, sessions_app.services) is the reference: it runs
 everywhere and decides every case. On PostgreSQL two common cases are written here instead,
-each in one self-committing statement, which measured about twice the throughput of the
+each in one self-committing statement, which measured 1.7 to 1.9 times the throughput of the
 locked path (docs/decisions/webhook-write-path.md):
 
 - transition_write: an event that moves its session (paid, pending, failed): move the
