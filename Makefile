@@ -45,7 +45,7 @@ up: install
 test: install-dev
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --create-db $(PYTEST_ARGS)
 
-# The load benchmark (never part of `make test`); BENCH_ARGS="--workers 4" etc. See README, "Performance".
+# The load benchmark (never part of `make test`); BENCH_ARGS="--workers 4" etc. See docs/performance.md.
 bench: install-dev
 	bench/prepare.sh
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

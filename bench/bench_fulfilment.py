@@ -58,7 +58,7 @@ def main() -> None:
     from invoices_app.models import Invoice
     from invoices_app.pdf import render_invoice_pdf
     from invoices_app.selectors import invoice_document
-    from invoices_app.services import invoice_issue
+    from invoices_app.services.numbering import invoice_issue
     from keys_app.services import merchant_create
     from sessions_app.lifecycle import payment_event_apply
     from sessions_app.providers import stripe_provider

@@ -62,7 +62,8 @@ def main() -> int:
     from pyinstrument import Profiler
 
     from bench.baseline_app.models import BaselineRow
-    from keys_app.services import entitlement_key_issue, merchant_create
+    from keys_app.entitlements import entitlement_key_issue
+    from keys_app.services import merchant_create
     from sessions_app.providers import stripe_provider
     from sessions_app.services import session_create
 

@@ -445,7 +445,7 @@ class Bench:
         self.used_sessions.update(str(s) for s in status_ids)
         write_requests(self.files["status"], [("GET", f"/session/{sid}/status", {}, "") for sid in status_ids])
         # What a merchant's service sends for each request it serves: a valid key, verified.
-        from keys_app.services import entitlement_key_issue
+        from keys_app.entitlements import entitlement_key_issue
 
         self.entitlement = entitlement_key_issue(account=self.merchant, session_id=status_ids[0],
                                                  customer_email="buyer@example.com", expires_in_days=365,
@@ -541,7 +541,7 @@ class Bench:
     def measure_revoke(self) -> dict[str, Any]:
         """Revoke the verified (and cached) key, then ask every worker over fresh connections for
         1.5 s: the last answer of `valid` must come within REVOKE_SEEN_S of the revoke."""
-        from keys_app.services import entitlement_key_revoke
+        from keys_app.entitlements import entitlement_key_revoke
 
         for _ in range(20):  # every worker has the key cached
             assert self.verify_answer() == "valid"

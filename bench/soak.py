@@ -500,7 +500,7 @@ class Soak:
         checks.append(Check(f"every paid session fulfilled (waited at most {self.args.wait:g} s)",
                             bool(paid_ids) and paid_ids <= fulfilled, f"{len(fulfilled & paid_ids)}/{len(paid_ids)}"))
 
-        # At the SMTP server: Message-IDs name the session and the kind (invoices_app.services._message_id).
+        # At the SMTP server: Message-IDs name the session and the kind (invoices_app.services.delivery._message_id).
         receipts: Counter[str] = Counter()
         to_merchant: Counter[str] = Counter()
         parser = email.parser.BytesHeaderParser()

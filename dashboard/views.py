@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from django.http import HttpRequest, StreamingHttpResponse
 from django.utils import timezone
 
-from core import currencies
 from core.admin_scoping import viewer_account_id
+from core.formatting import amount_text
 from invoices_app.selectors import INVOICE_EXPORT_COLUMNS, invoices_for_export
 from keys_app.models import Mode
 from sessions_app import selectors
@@ -46,11 +45,6 @@ def stream_csv(header: Iterable[str], rows: Iterable[Iterable]) -> Iterator[str]
         yield writer.writerow([csv_cell(v) for v in row])
 
 
-def money(amount: Decimal | None, currency: str) -> str:
-    """An amount in its currency's minor unit (stored with three decimals)."""
-    return "" if amount is None else str(currencies.in_minor_units(amount, currency))
-
-
 def _csv_response(stream: Iterator[str], name: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(stream, content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{name}-{timezone.now():%Y%m%d}.csv"'
@@ -62,7 +56,7 @@ def paid_sessions_csv(request: HttpRequest) -> StreamingHttpResponse:
     mode = mode if mode in Mode.values else None
     rows = selectors.paid_sessions_for_export(account_id=viewer_account_id(request), mode=mode)
     # amount is column 2, currency column 3
-    rows = ((r[0], r[1], money(r[2], r[3]), *r[3:]) for r in rows)
+    rows = ((r[0], r[1], amount_text(r[2], r[3]), *r[3:]) for r in rows)
     return _csv_response(stream_csv(selectors.PAID_EXPORT_COLUMNS, rows), "paid-sessions")
 
 
@@ -70,5 +64,5 @@ def invoices_csv(request: HttpRequest) -> StreamingHttpResponse:
 
     rows = invoices_for_export(account_id=viewer_account_id(request))
     # net (4), vat (6) and gross (7) in the currency (3) of the invoice
-    rows = ((*r[:4], money(r[4], r[3]), r[5], money(r[6], r[3]), money(r[7], r[3]), *r[8:]) for r in rows)
+    rows = ((*r[:4], amount_text(r[4], r[3]), r[5], amount_text(r[6], r[3]), amount_text(r[7], r[3]), *r[8:]) for r in rows)
     return _csv_response(stream_csv(INVOICE_EXPORT_COLUMNS, rows), "invoices")

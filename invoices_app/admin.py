@@ -9,9 +9,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
-from invoices_app import services
+from core.formatting import money
 from invoices_app.models import AccessLink, Invoice
-from sessions_app.admin import money_display
+from invoices_app.services.access import access_link_revoke
+from invoices_app.services.delivery import ResendRefused, receipt_resend
+from invoices_app.services.documents import invoice_pdf_bytes, invoice_pdf_filename
 from sessions_app.selectors import parse_uuid
 
 
@@ -46,7 +48,7 @@ class InvoiceAdmin(MerchantScopedAdmin):
 
     @admin.display(description="gross", ordering="gross")
     def gross_display(self, obj: Invoice) -> str:
-        return money_display(obj.gross, obj.currency)
+        return money(obj.gross, obj.currency, grouped=False)
 
     @admin.display(description="session")
     def session_link(self, obj: Invoice) -> str:
@@ -87,11 +89,11 @@ class InvoiceAdmin(MerchantScopedAdmin):
 
     def pdf_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         invoice = self.get_object(request, object_id)
-        pdf = services.invoice_pdf_bytes(invoice=invoice)
+        pdf = invoice_pdf_bytes(invoice=invoice)
         if pdf is None:
             raise Http404("The PDF is not ready yet.")
         response = HttpResponse(pdf, content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{services.invoice_pdf_filename(invoice)}"'
+        response["Content-Disposition"] = f'attachment; filename="{invoice_pdf_filename(invoice)}"'
         return response
 
     def resend_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -108,8 +110,8 @@ class InvoiceAdmin(MerchantScopedAdmin):
 
     def _resend(self, request: HttpRequest, invoice: Invoice) -> None:
         try:
-            to = services.receipt_resend(invoice=invoice, actor=_actor(request))
-        except services.ResendRefused as exc:
+            to = receipt_resend(invoice=invoice, actor=_actor(request))
+        except ResendRefused as exc:
             self.message_user(request, f"{invoice.number}: {exc}", messages.WARNING)
             return
         except Exception as exc:  # an SMTP failure is reported, not a 500
@@ -122,7 +124,7 @@ class InvoiceAdmin(MerchantScopedAdmin):
         if link is None:
             self.message_user(request, f"{invoice.number}: no access link.", messages.WARNING)
             return
-        services.access_link_revoke(link=link, actor=_actor(request), reason="dashboard")
+        access_link_revoke(link=link, actor=_actor(request), reason="dashboard")
         self.message_user(request, f"{invoice.number}: access link revoked.", messages.SUCCESS)
 
     @admin.action(description="Resend the receipt email")

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 
-from invoices_app import handoff, services
+from invoices_app import handoff
 from invoices_app.relay import relay_active
+from invoices_app.services.numbering import invoice_mark_refunded
 
 logger = logging.getLogger(__name__)
 
 
-def on_session_paid(sender, session_id, announced=False, **kwargs) -> None:
-    # Runs on commit of the paid transition. Announced through PostgreSQL, the session reaches
-    # the workers by the relay (relay.py) and the request publishes nothing. Otherwise it is
-    # queued here; a broker failure must not fail the webhook: fulfilment_queue logs it, and
-    # the beat safety net re-queues the session.
-    if announced and relay_active():
+def on_session_paid(sender, session_id, **kwargs) -> None:
+    # Runs on commit of the paid transition. Where the relay runs (PostgreSQL and Redis), the
+    # session reaches the workers through it (relay.py: the NOTIFY, or its look back) and the
+    # request publishes nothing. Otherwise it is queued here; a broker failure must not fail the
+    # webhook: fulfilment_queue logs it, and the beat safety net re-queues the session.
+    if relay_active():
         return
     handoff.fulfilment_queue(session_id=session_id)
 
@@ -28,6 +29,6 @@ def on_session_late_payment(sender, session_id, late_payment_id, **kwargs) -> No
 
 def on_session_refunded(sender, session_id, event_id="", **kwargs) -> None:
     try:
-        services.invoice_mark_refunded(session_id=session_id, event_id=event_id)
+        invoice_mark_refunded(session_id=session_id, event_id=event_id)
     except Exception:
         logger.exception("could not mark the invoice of session %s refunded", session_id)

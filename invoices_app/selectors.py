@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from core import currencies
+from core.formatting import money
 from invoices_app import claims
 from invoices_app.models import AccessLink, Fulfilment, Invoice, KeyReveal
 from keys_app.models import EntitlementKey
 from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app.models import PaymentSession, Status
-
-
-def money(amount: Decimal, currency: str) -> str:
-    exp = currencies.exponent(currency)
-    return f"{amount:,.{exp}f} {currency}"
 
 
 @dataclass(frozen=True)
@@ -72,8 +66,6 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
     )
 
 
-def invoice_for_session(*, session_id) -> Invoice | None:
-    return Invoice.objects.select_related("account").filter(session_id=session_id).first()
 
 
 def access_link_get(*, jti) -> AccessLink | None:
@@ -128,7 +120,7 @@ def invoices_for_export(*, account_id: int | None):
 
 
 def relay_look_back_sql() -> str:
-    """Sessions paid in the last `%s` seconds, after the cursor (`%s`, `%s`: paid_at and id),
+    """Sessions to deliver (paid, or fulfilled anyway) paid in the last `%s` seconds, after the cursor (`%s`, `%s`: paid_at and id),
     with no finished fulfilment and no live run on them (claims.py), `%s` at most, in payment order.
 
     What the relay hands on when it takes over: what was announced while no relay listened
@@ -137,7 +129,9 @@ def relay_look_back_sql() -> str:
     quote = connection.ops.quote_name
     sessions, fulfilments = quote(PaymentSession._meta.db_table), quote(Fulfilment._meta.db_table)
     return (f"SELECT s.id, s.paid_at FROM {sessions} AS s LEFT JOIN {fulfilments} AS f ON f.session_id = s.id "  # noqa: S608
-            "WHERE s.status = 'paid' AND s.paid_at >= now() - make_interval(secs => %s) "
+            # The same condition as the partial index session_deliverable_idx, so that it is used.
+            "WHERE (s.status = 'paid' OR s.fulfil_anyway_at IS NOT NULL) "
+            "AND s.paid_at >= now() - make_interval(secs => %s) "
             "AND (s.paid_at, s.id) > (%s, %s) "
             f"AND f.completed_at IS NULL AND {claims.unclaimed_sql('s.id')} ORDER BY s.paid_at, s.id LIMIT %s")
 

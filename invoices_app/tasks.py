@@ -11,7 +11,8 @@ from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
 from core.logs import request_id_var
-from invoices_app import handoff, services
+from invoices_app import handoff
+from invoices_app.services import access, delivery, fulfilment
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +28,8 @@ RETRIED = {"bind": True, "acks_late": True, "autoretry_for": TRANSIENT, "retry_b
 @shared_task(**RETRIED)
 def fulfil_session(self, session_id: str) -> None:
     try:
-        services.fulfilment_run(session_id=session_id)
-    except services.EmailInFlight as exc:
+        fulfilment.fulfilment_run(session_id=session_id)
+    except delivery.EmailInFlight as exc:
         raise self.retry(exc=exc, countdown=max(1, int(exc.retry_in) + 1)) from None
 
 
@@ -45,7 +46,7 @@ def fulfil_sessions(items: list[dict]) -> None:
         token = request_id_var.set(str(item.get("request_id") or "-"))
         try:
             logger.info("fulfil_session %s (from a batch of %d)", session_id, len(items))
-            services.fulfilment_run(session_id=session_id)
+            fulfilment.fulfilment_run(session_id=session_id)
         except Exception as exc:
             logger.warning("fulfilment of session %s failed in a batch (%s); retrying on its own",
                            session_id, type(exc).__name__)
@@ -57,8 +58,8 @@ def fulfil_sessions(items: list[dict]) -> None:
 @shared_task(**RETRIED)
 def notify_late_payment(self, late_payment_id: int) -> None:
     try:
-        services.late_payment_notify(late_payment_id=late_payment_id)
-    except services.EmailInFlight as exc:
+        delivery.late_payment_notify(late_payment_id=late_payment_id)
+    except delivery.EmailInFlight as exc:
         raise self.retry(exc=exc, countdown=max(1, int(exc.retry_in) + 1)) from None
 
 
@@ -69,4 +70,4 @@ def fulfilment_safety_net() -> int:
 
 @shared_task(acks_late=True, ignore_result=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
 def access_links_email(email: str) -> None:
-    services.access_links_send(email=email)
+    access.access_links_send(email=email)

@@ -14,8 +14,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from core import errors
 from core.throttling import ACCESS_LINKS_THROTTLES, CHECKOUT_THROTTLES, check_limits, throttle_view
-from invoices_app import selectors, services, tokens
+from invoices_app import selectors, tokens
 from invoices_app.models import AccessLink, AccessLinkUse
+from invoices_app.services.access import access_link_use_record
+from invoices_app.services.documents import invoice_pdf_bytes, invoice_pdf_filename
+from invoices_app.services.keys import key_reveal, key_rotate_by_customer
 from invoices_app.tasks import access_links_email
 
 logger = logging.getLogger(__name__)
@@ -65,7 +68,7 @@ def access_page(request: HttpRequest, token: str) -> HttpResponse:
     link = _resolve(request, token)
     if isinstance(link, HttpResponse):
         return link
-    services.access_link_use_record(link=link, action=AccessLinkUse.Action.VIEW, **_client(request))
+    access_link_use_record(link=link, action=AccessLinkUse.Action.VIEW, **_client(request))
     return _page(request, link, token)
 
 
@@ -76,15 +79,15 @@ def access_invoice_pdf(request: HttpRequest, token: str) -> HttpResponse:
     if isinstance(link, HttpResponse):
         return link
     # Only the stored file is served: rendering happens on workers, never here.
-    pdf = services.invoice_pdf_bytes(invoice=link.invoice)
+    pdf = invoice_pdf_bytes(invoice=link.invoice)
     if pdf is None:
         response = render(request, "invoices/access_error.html", {
             "title": "The PDF is being prepared", "message": "Try again in a minute."}, status=503)
         response["Retry-After"] = "60"
         return response
-    services.access_link_use_record(link=link, action=AccessLinkUse.Action.PDF, **_client(request))
+    access_link_use_record(link=link, action=AccessLinkUse.Action.PDF, **_client(request))
     response = HttpResponse(pdf, content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="{services.invoice_pdf_filename(link.invoice)}"'
+    response["Content-Disposition"] = f'attachment; filename="{invoice_pdf_filename(link.invoice)}"'
     response["Referrer-Policy"] = "no-referrer"
     return response
 
@@ -95,7 +98,7 @@ def access_reveal_key(request: HttpRequest, token: str) -> HttpResponse:
     link = _resolve(request, token)
     if isinstance(link, HttpResponse):
         return link
-    plaintext = services.key_reveal(link=link, **_client(request))
+    plaintext = key_reveal(link=link, **_client(request))
     return _page(request, link, token, revealed_key=plaintext, reveal_refused=plaintext is None)
 
 
@@ -108,7 +111,7 @@ def access_rotate_key(request: HttpRequest, token: str) -> HttpResponse:
     if isinstance(link, HttpResponse):
         return link
     try:
-        plaintext = services.key_rotate_by_customer(link=link, **_client(request))
+        plaintext = key_rotate_by_customer(link=link, **_client(request))
     except errors.DomainError as exc:
         return _page(request, link, token, rotate_error=exc.message)
     return _page(request, link, token, revealed_key=plaintext, rotated=True)

@@ -14,7 +14,7 @@ from django.utils.html import format_html
 
 from core import errors
 from core.admin_scoping import MerchantScopedAdmin, is_staff_user
-from keys_app import services
+from keys_app import entitlements, services
 from keys_app.models import Account, ApiKey, EntitlementKey
 
 
@@ -205,7 +205,7 @@ class EntitlementKeyAdmin(MerchantScopedAdmin):
         return TemplateResponse(request, template, {**self.admin_site.each_context(request), "opts": self.opts,
                                                     **context})
 
-    def _key_once(self, request: HttpRequest, issued: services.IssuedEntitlementKey, *, title: str,
+    def _key_once(self, request: HttpRequest, issued: entitlements.IssuedEntitlementKey, *, title: str,
                   note: str) -> HttpResponse:
         response = self._page(request, "admin/keys_app/entitlementkey/key_once.html", title=title, note=note,
                               key=issued.key, plaintext=issued.plaintext,
@@ -218,7 +218,7 @@ class EntitlementKeyAdmin(MerchantScopedAdmin):
         key = self.get_object(request, object_id)  # 404 unless it is the viewer's key
         form = OverlapForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            replace = services.entitlement_key_upgrade if upgrade else services.entitlement_key_rotate
+            replace = entitlements.entitlement_key_upgrade if upgrade else entitlements.entitlement_key_rotate
             try:
                 issued = replace(key=key, overlap=services.ROTATION_OVERLAPS[form.cleaned_data["overlap"]],
                                  actor=admin_actor(request))
@@ -247,7 +247,7 @@ class EntitlementKeyAdmin(MerchantScopedAdmin):
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         key = self.get_object(request, object_id)
         if request.method == "POST":
-            services.entitlement_key_revoke(key=key, actor=admin_actor(request))
+            entitlements.entitlement_key_revoke(key=key, actor=admin_actor(request))
             messages.success(request, f"Key {key.display} revoked.")
             return redirect("admin:keys_app_entitlementkey_change", key.pk)
         if request.method != "GET":
@@ -262,6 +262,6 @@ class EntitlementKeyAdmin(MerchantScopedAdmin):
         # `queryset` comes from get_queryset, so only the viewer's own keys can be in it.
         count = 0
         for key in queryset.filter(status=EntitlementKey.Status.ACTIVE):
-            services.entitlement_key_revoke(key=key, actor=admin_actor(request))
+            entitlements.entitlement_key_revoke(key=key, actor=admin_actor(request))
             count += 1
         self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)

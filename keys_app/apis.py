@@ -13,9 +13,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import throttling
+from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import RETRY_AFTER, errors
-from keys_app import selectors, services, web3_setup
+from keys_app import entitlements, selectors, web3_setup
 from keys_app.models import PROVIDERS, Account, EntitlementKey, Mode
 from keys_app.openapi import (
     KEY_ID,
@@ -137,22 +138,18 @@ class AccountApi(APIView):
 # ---------------------------------------------------------------- entitlement keys
 
 
-def _time(value) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def verified_key_payload(key: EntitlementKey) -> dict[str, Any]:
     return {"id": str(key.pk), "mode": key.mode, "session_id": str(key.session_id),
-            "customer_email": key.customer_email, "created_at": _time(key.created_at),
-            "expires_at": _time(key.expires_at), "metadata": key.metadata}
+            "customer_email": key.customer_email, "created_at": iso_utc(key.created_at),
+            "expires_at": iso_utc(key.expires_at), "metadata": key.metadata}
 
 
 def key_payload(key: EntitlementKey) -> dict[str, Any]:
     return {**verified_key_payload(key), "display": key.display, "status": key.status,
-            "revoked_at": _time(key.revoked_at), "refunded_at": _time(key.refunded_at),
+            "revoked_at": iso_utc(key.revoked_at), "refunded_at": iso_utc(key.refunded_at),
             "replaces": str(key.replaces_id) if key.replaces_id else None,
             "superseded_by": str(key.superseded_by_id) if key.superseded_by_id else None,
-            "superseded_at": _time(key.superseded_at)}
+            "superseded_at": iso_utc(key.superseded_at)}
 
 
 def _actor(request) -> str:
@@ -213,7 +210,7 @@ class KeyRevokeApi(APIView):
                    request=None, parameters=[KEY_ID, RETRY_AFTER],
                    responses={200: KeySerializer, **errors(401, 404, 429)})
     def post(self, request, key_id: str):
-        key = services.entitlement_key_revoke(key=_key_or_404(request, key_id), actor=_actor(request))
+        key = entitlements.entitlement_key_revoke(key=_key_or_404(request, key_id), actor=_actor(request))
         return Response(key_payload(key))
 
 
@@ -224,10 +221,10 @@ def _overlap(request) -> timedelta:
     serializer = OverlapInputSerializer(data=data)
     serializer.is_valid(raise_exception=True)
     hours = serializer.validated_data.get("overlap_hours")
-    return services.ENTITLEMENT_ROTATION_OVERLAP if hours is None else timedelta(hours=hours)
+    return entitlements.ENTITLEMENT_ROTATION_OVERLAP if hours is None else timedelta(hours=hours)
 
 
-def _replaced(issued: services.IssuedEntitlementKey, old: EntitlementKey) -> Response:
+def _replaced(issued: entitlements.IssuedEntitlementKey, old: EntitlementKey) -> Response:
     old.refresh_from_db()
     response = Response({"key": key_payload(issued.key), "plaintext": issued.plaintext,
                          "previous": key_payload(old)}, status=201)
@@ -245,7 +242,7 @@ class KeyRotateApi(APIView):
                    responses={201: ReplacedKeySerializer, **errors(400, 401, 404, 409, 429)})
     def post(self, request, key_id: str):
         key = _key_or_404(request, key_id)
-        issued = services.entitlement_key_rotate(key=key, overlap=_overlap(request), actor=_actor(request))
+        issued = entitlements.entitlement_key_rotate(key=key, overlap=_overlap(request), actor=_actor(request))
         return _replaced(issued, key)
 
 
@@ -258,7 +255,7 @@ class KeyUpgradeApi(APIView):
                    responses={201: ReplacedKeySerializer, **errors(400, 401, 404, 409, 429)})
     def post(self, request, key_id: str):
         key = _key_or_404(request, key_id)
-        issued = services.entitlement_key_upgrade(key=key, overlap=_overlap(request), actor=_actor(request))
+        issued = entitlements.entitlement_key_upgrade(key=key, overlap=_overlap(request), actor=_actor(request))
         return _replaced(issued, key)
 
 
@@ -281,6 +278,6 @@ class KeyVerifyApi(APIView):
         raw = request.data.get("key") if isinstance(request.data, dict) else None
         if not isinstance(raw, str):
             raise ApiError("key_required", "Send {\"key\": \"ek_…\"}.", field="key")
-        result = services.entitlement_key_verify(account_id=request.user.pk, mode=request.auth.mode, raw=raw)
+        result = entitlements.entitlement_key_verify(account_id=request.user.pk, mode=request.auth.mode, raw=raw)
         return Response({"valid": result.valid, "code": result.code,
                          "key": verified_key_payload(result.key) if result.key else None})

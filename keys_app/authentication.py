@@ -5,10 +5,11 @@ import hmac
 from rest_framework import authentication, exceptions
 
 from core.http import ApiError
+from keys_app.key_cache import key_cache_put
 from keys_app.keygen import hash_key, looks_like_entitlement_key, parse_key
 from keys_app.models import ApiKey
 from keys_app.selectors import entitlement_key_is_known, key_get_by_hash, key_get_cached
-from keys_app.services import key_cache_put, key_touch
+from keys_app.services import key_touch
 
 HEADER = "HTTP_X_API_KEY"
 

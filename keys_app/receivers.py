@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from keys_app.key_cache import account_keys_forget, entitlement_cache_forget, key_cache_forget
 from keys_app.models import Account, ApiKey, EntitlementKey
-from keys_app.services import account_keys_forget, entitlement_cache_forget, key_cache_forget
 
 
 @receiver(post_save, sender=ApiKey, dispatch_uid="keys_app.api_key_changed")

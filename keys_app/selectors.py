@@ -42,10 +42,6 @@ def key_get_cached(*, key_hash: str) -> ApiKey | None:
     return _cached(key_cache_key(key_hash), ApiKey)
 
 
-def account_keys(*, account_id: int):
-    return ApiKey.objects.filter(account_id=account_id).order_by("-created_at")
-
-
 # ---------------------------------------------------------------- entitlement keys
 
 

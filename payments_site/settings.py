@@ -1,19 +1,28 @@
 """One settings module, driven by environment variables.
 
-Every value a deployment may change is read here, once. Without ALLOW_DEBUG the
-service refuses to start with a missing or placeholder secret, naming the variable.
+Every value a deployment may change is read here, once, in the section of the concern it
+belongs to; every setting is written once, so what a name holds is what its section says.
+Without ALLOW_DEBUG the service refuses to start with a missing or placeholder secret, naming
+the variable.
+
+Sections, in order: helpers; mode and secrets; paths and files; HTTP and security; apps and
+middleware; database; cache and Redis; Celery; email; API; logging; sessions and idempotency;
+payment providers; fulfilment; keys; dashboard and admin; beat (last, as it runs the work of
+the sections above at their intervals).
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+# --------------------------------------------------------------------------- helpers
+# A typo in a variable must stop the start with its name, not fall back to a default silently.
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -45,6 +54,34 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_decimal(name: str, default: str) -> Decimal:
+    raw = os.environ.get(name, "").strip() or default
+    try:
+        return Decimal(raw)
+    except ArithmeticError:
+        raise ImproperlyConfigured(f"{name} must be a decimal number, got {raw!r}") from None
+
+
+def env_rate_table(name: str, default: str) -> dict[tuple[str, str], Decimal]:
+    """"ETH/EUR=3000.00,ETH/USD=3300" -> {("ETH", "EUR"): Decimal("3000.00"), ...}."""
+    table = {}
+    for item in env_list(name, default):
+        pair, sep, price = item.partition("=")
+        base, slash, quote = pair.strip().upper().partition("/")
+        try:
+            value = Decimal(price.strip())
+        except ArithmeticError:
+            value = Decimal(0)
+        if not (sep and slash and base and quote) or value <= 0:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not BASE/QUOTE=PRICE with a positive price.")
+        table[(base, quote)] = value
+    return table
+
+
+# --------------------------------------------------------------------------- mode and secrets
+# ALLOW_DEBUG is the one switch between a local run and a deployment: it alone may relax the
+# secret checks below, and DJANGO_DEBUG can only turn debug off again, never on in production.
+
 ALLOW_DEBUG = env_bool("ALLOW_DEBUG")
 DEBUG = ALLOW_DEBUG and env_bool("DJANGO_DEBUG", default=True)
 
@@ -65,6 +102,7 @@ def env_secret(name: str, *, required: bool = True) -> str:
         if required:
             raise ImproperlyConfigured(f"{name} is not set. Set it in the environment (or ALLOW_DEBUG=1 for local use).")
         return ""
+    # A comma-separated secret is a rotation list: one weak entry is as bad as all of them.
     for part in value.split(","):
         if part.strip().lower() in _KNOWN_WEAK:
             raise ImproperlyConfigured(f"{name} is a default or placeholder value. Generate a real secret.")
@@ -75,15 +113,71 @@ SECRET_KEY = env_secret("DJANGO_SECRET_KEY")
 JWT_SECRET_KEY = env_secret("JWT_SECRET_KEY")
 if not ALLOW_DEBUG and len(JWT_SECRET_KEY) < 32:
     raise ImproperlyConfigured("JWT_SECRET_KEY must be at least 32 characters long.")
+# The payment providers' webhook secrets go through env_secret too, in their own section.
 
+# --------------------------------------------------------------------------- paths and files
+# Everything the service writes (SQLite, static files, media) lives under DATA_DIR, so one
+# volume holds a deployment's state; the code under BASE_DIR stays read-only.
+
+BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("DATA_DIR") or BASE_DIR / "data").resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "media/"
+# WhiteNoise serves static files from the web process itself: no separate file server to run.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+# --------------------------------------------------------------------------- HTTP and security
+# Production hardening; `manage.py check --deploy` is clean when ALLOW_DEBUG is off.
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if ALLOW_DEBUG else "")
 if not ALLOW_DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS is not set (comma-separated host names).")
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", PUBLIC_BASE_URL)
+APPEND_SLASH = False
+
+# Behind a TLS proxy: trust X-Forwarded-Proto, and take the client's address from X-Forwarded-For
+# only as many hops deep as there are proxies we run (REST_FRAMEWORK's NUM_PROXIES, used by the
+# throttles and the admin lockout); a client could write any hop beyond them.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+_trusted_proxy_count = env_int("TRUSTED_PROXY_COUNT", 0)
+
+if not ALLOW_DEBUG:
+    # Local runs speak plain http on 127.0.0.1; these would lock a browser out of them.
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Refer sparingly: checkout and access URLs carry session ids and access tokens.
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+
+# Content-Security-Policy on the pages customers see; no inline script or style is needed there.
+CSP_PATH_PREFIXES = ("/checkout", "/access")
+# Origins the pages may fetch from besides their own (e.g. a JSON-RPC node a page talks to directly).
+CSP_CONNECT_SRC = env_list("CSP_CONNECT_SRC")
+CONTENT_SECURITY_POLICY = os.environ.get(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self' https:; object-src 'none'",
+)
+
+# --------------------------------------------------------------------------- apps and middleware
 
 INSTALLED_APPS = [
     "dashboard.admin_config.PaymentsAdminConfig",  # Django admin, with the revenue dashboard as index
@@ -100,10 +194,16 @@ INSTALLED_APPS = [
     "sessions_app",
     "invoices_app",
     "dashboard",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
 ]
 
 MIDDLEWARE = [
+    # The request id comes first so every later log line carries it.
+    "core.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "core.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -111,11 +211,12 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes' docs ask.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "payments_site.urls"
 WSGI_APPLICATION = "payments_site.wsgi.application"
-APPEND_SLASH = False
 
 TEMPLATES = [
     {
@@ -132,62 +233,54 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
-        # Persistent connections: a new PostgreSQL connection costs ~5.5 ms per request.
-        conn_max_age=env_int("CONN_MAX_AGE", 600),
-        conn_health_checks=True,
-    )
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-elif env_bool("DATABASE_PREPARED_STATEMENTS", True):
-    # Allow prepared statements (Django turns them off): only core.db asks for them,
-    # for the hot paths' few large statements; Django's own cursors bind on the client and
-    # never prepare. Off (0) behind a pooler that cannot keep them (PgBouncer before 1.21 in
-    # transaction mode).
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
-
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-]
-
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-MEDIA_ROOT = DATA_DIR / "media"
-MEDIA_URL = "media/"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
-}
-WHITENOISE_USE_FINDERS = True
+# --------------------------------------------------------------------------- database
+# PostgreSQL in production; without DATABASE_URL an SQLite file under DATA_DIR, so that
+# `make run` needs nothing installed.
 
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["keys_app.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": [
-        "core.parsers.DecimalJSONParser",
-        "core.parsers.AnyContentTypeJSONParser",
-    ],
-    "EXCEPTION_HANDLER": "core.http.api_exception_handler",
-    "UNAUTHENTICATED_USER": None,
-}
+_database = dj_database_url.parse(
+    os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
+    # Persistent connections: a new PostgreSQL connection costs ~5.5 ms per request.
+    conn_max_age=env_int("CONN_MAX_AGE", 600),
+    conn_health_checks=True,
+)
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite has one writer: wait for the lock rather than fail, and take it when a transaction
+    # begins, not on its first write, so that two transactions never deadlock upgrading.
+    _database |= {"OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"}, "CONN_MAX_AGE": 0}
+elif env_bool("DATABASE_PREPARED_STATEMENTS", True):
+    # Allow prepared statements (Django turns them off): only core.db asks for them,
+    # for the hot paths' few large statements; Django's own cursors bind on the client and
+    # never prepare. Off (0) behind a pooler that cannot keep them (PgBouncer before 1.21 in
+    # transaction mode).
+    _database["OPTIONS"] = {**_database.get("OPTIONS", {}), "prepare_threshold": 1_000_000}
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Background work: Celery on Redis when REDIS_URL is set, in-process otherwise.
+# --------------------------------------------------------------------------- cache and Redis
+# One REDIS_URL serves both the cache (throttle counters, API keys) and Celery's broker.
+# Without it everything stays in-process: a local cache and eager tasks.
+
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+CACHES = {
+    "default": (
+        # A slow or unreachable cache must cost a request a second at most, never hang it:
+        # the throttles then let requests through.
+        {"BACKEND": "core.cache.RedisCache", "LOCATION": REDIS_URL,
+         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# --------------------------------------------------------------------------- Celery
+# Background work: Celery on Redis when REDIS_URL is set, in-process otherwise. The periodic
+# tasks (CELERY_BEAT_SCHEDULE) are at the end, after the intervals they run at.
+
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 if REDIS_URL.startswith("redis://"):
     CELERY_BROKER_TRANSPORT = "core.broker:Transport"
@@ -199,6 +292,7 @@ CELERY_TASK_EAGER_PROPAGATES = False
 # goes ahead of the queue at priority 0; everything else is published at this one. On Redis a
 # lower number is served first (kombu keeps one list per priority step: 0, 3, 6, 9).
 CELERY_TASK_DEFAULT_PRIORITY = 6
+# A task is acknowledged when done, not when taken: a worker that dies mid-task leaves it queued.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -207,89 +301,55 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A publish must not hang a web request when Redis is down: fail fast, the safety net re-queues.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5, "socket_connect_timeout": 1, "socket_timeout": 2}
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 200_000)  # KiB
+# Workers log through the same configuration (JSON in production), not Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-CACHES = {
-    "default": (
-        {"BACKEND": "core.cache.RedisCache", "LOCATION": REDIS_URL}
-        if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-    )
-}
+# --------------------------------------------------------------------------- email
+# Django's standard names; no EMAIL_HOST prints mail to the console.
 
-# Payment providers.
-STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "").strip()
-STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip()
-STRIPE_WEBHOOK_SECRETS = [s.strip() for s in env_secret("STRIPE_WEBHOOK_SECRET", required=False).split(",") if s.strip()]
-STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
-
-# Sessions.
-SESSION_DEFAULT_TTL_SECONDS = 24 * 3600
-SESSION_MIN_TTL_SECONDS = 30 * 60
-SESSION_MAX_TTL_SECONDS = 24 * 3600
-SESSION_MAX_AMOUNT = Decimal(os.environ.get("SESSION_MAX_AMOUNT", "999999.99"))
-IDEMPOTENCY_TTL_SECONDS = 24 * 3600
-API_KEY_TOUCH_INTERVAL_SECONDS = 60
-
-# Email: Django's standard names; no EMAIL_HOST prints mail to the console.
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip()
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+# Keep it well below FULFILMENT_EMAIL_LEASE_SECONDS, or a slow send outlives its lease.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "payments@localhost")
 EMAIL_BACKEND = (
-    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "payments_site.mail.ConsoleEmailBackend"
 )
 
-# Production hardening; `manage.py check --deploy` is clean when ALLOW_DEBUG is off.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-if not ALLOW_DEBUG:
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-SECURE_CONTENT_TYPE_NOSNIFF = True
-X_FRAME_OPTIONS = "DENY"
+# --------------------------------------------------------------------------- API
+# Merchants authenticate with API keys, never with the admin's session; every error, DRF's own
+# included, leaves in the one `{"error": {...}}` shape.
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["keys_app.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.DecimalJSONParser",
+        "core.parsers.AnyContentTypeJSONParser",
+    ],
+    "EXCEPTION_HANDLER": "core.http.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.AutoSchema",
+    "NUM_PROXIES": _trusted_proxy_count,
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.ApiLimits"],
+    # Requests per minute, per API key and per client IP. Counters live in CACHES (Redis in production).
+    "DEFAULT_THROTTLE_RATES": {
+        "create_session_key": os.environ.get("THROTTLE_CREATE_SESSION_KEY", "120/min"),
+        "create_session_ip": os.environ.get("THROTTLE_CREATE_SESSION_IP", "240/min"),
+        "api_key": os.environ.get("THROTTLE_API_KEY", "600/min"),
+        "api_ip": os.environ.get("THROTTLE_API_IP", "1200/min"),
+        "status_ip": os.environ.get("THROTTLE_STATUS_IP", "300/min"),
+        "checkout_ip": os.environ.get("THROTTLE_CHECKOUT_IP", "30/min"),
+        "checkout_session": os.environ.get("THROTTLE_CHECKOUT_SESSION", "10/min"),
+        "verify_key": os.environ.get("THROTTLE_VERIFY_KEY", "60000/min"),
+        "access_links_ip": os.environ.get("THROTTLE_ACCESS_LINKS_IP", "10/hour"),
+        "access_links_address": os.environ.get("THROTTLE_ACCESS_LINKS_ADDRESS", "3/hour"),
+    },
 }
-
-# --- Security and reliability: API schema, abuse limits, deploy hardening, structured logs ---
-from datetime import timedelta as _timedelta  # noqa: E402
-
-INSTALLED_APPS += ["drf_spectacular", "drf_spectacular_sidecar", "axes"]
-# The request id comes first so every later log line carries it; axes last, as its docs ask.
-MIDDLEWARE.insert(0, "core.logs.RequestIdMiddleware")
-MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-                  "core.csp.ContentSecurityPolicyMiddleware")
-MIDDLEWARE.append("axes.middleware.AxesMiddleware")
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
-
-REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "core.openapi.AutoSchema"
-REST_FRAMEWORK["NUM_PROXIES"] = env_int("TRUSTED_PROXY_COUNT", 0)
-# Requests per minute, per API key and per client IP. Counters live in CACHES (Redis in production).
-REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
-    "create_session_key": os.environ.get("THROTTLE_CREATE_SESSION_KEY", "120/min"),
-    "create_session_ip": os.environ.get("THROTTLE_CREATE_SESSION_IP", "240/min"),
-    "api_key": os.environ.get("THROTTLE_API_KEY", "600/min"),
-    "api_ip": os.environ.get("THROTTLE_API_IP", "1200/min"),
-    "status_ip": os.environ.get("THROTTLE_STATUS_IP", "300/min"),
-    "checkout_ip": os.environ.get("THROTTLE_CHECKOUT_IP", "30/min"),
-    "checkout_session": os.environ.get("THROTTLE_CHECKOUT_SESSION", "10/min"),
-    "verify_key": os.environ.get("THROTTLE_VERIFY_KEY", "60000/min"),
-    "access_links_ip": os.environ.get("THROTTLE_ACCESS_LINKS_IP", "10/hour"),
-    "access_links_address": os.environ.get("THROTTLE_ACCESS_LINKS_ADDRESS", "3/hour"),
-}
-REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["core.throttling.ApiLimits"]
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Payment sessions API",
@@ -299,6 +359,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # The docs pages load their scripts from this server, never from a third-party CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -316,45 +377,96 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# Admin login: lock an IP out after repeated failures (django-axes, attempts kept in the database).
-AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = _timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
-AXES_RESET_ON_SUCCESS = True
-AXES_CLIENT_IP_CALLABLE = "core.throttling.login_client_ip"
-AXES_VERBOSE = False
-if REDIS_URL:
-    # A cache that hangs would hang every throttled request: fail fast, the throttles then let requests through.
-    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}
+# --------------------------------------------------------------------------- logging
+# One JSON object per line in production (LOG_FORMAT=json), each with the request id, so that a
+# log collector can follow one request across the web process and the workers.
 
-# Content-Security-Policy on the pages customers see; no inline script or style is needed there.
-CSP_PATH_PREFIXES = ("/checkout", "/access")
-# Origins the pages may fetch from besides their own (e.g. a JSON-RPC node a page talks to directly).
-CSP_CONNECT_SRC = env_list("CSP_CONNECT_SRC")
-CONTENT_SECURITY_POLICY = os.environ.get(
-    "CONTENT_SECURITY_POLICY",
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self' https:; object-src 'none'",
-)
-
-# Behind a TLS proxy: trust X-Forwarded-Proto (set above), redirect http to https, refer sparingly.
-SECURE_REFERRER_POLICY = "same-origin"
-SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
-SESSION_COOKIE_HTTPONLY = True
-
-# Logs: one JSON object per line in production (LOG_FORMAT=json), each with the request id.
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain" if ALLOW_DEBUG else "json").strip().lower()
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', got {LOG_FORMAT!r}")
-LOGGING["formatters"]["json"] = {"()": "core.logs.JsonFormatter"}
-LOGGING["formatters"]["plain"]["format"] = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-LOGGING["filters"] = {"request_id": {"()": "core.logs.RequestIdFilter"}}
-LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT
-LOGGING["handlers"]["console"]["filters"] = ["request_id"]
-# Workers log through the same configuration (JSON in production), not Celery's own format.
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-STATICFILES_DIRS = [BASE_DIR / "static"]
-# --- Fulfilment (invoice, PDF, buyer's key, access link, emails) ---
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "core.logs.JsonFormatter"},
+    },
+    "filters": {"request_id": {"()": "core.logs.RequestIdFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Chatty at INFO and DEBUG: every SQL statement, every PDF layout step, every font subset.
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "weasyprint.progress": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
+    },
+}
+
+# --------------------------------------------------------------------------- sessions and idempotency
+
+SESSION_DEFAULT_TTL_SECONDS = 24 * 3600
+SESSION_MIN_TTL_SECONDS = 30 * 60
+SESSION_MAX_TTL_SECONDS = 24 * 3600
+SESSION_MAX_AMOUNT = Decimal(os.environ.get("SESSION_MAX_AMOUNT", "999999.99"))
+# A retried create with the same Idempotency-Key replays its first answer for this long.
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+# How often beat marks open sessions past their expiry as expired.
+SESSION_EXPIRY_INTERVAL_SECONDS = env_int("SESSION_EXPIRY_INTERVAL_SECONDS", 60)
+
+# --------------------------------------------------------------------------- payment providers
+
+# Stripe. "checkout" redirects to a Stripe Checkout Session; "payment_intent" creates a
+# PaymentIntent for the Payment Element (and for servers without Checkout Sessions, such as
+# localstripe).
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "").strip()
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip()
+# Several secrets, comma-separated, so that a rotation accepts the old and the new at once.
+STRIPE_WEBHOOK_SECRETS = [s.strip() for s in env_secret("STRIPE_WEBHOOK_SECRET", required=False).split(",") if s.strip()]
+STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
+STRIPE_CHECKOUT_FLOW = os.environ.get("STRIPE_CHECKOUT_FLOW", "checkout").strip()
+if STRIPE_CHECKOUT_FLOW not in ("checkout", "payment_intent"):
+    raise ImproperlyConfigured("STRIPE_CHECKOUT_FLOW must be 'checkout' or 'payment_intent'.")
+
+# One.com hosted payment page and the Standard Webhooks secret of its callbacks (whsec_ + base64).
+_DEV_ONECOM_SECRET = "whsec_ZGV2LWluc2VjdXJlLW9uZWNvbS1zZWNyZXQtMDEyMzQ1"
+ONECOM_CHECKOUT_URL = os.environ.get("ONECOM_CHECKOUT_URL", "").strip()
+ONECOM_WEBHOOK_SECRET = env_secret("ONECOM_WEBHOOK_SECRET", required=False) or (_DEV_ONECOM_SECRET if ALLOW_DEBUG else "")
+if ONECOM_WEBHOOK_SECRET and not ONECOM_WEBHOOK_SECRET.startswith("whsec_"):
+    raise ImproperlyConfigured("ONECOM_WEBHOOK_SECRET must look like whsec_<base64>.")
+
+# Web3: one chain, read through WEB3_PROVIDER_URL; payments are verified on chain only. The
+# defaults under ALLOW_DEBUG suit a local node (chain 31337, one confirmation).
+WEB3_PROVIDER_URL = os.environ.get("WEB3_PROVIDER_URL", "").strip()
+WEB3_CHAIN_ID = env_int("WEB3_CHAIN_ID", 31337 if ALLOW_DEBUG else 1)
+WEB3_MIN_CONFIRMATIONS = env_int("WEB3_MIN_CONFIRMATIONS", 1 if ALLOW_DEBUG else 12)
+WEB3_WEBHOOK_SECRET = env_secret("WEB3_WEBHOOK_SECRET", required=False) or (
+    "dev-insecure-web3-webhook-secret" if ALLOW_DEBUG else "")
+WEB3_WEBHOOK_TOLERANCE = env_int("WEB3_WEBHOOK_TOLERANCE", 300)
+WEB3_QUOTE_TTL_SECONDS = env_int("WEB3_QUOTE_TTL_SECONDS", 15 * 60)
+WEB3_GRACE_SECONDS = env_int("WEB3_GRACE_SECONDS", 10 * 60)
+# After a session fails, its address is still watched this long: a transfer to it is kept as a
+# late payment (the merchant is told and may deliver anyway), never ignored.
+WEB3_LATE_PAYMENT_WATCH_SECONDS = env_int("WEB3_LATE_PAYMENT_WATCH_SECONDS", 7 * 24 * 3600)
+# A payment short of the quote by at most this fraction still pays (0.005 = 0.5 %).
+WEB3_AMOUNT_TOLERANCE = env_decimal("WEB3_AMOUNT_TOLERANCE", "0")
+# Where prices come from: "fixed" (WEB3_FIXED_RATES, the explicit default) or "chainlink" (on-chain feeds).
+WEB3_RATE_SOURCE = os.environ.get("WEB3_RATE_SOURCE", "fixed").strip()
+if WEB3_RATE_SOURCE not in ("fixed", "chainlink"):
+    raise ImproperlyConfigured("WEB3_RATE_SOURCE must be 'fixed' or 'chainlink'.")
+WEB3_FIXED_RATES = env_rate_table("WEB3_FIXED_RATES", "ETH/EUR=3000.00,ETH/USD=3300.00" if ALLOW_DEBUG else "")
+# Chainlink AggregatorV3 feeds: "ETH/USD=0x5f4e...,ETH/EUR=0x...", and how old an answer may be.
+WEB3_CHAINLINK_FEEDS = dict(
+    (pair.strip().upper(), address.strip())
+    for pair, _, address in (item.partition("=") for item in env_list("WEB3_CHAINLINK_FEEDS"))
+)
+WEB3_CHAINLINK_MAX_AGE_SECONDS = env_int("WEB3_CHAINLINK_MAX_AGE_SECONDS", 3600)
+# The poller looks at most this many blocks back per run (and at least this far back when it starts).
+WEB3_SCAN_MAX_BLOCKS = env_int("WEB3_SCAN_MAX_BLOCKS", 500)
+WEB3_POLL_SECONDS = env_int("WEB3_POLL_SECONDS", 30)
+
+# --------------------------------------------------------------------------- fulfilment
+# Invoice, PDF, the buyer's key, the access link and the emails, once a session is paid.
+
 ACCESS_LINK_TTL_SECONDS = env_int("ACCESS_LINK_TTL_SECONDS", 7 * 24 * 3600)
 # The safety net re-queues paid sessions still unfulfilled this long after payment.
 FULFILMENT_RETRY_AFTER_SECONDS = env_int("FULFILMENT_RETRY_AFTER_SECONDS", 300)
@@ -377,92 +489,43 @@ FULFILMENT_STALL_REHAND_SECONDS = env_int("FULFILMENT_STALL_REHAND_SECONDS", 30)
 FULFILMENT_RELAY_RESUME_PAGES = env_int("FULFILMENT_RELAY_RESUME_PAGES", 50)
 # Without REDIS_URL: run fulfilment on a background thread of the web process (off the request).
 FULFILMENT_EAGER_BACKGROUND = env_bool("FULFILMENT_EAGER_BACKGROUND", True)
-SESSION_EXPIRY_INTERVAL_SECONDS = env_int("SESSION_EXPIRY_INTERVAL_SECONDS", 60)
+
+# --------------------------------------------------------------------------- keys
+# API keys are checked on every request: keep that off the database's write path and mostly
+# off its read path too.
+
+# last_used_at is written at most this often per key, not on every request.
+API_KEY_TOUCH_INTERVAL_SECONDS = 60
+# An authenticated API key (with its account) is cached for at most this long; revoking,
+# rotating or saving a key or its account drops it at once. 0 turns the cache off.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60)
+
+# --------------------------------------------------------------------------- dashboard and admin
+# Admin login: lock an IP out after repeated failures (django-axes, attempts kept in the database).
+
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# The same client address as the throttles see, so TRUSTED_PROXY_COUNT governs both.
+AXES_CLIENT_IP_CALLABLE = "core.throttling.login_client_ip"
+AXES_VERBOSE = False
+
+# --------------------------------------------------------------------------- beat
+# Last because it gathers the periodic work of the sections above, at their intervals. The
+# fulfilment safety net is the backstop of every hand-off; the expiry and Web3 polls catch
+# what no request or webhook will report.
+
 CELERY_BEAT_SCHEDULE = {
     "fulfilment-safety-net": {"task": "invoices_app.tasks.fulfilment_safety_net",
                               "schedule": float(FULFILMENT_SAFETY_NET_INTERVAL_SECONDS)},
     "sessions-expire-overdue": {"task": "sessions_app.tasks.sessions_expire_overdue",
                                 "schedule": float(SESSION_EXPIRY_INTERVAL_SECONDS)},
-}
-LOGGING["loggers"]["weasyprint.progress"] = {"level": "WARNING"}
-LOGGING["loggers"]["fontTools"] = {"level": "WARNING"}
-# --- Payment providers: Stripe Checkout, One.com, Web3 ---
-# "checkout" redirects to a Stripe Checkout Session; "payment_intent" creates a PaymentIntent for the
-# Payment Element (and for servers without Checkout Sessions, such as localstripe).
-STRIPE_CHECKOUT_FLOW = os.environ.get("STRIPE_CHECKOUT_FLOW", "checkout").strip()
-if STRIPE_CHECKOUT_FLOW not in ("checkout", "payment_intent"):
-    raise ImproperlyConfigured("STRIPE_CHECKOUT_FLOW must be 'checkout' or 'payment_intent'.")
-
-# One.com hosted payment page and the Standard Webhooks secret of its callbacks (whsec_ + base64).
-_DEV_ONECOM_SECRET = "whsec_ZGV2LWluc2VjdXJlLW9uZWNvbS1zZWNyZXQtMDEyMzQ1"
-ONECOM_CHECKOUT_URL = os.environ.get("ONECOM_CHECKOUT_URL", "").strip()
-ONECOM_WEBHOOK_SECRET = env_secret("ONECOM_WEBHOOK_SECRET", required=False) or (_DEV_ONECOM_SECRET if ALLOW_DEBUG else "")
-if ONECOM_WEBHOOK_SECRET and not ONECOM_WEBHOOK_SECRET.startswith("whsec_"):
-    raise ImproperlyConfigured("ONECOM_WEBHOOK_SECRET must look like whsec_<base64>.")
-
-
-def env_decimal(name: str, default: str) -> Decimal:
-    raw = os.environ.get(name, "").strip() or default
-    try:
-        return Decimal(raw)
-    except ArithmeticError:
-        raise ImproperlyConfigured(f"{name} must be a decimal number, got {raw!r}") from None
-
-
-def _rate_table(name: str, default: str) -> dict[tuple[str, str], Decimal]:
-    """"ETH/EUR=3000.00,ETH/USD=3300" -> {("ETH", "EUR"): Decimal("3000.00"), ...}."""
-    table = {}
-    for item in env_list(name, default):
-        pair, sep, price = item.partition("=")
-        base, slash, quote = pair.strip().upper().partition("/")
-        try:
-            value = Decimal(price.strip())
-        except ArithmeticError:
-            value = Decimal(0)
-        if not (sep and slash and base and quote) or value <= 0:
-            raise ImproperlyConfigured(f"{name}: {item!r} is not BASE/QUOTE=PRICE with a positive price.")
-        table[(base, quote)] = value
-    return table
-
-
-# Web3: one chain, read through WEB3_PROVIDER_URL; payments are verified on chain only.
-WEB3_PROVIDER_URL = os.environ.get("WEB3_PROVIDER_URL", "").strip()
-WEB3_CHAIN_ID = env_int("WEB3_CHAIN_ID", 31337 if ALLOW_DEBUG else 1)
-WEB3_MIN_CONFIRMATIONS = env_int("WEB3_MIN_CONFIRMATIONS", 1 if ALLOW_DEBUG else 12)
-WEB3_WEBHOOK_SECRET = env_secret("WEB3_WEBHOOK_SECRET", required=False) or (
-    "dev-insecure-web3-webhook-secret" if ALLOW_DEBUG else "")
-WEB3_WEBHOOK_TOLERANCE = env_int("WEB3_WEBHOOK_TOLERANCE", 300)
-WEB3_QUOTE_TTL_SECONDS = env_int("WEB3_QUOTE_TTL_SECONDS", 15 * 60)
-WEB3_GRACE_SECONDS = env_int("WEB3_GRACE_SECONDS", 10 * 60)
-# After a session fails, its address is still watched this long: a transfer to it is kept as a
-# late payment (the merchant is told and may deliver anyway), never ignored.
-WEB3_LATE_PAYMENT_WATCH_SECONDS = env_int("WEB3_LATE_PAYMENT_WATCH_SECONDS", 7 * 24 * 3600)
-# A payment short of the quote by at most this fraction still pays (0.005 = 0.5 %).
-WEB3_AMOUNT_TOLERANCE = env_decimal("WEB3_AMOUNT_TOLERANCE", "0")
-# Where prices come from: "fixed" (WEB3_FIXED_RATES, the explicit default) or "chainlink" (on-chain feeds).
-WEB3_RATE_SOURCE = os.environ.get("WEB3_RATE_SOURCE", "fixed").strip()
-if WEB3_RATE_SOURCE not in ("fixed", "chainlink"):
-    raise ImproperlyConfigured("WEB3_RATE_SOURCE must be 'fixed' or 'chainlink'.")
-WEB3_FIXED_RATES = _rate_table("WEB3_FIXED_RATES", "ETH/EUR=3000.00,ETH/USD=3300.00" if ALLOW_DEBUG else "")
-# Chainlink AggregatorV3 feeds: "ETH/USD=0x5f4e...,ETH/EUR=0x...", and how old an answer may be.
-WEB3_CHAINLINK_FEEDS = dict(
-    (pair.strip().upper(), address.strip())
-    for pair, _, address in (item.partition("=") for item in env_list("WEB3_CHAINLINK_FEEDS"))
-)
-WEB3_CHAINLINK_MAX_AGE_SECONDS = env_int("WEB3_CHAINLINK_MAX_AGE_SECONDS", 3600)
-# The poller looks at most this many blocks back per run (and at least this far back when it starts).
-WEB3_SCAN_MAX_BLOCKS = env_int("WEB3_SCAN_MAX_BLOCKS", 500)
-WEB3_POLL_SECONDS = env_int("WEB3_POLL_SECONDS", 30)
-
-_PROVIDER_BEAT_SCHEDULE = {
     "web3-poll-open-sessions": {"task": "sessions_app.crypto.tasks.web3_poll", "schedule": float(WEB3_POLL_SECONDS)},
 }
-CELERY_BEAT_SCHEDULE = {**globals().get("CELERY_BEAT_SCHEDULE", {}), **_PROVIDER_BEAT_SCHEDULE}
-
-# --- Performance ---
-# An authenticated API key (with its account) is cached for at most this long; revoking,
-# rotating or saving a key or its account drops it at once. 0 turns the cache off.
-API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60)
-if REDIS_URL:
-    # A slow or unreachable cache must cost a request a second at most, never hang it.
-    CACHES["default"]["OPTIONS"] = {"socket_connect_timeout": 1, "socket_timeout": 1}

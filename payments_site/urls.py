@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from invoices_app import views as invoice_views
 from keys_app import apis as key_apis
 from keys_app.apis import AccountApi
+from payments_site import landing
 from sessions_app import apis as session_apis
 from sessions_app import views as session_views
 
@@ -15,6 +16,7 @@ handler404 = "core.http.handler404"
 handler500 = "core.http.handler500"
 
 urlpatterns = [
+    path("", landing.landing, name="landing"),
     # The set-password link printed by `create_merchant --with-login --password-link`.
     path("admin/set-password/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(),
          name="password_reset_confirm"),

@@ -9,8 +9,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core import currencies
 from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
+from core.formatting import money
 from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app import selectors
 from sessions_app.models import PaymentSession, WebhookEvent
@@ -60,10 +60,6 @@ class EventTypeFilter(ScopedValuesFilter):
     field = "event_type"
 
 
-def money_display(amount, currency: str) -> str:
-    return f"{currencies.in_minor_units(amount, currency)} {currency}"
-
-
 def _pretty_json(value) -> str:
     return format_html('<pre style="white-space:pre-wrap;max-width:900px">{}</pre>',
                        json.dumps(value, indent=2, sort_keys=True, default=str))
@@ -94,7 +90,7 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
 
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj: PaymentSession) -> str:
-        return money_display(obj.amount, obj.currency)
+        return money(obj.amount, obj.currency, grouped=False)
 
     @admin.display(description="metadata")
     def metadata_pretty(self, obj: PaymentSession) -> str:
@@ -121,7 +117,7 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
         invoice = getattr(session, "invoice", None)
         return {
             "invoice": invoice,
-            "invoice_gross": money_display(invoice.gross, invoice.currency) if invoice else "",
+            "invoice_gross": money(invoice.gross, invoice.currency, grouped=False) if invoice else "",
             "timeline": list(selectors.session_timeline(session_id=session.pk)),
             "deliveries": list(session.webhook_events.order_by("received_at")),
             "buyer_key": entitlement_key_current_for_session(session_id=session.pk),

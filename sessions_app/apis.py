@@ -1,17 +1,16 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.core.validators import URLValidator, validate_email
+from django.core.validators import validate_email
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
@@ -19,13 +18,23 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import currencies, throttling
+from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
-from keys_app.models import PROVIDERS
 from sessions_app import selectors
 from sessions_app.crypto import services as crypto
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
 from sessions_app.crypto.services import web3_public
+from sessions_app.inputs import (
+    PROVIDER_CHOICES,
+    AmountField,
+    EntitlementField,
+    HttpUrlField,
+    entitlement_clean,
+    input_error,
+    metadata_clean,
+    plain_create_input,
+)
 from sessions_app.models import PaymentSession, Status
 from sessions_app.openapi import (
     LIST_PARAMETERS,
@@ -36,54 +45,6 @@ from sessions_app.openapi import (
     Web3TxResultSerializer,
 )
 from sessions_app.services import idempotent, request_fingerprint, session_create, session_expire, session_fulfil_anyway
-
-PROVIDER_CHOICES = list(PROVIDERS)
-METADATA_MAX_KEYS = 50
-METADATA_MAX_KEY_LEN = 40
-METADATA_MAX_VALUE_LEN = 500
-
-
-def _error(code: str, message: str) -> serializers.ValidationError:
-    return serializers.ValidationError(serializers.ErrorDetail(message, code=code))
-
-
-def amount_clean(data: Any) -> Decimal:
-    """A positive decimal amount, as a JSON number or a string; never a float."""
-    if isinstance(data, bool) or not isinstance(data, (int, str, Decimal)):
-        raise _error("amount_invalid", "amount must be a number or a decimal string.")
-    try:
-        value = Decimal(str(data).strip())
-    except InvalidOperation:
-        raise _error("amount_invalid", "amount is not a number.") from None
-    if not value.is_finite():
-        raise _error("amount_invalid", "amount must be finite.")
-    if value <= 0:
-        raise _error("amount_not_positive", "amount must be greater than zero.")
-    if value > settings.SESSION_MAX_AMOUNT:
-        raise _error("amount_too_large", f"amount may be at most {settings.SESSION_MAX_AMOUNT}.")
-    return value
-
-
-class AmountField(serializers.Field):
-    """A positive decimal amount, as a JSON number or a string; never a float."""
-
-    def to_internal_value(self, data: Any) -> Decimal:
-        return amount_clean(data)
-
-    def to_representation(self, value: Decimal) -> str:
-        return str(value)
-
-
-class HttpUrlField(serializers.URLField):
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if value and not value.lower().startswith(("http://", "https://")):
-            raise _error("invalid", "Only http(s) URLs are allowed.")
-        return value
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict[str, Any]:
@@ -108,144 +69,30 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
         "client_reference_id": session.client_reference_id,
         "success_url": session.success_url,
         "cancel_url": session.cancel_url,
-        "created_at": session.created_at.isoformat().replace("+00:00", "Z"),
-        "expires_at": session.expires_at.isoformat().replace("+00:00", "Z"),
+        "created_at": iso_utc(session.created_at),
+        "expires_at": iso_utc(session.expires_at),
         "failure_reason": session.failure_reason,
         "provider": session.provider,
         "provider_reference": session.provider_reference,
-        "paid_at": _iso(session.paid_at),
+        "paid_at": iso_utc(session.paid_at),
         "payment_attempts_failed": session.payment_attempts_failed,
         "last_payment_error": ({"code": session.last_payment_error_code,
                                 "message": session.last_payment_error_message,
-                                "at": _iso(session.last_payment_error_at)}
+                                "at": iso_utc(session.last_payment_error_at)}
                                if session.payment_attempts_failed else None),
         # Read only when there is one: a list of sessions costs no extra query.
         "late_payments": ([{"amount": str(late.amount) if late.amount is not None else None,
                             "currency": late.currency, "provider": late.provider,
-                            "provider_reference": late.provider_reference, "received_at": _iso(late.received_at)}
+                            "provider_reference": late.provider_reference, "received_at": iso_utc(late.received_at)}
                            for late in selectors.late_payments_of(session=session)]
                           if session.late_payment_at else []),
-        "fulfil_anyway": ({"at": _iso(session.fulfil_anyway_at), "by": session.fulfil_anyway_by}
+        "fulfil_anyway": ({"at": iso_utc(session.fulfil_anyway_at), "by": session.fulfil_anyway_by}
                           if session.fulfil_anyway_at else None),
     }
     if with_web3 and "web3" in session.providers:
 
         payload["web3"] = web3_public(session=session)
     return payload
-
-
-def metadata_clean(value: Any, *, name: str = "metadata") -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _error(f"{name}_invalid", f"{name} must be a JSON object.")
-    if len(value) > METADATA_MAX_KEYS:
-        raise _error(f"{name}_too_large", f"{name} may have at most {METADATA_MAX_KEYS} keys.")
-    for key, item in value.items():
-        # PostgreSQL's jsonb cannot store NUL characters.
-        if "\x00" in key or "\x00" in str(item):
-            raise _error(f"{name}_invalid", f"{name} may not contain NUL characters.")
-        if len(key) > METADATA_MAX_KEY_LEN:
-            raise _error(f"{name}_invalid", f"{name} keys may be at most {METADATA_MAX_KEY_LEN} characters.")
-        if isinstance(item, (dict, list)) or item is None:
-            raise _error(f"{name}_invalid", f"{name} values must be strings, numbers or booleans.")
-        if len(str(item)) > METADATA_MAX_VALUE_LEN:
-            raise _error(f"{name}_too_large",
-                         f"{name} values may be at most {METADATA_MAX_VALUE_LEN} characters.")
-    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in value.items()}
-
-
-ENTITLEMENT_MAX_DAYS = 3650
-
-
-def entitlement_clean(value: Any) -> dict[str, Any]:
-    """What the buyer's key carries: {"expires_in_days": 1..3650 or null, "metadata": {...}}."""
-    if not isinstance(value, dict):
-        raise _error("entitlement_invalid", "entitlement must be a JSON object.")
-    unknown = sorted(set(value) - {"expires_in_days", "metadata"})
-    if unknown:
-        raise _error("entitlement_invalid",
-                     f"Unknown entitlement parameter {unknown[0]!r}: only expires_in_days and metadata.")
-    days = value.get("expires_in_days")
-    if days is not None:
-        # JSON numbers may arrive as Decimal (parsers.py); 30.0 is 30, 30.5 is not a number of days.
-        if (isinstance(days, bool) or not isinstance(days, (int, Decimal))
-                or (isinstance(days, Decimal) and (not days.is_finite() or days != days.to_integral_value()))):
-            raise _error("entitlement_expires_in_days_invalid",
-                         "entitlement.expires_in_days must be a whole number of days, or null.")
-        # Compared before int(): 1E+999999999 must not become a billion-digit integer.
-        if not 1 <= days <= ENTITLEMENT_MAX_DAYS:
-            raise _error("entitlement_expires_in_days_invalid",
-                         f"entitlement.expires_in_days must be between 1 and {ENTITLEMENT_MAX_DAYS}.")
-        days = int(days)
-    metadata = metadata_clean(value["metadata"], name="entitlement_metadata") if "metadata" in value else {}
-    return {"expires_in_days": days, "metadata": metadata}
-
-
-@extend_schema_field({
-    "type": "object", "additionalProperties": False,
-    "properties": {
-        "expires_in_days": {"type": "integer", "nullable": True, "minimum": 1, "maximum": ENTITLEMENT_MAX_DAYS,
-                            "description": "The key expires this many days after it is issued; null: never."},
-        "metadata": {"type": "object", "maxProperties": METADATA_MAX_KEYS,
-                     "additionalProperties": {"oneOf": [{"type": "string", "maxLength": METADATA_MAX_VALUE_LEN},
-                                                        {"type": "number"}, {"type": "boolean"}]},
-                     "description": "Returned by POST /keys/verify, e.g. the plan the buyer paid for."},
-    },
-    "description": "What the entitlement key issued to the buyer on payment carries.",
-})
-class EntitlementField(serializers.JSONField):
-    pass
-
-
-# The keys and defaults of the plain request most merchants send; see plain_create_input.
-PLAIN_DEFAULTS: dict[str, Any] = {"currency": "EUR", "description": "", "customer_email": "", "metadata": None,
-                                  "client_reference_id": "", "success_url": "", "cancel_url": ""}
-_TEXT_LIMITS = {"currency": 3, "description": 500, "customer_email": 254, "client_reference_id": 200,
-                "success_url": 2000, "cancel_url": 2000}
-_url_validator = URLValidator()
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def plain_create_input(data: dict[str, Any]) -> dict[str, Any] | None:
-    """The validated fields of a plainly valid body, or None to let the serializer decide.
-
-    Building the DRF serializer (a deep copy of eleven fields) costs more than the rest of the
-    validation; the common body (an amount, text already trimmed, a known currency, flat
-    metadata) is checked here with the same rules, and anything else, valid or not, goes to
-    the serializer, which alone words the errors. A property test holds the two to the same
-    result wherever this one answers.
-    """
-    if "amount" not in data or not data.keys() <= PLAIN_DEFAULTS.keys() | {"amount", "entitlement"}:
-        return None
-    out: dict[str, Any] = {}
-    for key, default in PLAIN_DEFAULTS.items():
-        value = data.get(key, default)
-        if key == "metadata":
-            continue
-        if (not isinstance(value, str) or value != value.strip() or len(value) > _TEXT_LIMITS[key]
-                or _UNSTORABLE.search(value)):
-            return None
-        out[key] = value
-    try:
-        out["amount"] = amount_clean(data["amount"])
-        out["metadata"] = metadata_clean(data["metadata"]) if "metadata" in data else {}
-        if "entitlement" in data:
-            out["entitlement"] = entitlement_clean(data["entitlement"])
-        if out["customer_email"]:
-            validate_email(out["customer_email"])
-        for key in ("success_url", "cancel_url"):
-            if out[key]:
-                _url_validator(out[key])
-                if not out[key].lower().startswith(("http://", "https://")):
-                    return None
-    except (serializers.ValidationError, ValidationError):
-        return None
-    currency = out["currency"]
-    if len(currency) != 3 or not currencies.is_supported(currency.upper()):
-        return None
-    out["currency"] = currency.upper()
-    if out["amount"] != out["amount"].quantize(Decimal(1).scaleb(-currencies.exponent(out["currency"]))):
-        return None
-    return out
 
 
 class CreateSessionApi(APIView):
@@ -272,14 +119,14 @@ class CreateSessionApi(APIView):
             enabled = self.context["account"].enabled_providers or ["stripe"]
             for name in value:
                 if name not in enabled:
-                    raise _error("provider_not_enabled",
+                    raise input_error("provider_not_enabled",
                                  f"{name} is not enabled for this account (PATCH /account enabled_providers).")
             return [name for name in PROVIDER_CHOICES if name in value]
 
         def validate_currency(self, value: str) -> str:
             code = value.upper()
             if not currencies.is_supported(code):
-                raise _error("currency_unsupported", f"Currency {value!r} is not supported.")
+                raise input_error("currency_unsupported", f"Currency {value!r} is not supported.")
             return code
 
         def validate_metadata(self, value: Any) -> dict[str, Any]:
@@ -290,7 +137,7 @@ class CreateSessionApi(APIView):
 
         def validate_expires_at(self, value: Any) -> datetime:
             if isinstance(value, bool):
-                raise _error("expires_at_invalid", "expires_at must be a unix timestamp or an ISO 8601 time.")
+                raise input_error("expires_at_invalid", "expires_at must be a unix timestamp or an ISO 8601 time.")
             try:
                 if isinstance(value, (int, Decimal)):
                     moment = datetime.fromtimestamp(int(value), tz=UTC)
@@ -301,13 +148,13 @@ class CreateSessionApi(APIView):
                 else:
                     raise ValueError
             except (ValueError, OverflowError, OSError):
-                raise _error("expires_at_invalid", "expires_at must be a unix timestamp or an ISO 8601 time with zone.") from None
+                raise input_error("expires_at_invalid", "expires_at must be a unix timestamp or an ISO 8601 time with zone.") from None
             now = timezone.now()
             # A minute of leeway for the caller's clock and the request's travel time.
             low = now + timedelta(seconds=settings.SESSION_MIN_TTL_SECONDS - 60)
             high = now + timedelta(seconds=settings.SESSION_MAX_TTL_SECONDS + 60)
             if not low <= moment <= high:
-                raise _error("expires_at_out_of_range", "expires_at must be between 30 minutes and 24 hours from now.")
+                raise input_error("expires_at_out_of_range", "expires_at must be between 30 minutes and 24 hours from now.")
             return moment
 
         def validate(self, attrs):
@@ -436,7 +283,7 @@ class SessionStatusApi(APIView):
             raise ApiError("session_not_found", "No such session.", status_code=404)
         paid_at = row["paid_at"]
         return Response({"id": str(row["id"]), "session_id": str(row["id"]), "status": row["status"],
-                         "paid_at": paid_at.isoformat().replace("+00:00", "Z") if paid_at else None})
+                         "paid_at": iso_utc(paid_at)})
 
 
 class SessionWeb3TxApi(APIView):

@@ -22,7 +22,7 @@ from audit.services import audit_append, audit_event, audit_record
 from core import currencies, db
 from core.logs import request_id_var
 from sessions_app import one_statement
-from sessions_app.events import Action, PaymentEvent, WebhookResult
+from sessions_app.events import Action, Outcome, PaymentEvent, WebhookResult
 from sessions_app.models import OPEN_STATUSES, LatePayment, PaymentSession, Status, WebhookEvent
 from sessions_app.selectors import session_get
 from sessions_app.signals import SESSION_PAID_CHANNEL, session_late_payment, session_paid, session_refunded
@@ -148,7 +148,33 @@ def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> Web
             _apply_decision(session, event, outcome=outcome, detail=detail, actor=actor)
             return WebhookResult(outcome, detail, stored)
     except _Duplicate:
-        return WebhookResult("duplicate", "event already received")
+        return _redelivered(event, actor=actor)
+    except Exception as exc:
+        _store_failed(event, session_id=session_id, exc=exc)
+        raise
+
+
+def _redelivered(event: PaymentEvent, *, actor: str) -> WebhookResult:
+    """A delivery whose event id is stored already: nothing more, unless our handler broke on it
+    the first time (stored as failed), in which case the provider's retry applies it now."""
+    stored = (WebhookEvent.objects.filter(provider=event.provider, event_id=event.event_id[:255])
+              .only("pk", "outcome").first())
+    if stored is not None and stored.outcome == WebhookEvent.Outcome.FAILED:
+        return webhook_event_reprocess(webhook_event_id=stored.pk, event=event, actor=actor)
+    return WebhookResult(Outcome.DUPLICATE, "event already received")
+
+
+def _store_failed(event: PaymentEvent, *, session_id: uuid.UUID | None, exc: Exception) -> None:
+    """Our handler broke on a verified event (a bug, a lost connection): keep the event with its
+    error, so that staff can reprocess it and the provider's retry applies it (_redelivered). The
+    caller re-raises: the provider sees a 5xx and retries."""
+    try:
+        session = PaymentSession.objects.filter(pk=session_id).only("pk", "account_id").first() if session_id else None
+        _insert_once(_stored_event(event, outcome=WebhookEvent.Outcome.FAILED,
+                                   detail=f"{type(exc).__name__}: {exc}", session=session))
+    except Exception:
+        # The database itself is gone: the provider's retry finds nothing stored and starts over.
+        logger.warning("could not keep the failed event %s", event.event_id, exc_info=True)
 
 
 def _apply_decision(session: PaymentSession, event: PaymentEvent, *, outcome: str, detail: str, actor: str) -> None:
@@ -192,7 +218,7 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
         notify=_paid_payload(session) if session.status == Status.PAID else None)
     if written is None:
         return None
-    _announce(session, notified=True)
+    announce_delivery(session, notified=True)
     return WebhookResult(outcome, detail, written.stored)
 
 
@@ -215,22 +241,20 @@ def _move(session: PaymentSession, event: PaymentEvent) -> None:
 
 
 def _paid_payload(session: PaymentSession) -> str:
-
     return json.dumps({"session_id": str(session.pk), "request_id": request_id_var.get()}, separators=(",", ":"))
 
 
-def _announce(session: PaymentSession, *, notified: bool = False) -> None:
-    """A paid session announces itself on commit (a signal) and, on PostgreSQL, to other
-    processes in its own transaction (NOTIFY; `notified` when the caller's statement did it)."""
-    if session.status != Status.PAID:
+def announce_delivery(session: PaymentSession, *, notified: bool = False) -> None:
+    """A session to deliver (paid, or fulfilled anyway) announces itself: to other processes on
+    PostgreSQL, in its own transaction (NOTIFY; `notified` when the caller's statement did it),
+    and to this one on commit (a signal). How it reaches fulfilment is invoices_app's business."""
+    if not session.is_deliverable:
         return
     if not notified and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [SESSION_PAID_CHANNEL, _paid_payload(session)])
-        notified = True
-    # invoices_app listens for this and queues fulfilment; the lifecycle never imports it.
-    transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk,
-                                  announced=notified))
+    # invoices_app listens; the lifecycle never imports it.
+    transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk))
 
 
 def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> None:
@@ -250,7 +274,7 @@ def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> 
     # The transition's fields only; ConcurrentTransitionMixin still adds "WHERE status = <old>".
     session.save(update_fields=list(TRANSITION_FIELDS))
     audit_append(_transition_link(session, event, before=before, actor=actor))
-    _announce(session)
+    announce_delivery(session)
 
 
 # ---------------------------------------------------------------- reprocessing a stored delivery

@@ -70,9 +70,10 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
             # never look like a job for this index instead of the primary key.
             models.Index(fields=["expires_at"], name="session_open_expiry_idx",
                          condition=models.Q(status__in=["created", "pending"])),
-            # Recent payments, for the fulfilment relay's look back when it starts: a payment
-            # committed while no worker listened is found here within seconds.
-            models.Index(fields=["paid_at"], name="session_paid_at_idx", condition=models.Q(status="paid")),
+            # Recent sessions to deliver (paid, or fulfilled anyway), for the fulfilment relay's
+            # look back when it starts: one decided while no worker listened is found here.
+            models.Index(fields=["paid_at"], name="session_deliverable_idx",
+                         condition=models.Q(status="paid") | models.Q(fulfil_anyway_at__isnull=False)),
             # The dashboard's "paid after expiry" filter.
             models.Index(fields=["late_payment_at"], name="session_late_payment_idx",
                          condition=models.Q(late_payment_at__isnull=False)),

@@ -12,7 +12,7 @@ from sessions_app.models import Status, Web3Transfer
 
 
 class AmountFieldSchema(OpenApiSerializerFieldExtension):
-    target_class = "sessions_app.apis.AmountField"
+    target_class = "sessions_app.inputs.AmountField"
 
     def map_serializer_field(self, auto_schema, direction):
         decimal = {"type": "string", "pattern": r"^\d{1,15}(\.\d{1,3})?$", "example": "99.99"}

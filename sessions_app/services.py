@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -20,10 +19,9 @@ from audit.services import audit_append, audit_event, audit_record
 from core import errors
 from keys_app.models import Account, ApiKey
 from sessions_app import one_statement
-from sessions_app.lifecycle import session_state
+from sessions_app.lifecycle import announce_delivery, session_state
 from sessions_app.models import OPEN_STATUSES, IdempotencyRecord, LatePayment, PaymentSession, Status
 from sessions_app.providers import get_provider
-from sessions_app.signals import session_paid
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +207,7 @@ def session_fulfil_anyway(*, session_id: uuid.UUID, actor: str) -> tuple[Payment
                  after={"fulfil_anyway_at": session.fulfil_anyway_at, "provider": session.provider,
                         "provider_reference": session.provider_reference},
                  data={"late_payment_id": late.pk, "status": session.status})
-    # Delivered as a paid session is: invoices_app listens for this (announced=False: no NOTIFY).
-    transaction.on_commit(partial(session_paid.send, sender=PaymentSession, session_id=session.pk, announced=False))
+    # Delivered as a paid session is, announced the same way.
+    announce_delivery(session)
     return session, True
 

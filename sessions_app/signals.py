@@ -3,8 +3,7 @@
 from django.dispatch import Signal
 
 # Sent on commit, once, when a session is to be delivered: it became paid, or the merchant chose
-# to fulfil a late-paid one anyway. kwargs: session_id, and announced: True
-# when the same transaction also announced it to other processes (see below).
+# to fulfil a late-paid one anyway. kwargs: session_id.
 session_paid = Signal()
 # Sent on commit when a verified payment arrives for a session that had already failed.
 # kwargs: session_id, late_payment_id.
@@ -12,7 +11,7 @@ session_late_payment = Signal()
 # Sent on commit when a provider reports a refund. kwargs: session_id, event_id.
 session_refunded = Signal()
 
-# On PostgreSQL a paid session is also announced to other processes, in the transaction that
-# pays it: NOTIFY on this channel, with {"session_id": ..., "request_id": ...} as payload.
+# On PostgreSQL a session to deliver is also announced to other processes, in the transaction
+# that decides it: NOTIFY on this channel, with {"session_id": ..., "request_id": ...} as payload.
 # PostgreSQL delivers it to every listener if and only if the transaction commits.
 SESSION_PAID_CHANNEL = "session_paid"

@@ -102,20 +102,20 @@ def _checkout_context(session) -> dict:
 
 
 def _web3_context(session) -> dict:
-
-
     try:
         data = crypto.web3_public(session=session)
     except errors.DomainError as exc:
-        # No rate for a new quote: say so rather than show an old price.
         return {"error": exc.message}
     if data is None:
         return {"error": "Crypto payment is not available for this payment."}
+    if data["quote_expired"] and session.is_open:
+        # Reads never replace a quote: the customer asks for a new price (the pay action).
+        return {**data, "needs_new_price": True}
     charge_asset = data["asset"]
     uri = crypto.eip681_uri(charge=session.web3_charge, amount=int(data["amount"]))
     qr = segno.make(uri, error="m")
-
-    return {**data, "uri": uri, "quote_expires_display": parse_datetime(data["quote_expires_at"]), "amount_display": crypto.format_units(int(data["amount"]), charge_asset["decimals"]),
+    return {**data, "uri": uri, "quote_expires_display": parse_datetime(data["quote_expires_at"]),
+            "amount_display": crypto.format_units(int(data["amount"]), charge_asset["decimals"]),
             "qr_svg": qr.svg_inline(scale=4, dark="#1a1f36", title="Payment QR code"),
             "token_address": charge_asset.get("address", "")}
 
@@ -158,11 +158,13 @@ def checkout_pay(request: HttpRequest, session_id: str, provider: str) -> HttpRe
         return render(request, "checkout/checkout.html", context, status=400)
     if not session.is_open or context["expired"]:
         return redirect(f"/checkout?session={session.pk}")
-    session, failure = _take_email(request, session, context)
-    if failure is not None:
-        return failure
+    handler = get_provider(provider)
+    if handler.needs_email_to_start:
+        session, failure = _take_email(request, session, context)
+        if failure is not None:
+            return failure
     try:
-        start = get_provider(provider).start_payment(session=session, params=request.POST)
+        start = handler.start_payment(session=session, params=request.POST)
     except PaymentStartError as exc:
         logger.warning("payment start failed", extra={"session_id": str(session.pk), "code": exc.code})
         if _wants_json(request):
@@ -174,7 +176,8 @@ def checkout_pay(request: HttpRequest, session_id: str, provider: str) -> HttpRe
                              "provider_reference": start.provider_reference, **start.data})
     if start.redirect_url:
         return redirect(start.redirect_url)
-    context["start"] = start
+    # Read again: starting may have changed what the page shows (a new crypto price).
+    context = {**_checkout_context(session), "start": start}
     return render(request, "checkout/checkout.html", context)
 
 

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 
 from core import errors
-from sessions_app.crypto import services as crypto
+from sessions_app.crypto import polling
 from sessions_app.events import ChainHint, WebhookResult
 from sessions_app.lifecycle import payment_event_apply, webhook_event_reprocess
 from sessions_app.models import WebhookEvent
@@ -25,7 +25,7 @@ def webhook_receive(*, provider: str, body: bytes, headers: Mapping[str, str], a
     # Header names are case-insensitive; providers read them in lower case.
     parsed = handler.receive_webhook(body=body, headers={k.lower(): v for k, v in headers.items()})
     if isinstance(parsed, ChainHint):
-        return crypto.web3_hint_receive(hint=parsed, actor=actor or f"webhook:{provider}")
+        return polling.web3_hint_receive(hint=parsed, actor=actor or f"webhook:{provider}")
     return payment_event_apply(parsed, actor=actor)
 
 

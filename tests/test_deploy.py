@@ -153,13 +153,14 @@ def test_checkout_pages_need_no_inline_script_or_style(api, client, state):
 
 def test_access_pages_send_the_policy_and_need_no_inline_script_or_style(
         paid_session, client, settings, tmp_path):  # noqa: F811 - the imported fixture
-    from invoices_app import services
     from invoices_app.models import AccessLink
+    from invoices_app.services.access import access_token
+    from invoices_app.services.fulfilment import fulfilment_run
 
     settings.MEDIA_ROOT = str(tmp_path / "media")
     session = paid_session()
-    services.fulfilment_run(session_id=session.pk)
-    token = services.access_token(AccessLink.objects.get(session=session))
+    fulfilment_run(session_id=session.pk)
+    token = access_token(AccessLink.objects.get(session=session))
     page = client.get(f"/access/{token}")
     assert page.status_code == 200
     _assert_strict_page(client, page)

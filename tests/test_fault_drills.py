@@ -137,7 +137,8 @@ def test_a_webhook_survives_its_database_connection_being_killed(live_server, op
     assert status == 500 and answer["error"]["code"] == "server_error"
     open_session.refresh_from_db()
     assert open_session.status == Status.CREATED
-    assert not WebhookEvent.objects.filter(event_id=event["id"]).exists()
+    # (the event may be kept, whole, as failed: what staff and the retry reprocess)
+    assert not WebhookEvent.objects.filter(event_id=event["id"]).exclude(outcome="failed").exists()
     assert paid_signals == []
 
     # when Stripe retries (a new attempt is signed afresh), on a new connection

@@ -8,8 +8,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
+from keys_app.entitlements import entitlement_key_issue
 from keys_app.models import EntitlementKey
-from keys_app.services import entitlement_key_issue
 
 LIST = "/admin/keys_app/entitlementkey/"
 

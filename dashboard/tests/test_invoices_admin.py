@@ -11,7 +11,8 @@ from django.core import mail
 
 from audit.models import AuditEvent
 from invoices_app.models import AccessLink, Invoice
-from invoices_app.services import access_token, fulfilment_run
+from invoices_app.services.access import access_token
+from invoices_app.services.fulfilment import fulfilment_run
 from sessions_app.lifecycle import payment_event_apply
 from sessions_app.providers import stripe_provider
 from sessions_app.services import session_create

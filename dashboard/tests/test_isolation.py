@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 
 from audit.models import AuditEvent
 from dashboard.tests.conftest import make_delivery, make_session
+from keys_app.entitlements import entitlement_key_issue
 from keys_app.models import ApiKey
-from keys_app.services import entitlement_key_issue
 
 
 @pytest.fixture

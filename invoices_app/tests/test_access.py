@@ -10,8 +10,10 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from audit.models import AuditEvent
-from invoices_app import services, tokens
+from invoices_app import tokens
 from invoices_app.models import AccessLink, AccessLinkUse, Invoice
+from invoices_app.services.access import access_link_revoke, access_token
+from invoices_app.services.fulfilment import fulfilment_run
 from keys_app.models import EntitlementKey
 
 pytestmark = pytest.mark.django_db
@@ -25,9 +27,9 @@ def media(settings, tmp_path):
 @pytest.fixture
 def fulfilled(paid_session):
     session = paid_session()
-    services.fulfilment_run(session_id=session.pk)
+    fulfilment_run(session_id=session.pk)
     link = AccessLink.objects.get(session=session)
-    return session, link, services.access_token(link)
+    return session, link, access_token(link)
 
 
 def test_a_valid_link_shows_the_invoice_its_status_and_the_pdf(fulfilled, client):
@@ -110,8 +112,8 @@ def test_a_token_with_alg_none_gets_401(fulfilled, client):
 
 def test_a_revoked_link_gets_410_and_revoking_is_audited(fulfilled, client):
     _, link, token = fulfilled
-    services.access_link_revoke(link=link, actor="staff:alice", reason="customer asked")
-    services.access_link_revoke(link=link, actor="staff:alice")  # twice changes nothing
+    access_link_revoke(link=link, actor="staff:alice", reason="customer asked")
+    access_link_revoke(link=link, actor="staff:alice")  # twice changes nothing
 
     response = client.get(f"/access/{token}")
     assert response.status_code == 410 and "revoked" in response.content.decode()
@@ -206,7 +208,7 @@ def test_replacing_the_key_needs_the_csrf_token(fulfilled):
 
 
 def test_a_key_the_merchant_revoked_cannot_be_replaced_by_the_buyer(fulfilled, client):
-    from keys_app.services import entitlement_key_revoke
+    from keys_app.entitlements import entitlement_key_revoke
 
     session, _, token = fulfilled
     entitlement_key_revoke(key=EntitlementKey.objects.get(session_id=session.pk), actor="test")
@@ -243,9 +245,9 @@ def test_email_me_my_links_answers_the_same_for_known_and_unknown_addresses(fulf
 def test_email_me_my_links_renews_an_expired_link_but_never_a_revoked_one(paid_session, client, mailoutbox):
     expired, revoked = paid_session(email="ann@example.com"), paid_session(email="ann@example.com")
     for session in (expired, revoked):
-        services.fulfilment_run(session_id=session.pk)
+        fulfilment_run(session_id=session.pk)
     later = timezone.now() + timedelta(days=8)
-    services.access_link_revoke(link=AccessLink.objects.get(session=revoked), actor="staff")
+    access_link_revoke(link=AccessLink.objects.get(session=revoked), actor="staff")
     mailoutbox.clear()
 
     with freeze_time(later):
@@ -275,7 +277,7 @@ def test_email_me_my_links_wants_an_email_address(client, db):
 
 
 def test_after_the_merchant_replaced_the_key_the_page_offers_no_reveal_of_the_old_one(fulfilled, client, api):
-    from keys_app.services import entitlement_key_rotate
+    from keys_app.entitlements import entitlement_key_rotate
 
     session, _, token = fulfilled
     old = EntitlementKey.objects.get(session_id=session.pk)

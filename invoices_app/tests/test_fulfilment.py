@@ -15,10 +15,15 @@ from pypdf import PdfReader
 
 from audit.models import AuditEvent
 from audit.services import audit_verify
-from invoices_app import claims, handoff, services
+from invoices_app import claims, handoff
 from invoices_app.models import AccessLink, EmailRecord, Fulfilment, Invoice, KeyReveal
 from invoices_app.pdf import render_invoice_pdf
 from invoices_app.selectors import invoice_document
+from invoices_app.services.access import access_link_create, access_token
+from invoices_app.services.delivery import EmailInFlight, receipt_send
+from invoices_app.services.documents import invoice_pdf_store
+from invoices_app.services.fulfilment import fulfilment_run
+from invoices_app.services.numbering import invoice_issue, vat_split
 from invoices_app.tests.conftest import create_session, mark_paid
 from keys_app.models import EntitlementKey
 from keys_app.services import account_update
@@ -42,7 +47,7 @@ def test_a_paid_session_gets_an_invoice_a_pdf_a_key_a_link_and_two_emails(paid_s
     session = paid_session(amount="119.00")
 
     # when it is fulfilled
-    fulfilment = services.fulfilment_run(session_id=session.pk)
+    fulfilment = fulfilment_run(session_id=session.pk)
 
     # then every step happened once, and the fulfilment is complete
     assert fulfilment.completed_at is not None
@@ -72,12 +77,12 @@ def test_a_paid_session_gets_an_invoice_a_pdf_a_key_a_link_and_two_emails(paid_s
 def test_fulfilling_a_session_again_changes_nothing(paid_session, mailoutbox):
     # given a fulfilled session
     session = paid_session()
-    services.fulfilment_run(session_id=session.pk)
+    fulfilment_run(session_id=session.pk)
     Fulfilment.objects.filter(pk=session.pk).update(completed_at=None)  # as if the last step's record was lost
 
     # when the task runs again, twice
-    services.fulfilment_run(session_id=session.pk)
-    services.fulfilment_run(session_id=session.pk)
+    fulfilment_run(session_id=session.pk)
+    fulfilment_run(session_id=session.pk)
 
     # then nothing is doubled
     assert Invoice.objects.count() == 1
@@ -94,7 +99,7 @@ def test_invoice_numbers_count_per_merchant_and_year_without_gaps(merchant, othe
         mark_paid(session)
 
     # when each gets its invoice
-    numbers = [services.invoice_issue(session=s).number for s in sessions]
+    numbers = [invoice_issue(session=s).number for s in sessions]
 
     # then each merchant counts from 1
     year = timezone.now().year
@@ -109,14 +114,14 @@ def test_invoice_numbers_count_per_merchant_and_year_without_gaps(merchant, othe
     ("1.000", "5", "KWD", "0.952", "0.048"),
 ])
 def test_vat_is_split_from_the_gross_amount_in_the_currency_s_minor_units(gross, rate, currency, net, vat):
-    n, v, g = services.vat_split(gross=Decimal(gross), rate=Decimal(rate), currency=currency)
+    n, v, g = vat_split(gross=Decimal(gross), rate=Decimal(rate), currency=currency)
     assert (str(n), str(v)) == (net, vat)
     assert n + v == g
 
 
 def test_the_pdf_renders_the_same_bytes_again_on_a4(paid_session):
     # given an issued invoice
-    invoice = services.invoice_issue(session=paid_session())
+    invoice = invoice_issue(session=paid_session())
     data = invoice_document(invoice=invoice)
 
     # when it is rendered twice
@@ -132,7 +137,7 @@ def test_a_refund_marks_the_invoice_refunded(paid_session):
     from invoices_app.receivers import on_session_refunded
 
     session = paid_session()
-    services.invoice_issue(session=session)
+    invoice_issue(session=session)
     on_session_refunded(sender=None, session_id=session.pk, event_id="evt_refund")
     assert Invoice.objects.get(session=session).status == Invoice.Status.REFUNDED
     assert AuditEvent.objects.filter(action="invoice.refunded").count() == 1
@@ -154,10 +159,10 @@ def test_an_smtp_failure_gives_the_claim_back_and_the_retry_sends_once(paid_sess
 
     # when the run fails and is retried
     with pytest.raises(SMTPServerDisconnected):
-        services.fulfilment_run(session_id=session.pk)
+        fulfilment_run(session_id=session.pk)
     record = EmailRecord.objects.get(kind="receipt")
     assert record.claimed_at is None and record.sent_at is None and "connection lost" in record.last_error
-    services.fulfilment_run(session_id=session.pk)
+    fulfilment_run(session_id=session.pk)
 
     # then the receipt went out once
     assert len([m for m in mailoutbox if m.to == ["buyer@example.com"]]) == 1
@@ -181,7 +186,7 @@ def test_a_run_leaves_a_session_that_another_live_run_holds(paid_session, mailou
     try:
         assert holding.wait(10)
         # when this run starts, it does nothing at all
-        assert services.fulfilment_run(session_id=session.pk) is None
+        assert fulfilment_run(session_id=session.pk) is None
         assert not Invoice.objects.filter(session=session).exists()
         assert mailoutbox == []
     finally:
@@ -189,18 +194,18 @@ def test_a_run_leaves_a_session_that_another_live_run_holds(paid_session, mailou
         other.join()
 
     # and once the other run is gone, a run fulfils it
-    services.fulfilment_run(session_id=session.pk)
+    fulfilment_run(session_id=session.pk)
     assert Fulfilment.objects.get(pk=session.pk).completed_at is not None
 
 
 def test_an_email_claimed_by_a_run_that_died_is_sent_at_once_by_the_next_run(paid_session, mailoutbox):
     # given a receipt claimed a moment ago by a run that no longer holds the session (it died)
     session = paid_session()
-    services.invoice_pdf_store(invoice=services.invoice_issue(session=session))
+    invoice_pdf_store(invoice=invoice_issue(session=session))
     EmailRecord.objects.create(session=session, kind="receipt", to="buyer@example.com", claimed_at=timezone.now())
 
     # when the next run reaches the email step, it takes over without waiting for the lease
-    services.fulfilment_run(session_id=session.pk)
+    fulfilment_run(session_id=session.pk)
 
     # then each email went out once
     assert sorted(m.to[0] for m in mailoutbox) == ["billing@acme.test", "buyer@example.com"]
@@ -210,27 +215,27 @@ def test_an_email_claimed_by_a_run_that_died_is_sent_at_once_by_the_next_run(pai
 def test_outside_a_run_a_fresh_email_claim_is_left_until_its_lease_runs_out(paid_session, mailoutbox):
     # given a receipt claimed a moment ago, and a send that holds no fulfilment claim
     session = paid_session()
-    invoice = services.invoice_issue(session=session)
-    services.invoice_pdf_store(invoice=invoice)
+    invoice = invoice_issue(session=session)
+    invoice_pdf_store(invoice=invoice)
     invoice.refresh_from_db()
-    link = services.access_link_create(session=session, invoice=invoice)
+    link = access_link_create(session=session, invoice=invoice)
     EmailRecord.objects.create(session=session, kind="receipt", to="buyer@example.com", claimed_at=timezone.now())
 
     # then it backs off
-    with pytest.raises(services.EmailInFlight):
-        services.receipt_send(session=session, invoice=invoice, link=link)
+    with pytest.raises(EmailInFlight):
+        receipt_send(session=session, invoice=invoice, link=link)
     assert mailoutbox == []
 
     # and once the lease has run out, it sends
     EmailRecord.objects.update(claimed_at=timezone.now() - timedelta(hours=1))
-    services.receipt_send(session=session, invoice=invoice, link=link)
+    receipt_send(session=session, invoice=invoice, link=link)
     assert len(mailoutbox) == 1
 
 
 def test_the_safety_net_requeues_only_unfinished_paid_sessions(paid_session, mailoutbox, settings):
     # given one session fulfilled and one whose task was lost, both paid a while ago
     done, lost = paid_session(), paid_session(email="other@example.com")
-    services.fulfilment_run(session_id=done.pk)
+    fulfilment_run(session_id=done.pk)
     past = timezone.now() - timedelta(minutes=10)
     type(done).objects.filter(pk__in=[done.pk, lost.pk]).update(paid_at=past)
 
@@ -252,7 +257,7 @@ def test_a_session_paid_without_an_email_gets_its_invoice_and_the_merchant_is_to
     session = create_session(merchant, email="")
     mark_paid(session)
 
-    fulfilment = services.fulfilment_run(session_id=session.pk)
+    fulfilment = fulfilment_run(session_id=session.pk)
 
     assert fulfilment.completed_at is not None
     assert Invoice.objects.filter(session=session).exists()
@@ -268,7 +273,7 @@ def test_a_refund_webhook_marks_the_invoice_refunded_and_the_key_verifies_as_ref
 
     # given a fulfilled session
     session = paid_session()
-    services.fulfilment_run(session_id=session.pk)
+    fulfilment_run(session_id=session.pk)
 
     # when Stripe reports the charge refunded
     event = stripe_provider.test_event(session_id=str(session.pk), event_type="charge.refunded",
@@ -284,7 +289,7 @@ def test_a_refund_webhook_marks_the_invoice_refunded_and_the_key_verifies_as_ref
     assert Invoice.objects.get(session=session).status == Invoice.Status.REFUNDED
     key = EntitlementKey.objects.get(session_id=session.pk)
     assert key.refunded_at is not None
-    plaintext = client.post(f"/access/{services.access_token(key.reveal.session.access_link)}/reveal-key"
+    plaintext = client.post(f"/access/{access_token(key.reveal.session.access_link)}/reveal-key"
                             ).context["revealed_key"]
     verified = api.post("/keys/verify", {"key": plaintext}, format="json").json()
     assert (verified["valid"], verified["code"]) == (False, "refunded")
@@ -313,7 +318,7 @@ def test_a_merchant_s_odd_name_and_prefix_stay_out_of_paths_and_headers(paid_ses
     account_update(account=merchant, actor="test", name="Evil\nBcc: x@evil.test", invoice_prefix="../X")
     session = paid_session()
 
-    services.fulfilment_run(session_id=session.pk)
+    fulfilment_run(session_id=session.pk)
 
     invoice = Invoice.objects.get(session=session)
     folder, _, filename = invoice.pdf_name.rpartition("/")
@@ -327,7 +332,7 @@ def test_the_key_carries_the_session_s_entitlement_and_the_merchant_s_mode(paid_
     session = paid_session(entitlement={"expires_in_days": 30, "metadata": {"plan": "pro"}})
 
     # when it is fulfilled
-    services.fulfilment_run(session_id=session.pk)
+    fulfilment_run(session_id=session.pk)
 
     # then its key is a live key of the merchant, with that expiry and metadata
     key = EntitlementKey.objects.get(session_id=session.pk)
@@ -339,10 +344,10 @@ def test_the_key_carries_the_session_s_entitlement_and_the_merchant_s_mode(paid_
 def test_the_receipt_carries_the_key_only_when_the_merchant_opts_in(paid_session, merchant, mailoutbox, client):
     # given one session sold with the option off, then one with it on
     off = paid_session(email="off@example.com")
-    services.fulfilment_run(session_id=off.pk)
+    fulfilment_run(session_id=off.pk)
     account_update(account=merchant, actor="test", email_key_to_customer=True)
     on = paid_session(email="on@example.com")
-    services.fulfilment_run(session_id=on.pk)
+    fulfilment_run(session_id=on.pk)
 
     receipt_off = next(m for m in mailoutbox if m.to == ["off@example.com"])
     receipt_on = next(m for m in mailoutbox if m.to == ["on@example.com"])
@@ -357,18 +362,18 @@ def test_the_receipt_carries_the_key_only_when_the_merchant_opts_in(paid_session
     # and then the access page says the key was emailed, and offers no reveal
     reveal = KeyReveal.objects.get(session=on)
     assert reveal.emailed_at is not None and reveal.ciphertext == ""
-    token = services.access_token(AccessLink.objects.get(session=on))
+    token = access_token(AccessLink.objects.get(session=on))
     page = client.get(f"/access/{token}").content.decode()
     assert "was emailed to on@example.com" in page and "Reveal my key" not in page
     assert AuditEvent.objects.filter(action="key.emailed").count() == 1
     # while the other buyer still reveals theirs on the page
-    other = client.get(f"/access/{services.access_token(AccessLink.objects.get(session=off))}").content.decode()
+    other = client.get(f"/access/{access_token(AccessLink.objects.get(session=off))}").content.decode()
     assert "Reveal my key" in other
 
 
 def test_the_receipt_s_reply_to_and_seller_come_from_the_merchant_account(paid_session, merchant, mailoutbox):
     session = paid_session()
-    services.fulfilment_run(session_id=session.pk)
+    fulfilment_run(session_id=session.pk)
 
     receipt = next(m for m in mailoutbox if m.to == ["buyer@example.com"])
     assert receipt.reply_to == [merchant.email]

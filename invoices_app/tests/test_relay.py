@@ -12,7 +12,9 @@ from core.logs import request_id_var
 from invoices_app import claims, relay, tasks
 from invoices_app.models import Fulfilment
 from invoices_app.tests.conftest import REDIS_TEST_URL, create_session, mark_paid, paid_event_body
+from sessions_app.lifecycle import payment_event_apply
 from sessions_app.providers import stripe_provider
+from sessions_app.services import session_expire, session_fulfil_anyway
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -103,7 +105,7 @@ def test_a_session_that_fails_in_a_batch_is_retried_on_its_own(monkeypatch):
             raise OSError("SMTP down")
         done.append(session_id)
 
-    monkeypatch.setattr(tasks.services, "fulfilment_run", run)
+    monkeypatch.setattr(tasks.fulfilment, "fulfilment_run", run)
     monkeypatch.setattr(tasks.fulfil_session, "apply_async", lambda args, countdown: retried.append(args[0]))
 
     # when the batch runs
@@ -200,3 +202,22 @@ def test_the_sweep_leaves_a_run_that_is_alive_or_that_failed(broker, merchant, l
     with claims.run_claim(alive.pk):
         assert listener.resume(look_back=False) == 0
     assert _published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue) == []
+
+
+def test_a_late_payment_fulfilled_anyway_while_nobody_listened_is_handed_on_by_the_next_relay(broker, merchant):
+    # given a session paid after it expired, and the merchant's "fulfil anyway" while no relay ran
+    session = create_session(merchant)
+    session_expire(session_id=session.pk, actor="test")
+    payment_event_apply(stripe_provider.parse(paid_event_body(session).encode()))
+    session_fulfil_anyway(session_id=session.pk, actor="test")
+
+    # when a relay takes over
+    with relay.connect() as conn:
+        assert relay.Listener.take(conn) is not None
+
+    # then the session is handed on to be delivered (beside the merchant's late-payment email)
+    published = _published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)
+    [message] = [m for m in published if m["task"] == "invoices_app.tasks.fulfil_sessions"]
+    assert message["args"][0] == [{"session_id": str(session.pk), "request_id": "relay-resume"}]
+    assert [m["task"] for m in published if m is not message] == ["invoices_app.tasks.notify_late_payment"]
+

@@ -11,8 +11,9 @@ from django.test import Client
 from pypdf import PdfReader
 from rest_framework.test import APIClient
 
-from invoices_app import handoff, services
+from invoices_app import handoff
 from invoices_app.models import AccessLink, EmailRecord, Fulfilment, Invoice, InvoiceCounter
+from invoices_app.services.numbering import invoice_issue
 from invoices_app.tests.conftest import (
     create_session,
     mark_paid,
@@ -94,7 +95,7 @@ def test_invoice_numbers_stay_gapless_under_twenty_concurrent_payments(merchant)
         mark_paid(session)
 
     # when their invoices are issued at the same instant, from 20 connections
-    numbers = in_threads(20, lambda i: services.invoice_issue(session=sessions[i]).number)
+    numbers = in_threads(20, lambda i: invoice_issue(session=sessions[i]).number)
 
     # then the numbers are 1..20 with no gap and no repeat
     year = Invoice.objects.first().year

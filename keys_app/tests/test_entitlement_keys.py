@@ -15,13 +15,9 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from keys_app import keygen
+from keys_app.entitlements import entitlement_key_issue, entitlement_key_revoke, entitlement_keys_mark_refunded
 from keys_app.models import EntitlementKey
-from keys_app.services import (
-    entitlement_key_issue,
-    entitlement_key_revoke,
-    entitlement_keys_mark_refunded,
-    key_issue,
-)
+from keys_app.services import key_issue
 
 pytestmark = pytest.mark.django_db
 

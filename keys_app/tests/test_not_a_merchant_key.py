@@ -56,7 +56,7 @@ def test_the_walk_finds_the_merchant_endpoints_old_and_new():
 @pytest.mark.parametrize("shape", ["issued", "malformed"])
 def test_an_entitlement_key_gets_401_key_not_merchant(merchant, method, path, shape):
     from keys_app import keygen
-    from keys_app.services import entitlement_key_issue
+    from keys_app.entitlements import entitlement_key_issue
 
     if shape == "issued":
         key = entitlement_key_issue(account=merchant, session_id=uuid.uuid4(), customer_email="b@example.com",

@@ -47,7 +47,7 @@ def redis_cache(settings):
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_a_revoke_is_seen_by_another_worker_within_a_second(merchant, redis_cache, tmp_path):
-    from keys_app.services import entitlement_key_issue, entitlement_key_revoke
+    from keys_app.entitlements import entitlement_key_issue, entitlement_key_revoke
 
     issued = entitlement_key_issue(account=merchant, session_id=uuid.uuid4(), customer_email="b@example.com",
                                    actor="test")

@@ -17,26 +17,24 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from eth_utils import to_checksum_address
 from web3.exceptions import TransactionNotFound
 
 from audit.services import audit_record
 from core import errors
+from core.formatting import iso_utc
 from keys_app.services import web3_address_index_take
 from sessions_app.crypto import rates
 from sessions_app.crypto.addresses import address_derive
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable, checked_web3
-from sessions_app.events import Action, ChainHint, Outcome, PaymentEvent, WebhookResult
+from sessions_app.events import Action, PaymentEvent, WebhookResult
 from sessions_app.lifecycle import payment_event_apply, session_set_customer
 from sessions_app.models import (
     OPEN_STATUSES,
     PaymentSession,
-    Status,
     Web3Charge,
     Web3Quote,
-    Web3ScanCursor,
     Web3Transfer,
 )
 
@@ -46,7 +44,6 @@ NAME = "web3"
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 # A quote counts for a transfer mined up to this long before the quote was made (node clocks drift).
 CLOCK_SKEW = timedelta(minutes=5)
-HINT_SCAN_BLOCKS = 100
 
 
 class TxRejected(Exception):
@@ -101,13 +98,20 @@ def charge_create(*, session: PaymentSession) -> Web3Charge:
     return charge
 
 
-def quote_current(*, charge: Web3Charge, refresh: bool = True) -> Web3Quote:
-    """The latest quote; an expired one is replaced while the session is still open."""
-    quote = charge.quotes.order_by("-created_at", "-id").first()
-    if not refresh or quote is None or quote.expires_at > timezone.now():
+def quote_latest(*, charge: Web3Charge) -> Web3Quote | None:
+    return charge.quotes.order_by("-created_at", "-id").first()
+
+
+def quote_refresh(*, session: PaymentSession) -> Web3Quote | None:
+    """The pay action: an expired quote is replaced while the session is open (reads never do)."""
+    charge = Web3Charge.objects.filter(session=session).first()
+    if charge is None:
+        return None
+    quote = quote_latest(charge=charge)
+    if quote is None or quote.expires_at > timezone.now():
         return quote
     with transaction.atomic():
-        # Lock the charge: two page loads at expiry must not make two quotes.
+        # Lock the charge: two pay actions at expiry must not make two quotes.
         charge = Web3Charge.objects.select_for_update().select_related("session").get(pk=charge.pk)
         latest = charge.quotes.order_by("-created_at", "-id").first()
         if latest.expires_at > timezone.now() or charge.session.status not in OPEN_STATUSES:
@@ -127,18 +131,20 @@ def eip681_uri(*, charge: Web3Charge, amount: int) -> str:
     return f"ethereum:{charge.address}@{charge.chain_id}?value={amount}"
 
 
-def web3_public(*, session: PaymentSession, refresh: bool = True) -> dict[str, Any] | None:
-    """What the API and the checkout page show: where to pay and how much, until when."""
+def web3_public(*, session: PaymentSession) -> dict[str, Any] | None:
+    """What the API and the checkout page show: where to pay and how much, until when. A read:
+    an expired quote is shown as it is (quote_expired); the pay action replaces it."""
     charge = Web3Charge.objects.filter(session=session).first()
     if charge is None:
         return None
-    quote = quote_current(charge=charge, refresh=refresh and session.status in OPEN_STATUSES)
+    quote = quote_latest(charge=charge)
     return {
         "chain_id": charge.chain_id,
         "address": charge.address,
         "asset": charge.asset,
         "amount": str(int(quote.amount)),
-        "quote_expires_at": quote.expires_at.isoformat().replace("+00:00", "Z"),
+        "quote_expires_at": iso_utc(quote.expires_at),
+        "quote_expired": quote.expires_at <= timezone.now(),
     }
 
 
@@ -160,7 +166,7 @@ class TxCheck:
     result: WebhookResult | None = None
 
 
-def _hex(value: Any) -> str:
+def hex_string(value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
     return value if str(value).startswith("0x") else "0x" + str(value)
@@ -189,7 +195,7 @@ def _find_transfers(w3, charge: Web3Charge, tx_hash: str, receipt) -> list[Found
     token = charge.asset["address"].lower()
     found, look_alike = [], False
     for log in receipt["logs"]:
-        topics = [_hex(t) for t in log["topics"]]
+        topics = [hex_string(t) for t in log["topics"]]
         if len(topics) != 3 or topics[0].lower() != TRANSFER_TOPIC:
             continue
         recipient = "0x" + topics[2][-40:].lower()
@@ -246,7 +252,7 @@ def tx_verify(*, charge: Web3Charge, tx_hash: str, actor: str = "system:web3", e
     check = TxCheck(tx_hash=tx_hash)
     for item in found:
         values = {"sender": item.sender, "token": item.token, "amount": item.amount, "block_number": block_number,
-                  "block_hash": _hex(block["hash"]).lower(), "block_time": datetime.fromtimestamp(block["timestamp"], tz=UTC),
+                  "block_hash": hex_string(block["hash"]).lower(), "block_time": datetime.fromtimestamp(block["timestamp"], tz=UTC),
                   "confirmations": confirmations, "status": status, "updated_at": timezone.now()}
         try:
             with transaction.atomic():
@@ -349,118 +355,5 @@ def session_tx_submit(*, session_id: uuid.UUID, tx_hash: str, email: str = "") -
     return tx_verify(charge=charge, tx_hash=tx_hash, actor="customer:web3_tx", email=email)
 
 
-# ---------------------------------------------------------------- polling and hints
-
-
-def _watched_charges(*, addresses: set[str] | None = None) -> list[Web3Charge]:
-    """Charges of open sessions, and of sessions that failed lately: a transfer to one of those
-    is money that arrived late, to be kept as a late payment, never ignored."""
-    since = timezone.now() - timedelta(seconds=settings.WEB3_LATE_PAYMENT_WATCH_SECONDS)
-    qs = Web3Charge.objects.filter(Q(session__status__in=OPEN_STATUSES)
-                                   | Q(session__status=Status.FAILED, session__failed_at__gte=since),
-                                   chain_id=settings.WEB3_CHAIN_ID)
-    charges = list(qs.select_related("session"))
-    if addresses is not None:
-        charges = [c for c in charges if c.address.lower() in addresses]
-    return charges
-
-
-def _recheck(charge: Web3Charge, actor: str) -> int:
-    """Look again at transactions already seen: confirmations grow, reorgs drop them."""
-    hashes = set(charge.transfers.exclude(status=Web3Transfer.Status.DROPPED).values_list("tx_hash", flat=True))
-    for tx_hash in sorted(hashes):
-        try:
-            tx_verify(charge=charge, tx_hash=tx_hash, actor=actor)
-        except TxRejected:
-            pass
-    return len(hashes)
-
-
-def _discover(w3, charges: list[Web3Charge], start: int, end: int, actor: str) -> int:
-    """Find transfers to open addresses in blocks start..end and verify each transaction."""
-    by_address = {c.address.lower(): c for c in charges}
-    candidates: set[tuple[int, str]] = set()
-    native = {a for a, c in by_address.items() if c.asset["type"] == "native"}
-    if native:
-        for number in range(start, end + 1):
-            block = w3.eth.get_block(number, full_transactions=True)
-            for tx in block["transactions"]:
-                if tx["to"] and tx["to"].lower() in native:
-                    candidates.add((by_address[tx["to"].lower()].pk, _hex(tx["hash"]).lower()))
-    tokens: dict[str, list[str]] = {}
-    for address, charge in by_address.items():
-        if charge.asset["type"] == "erc20":
-            tokens.setdefault(charge.asset["address"], []).append(address)
-    for token, addresses in tokens.items():
-        logs = w3.eth.get_logs({"fromBlock": start, "toBlock": end, "address": to_checksum_address(token),
-                                "topics": [TRANSFER_TOPIC, None, ["0x" + "0" * 24 + a[2:] for a in addresses]]})
-        for log in logs:
-            recipient = "0x" + _hex(log["topics"][2])[-40:].lower()
-            if recipient in by_address:
-                candidates.add((by_address[recipient].pk, _hex(log["transactionHash"]).lower()))
-    charges_by_pk = {c.pk: c for c in charges}
-    for charge_pk, tx_hash in sorted(candidates):
-        try:
-            tx_verify(charge=charges_by_pk[charge_pk], tx_hash=tx_hash, actor=actor)
-        except TxRejected:
-            pass
-    return len(candidates)
-
-
-def web3_poll(*, actor: str = "system:web3_poller") -> dict[str, int]:
-    """The safety net: recheck seen transfers and scan new blocks, so a missed hint loses nothing."""
-    charges = _watched_charges()
-    if not charges:
-        return {"charges": 0, "rechecked": 0, "found": 0}
-    w3 = checked_web3()
-    rechecked = sum(_recheck(c, actor) for c in charges)
-    latest = int(w3.eth.block_number)
-    cursor = Web3ScanCursor.objects.filter(chain_id=settings.WEB3_CHAIN_ID).first()
-    start = cursor.block_number + 1 if cursor else max(0, latest - settings.WEB3_SCAN_MAX_BLOCKS + 1)
-    # A backlog is worked off over several runs rather than skipped: every block gets looked at.
-    end = min(latest, start + settings.WEB3_SCAN_MAX_BLOCKS - 1)
-    found = 0
-    if start <= end:
-        found = _discover(w3, _watched_charges(), start, end, actor)
-        Web3ScanCursor.objects.update_or_create(chain_id=settings.WEB3_CHAIN_ID,
-                                                defaults={"block_number": end, "updated_at": timezone.now()})
-    return {"charges": len(charges), "rechecked": rechecked, "found": found}
-
-
-def web3_hint_receive(*, hint: ChainHint, actor: str) -> WebhookResult:
-    """Apply a verified address-activity notification: read the chain for the sessions it names."""
-    try:
-        outcome = web3_hint(address=hint.address, tx_hash=hint.tx_hash, actor=actor)
-    except (ChainUnavailable, ChainMismatch) as exc:
-        # The sender may retry; the poller looks anyway.
-        raise errors.Unavailable("chain_unavailable", str(exc)) from None
-    return WebhookResult(Outcome.PROCESSED if outcome["charges"] else Outcome.UNMATCHED,
-                         f"checked {outcome['checked']} transaction(s) for {outcome['charges']} session(s)")
-
-
-def web3_hint(*, address: str, tx_hash: str | None, actor: str = "webhook:web3") -> dict[str, Any]:
-    """A signed address-activity notification: only a reason to look at the chain ourselves."""
-    charges = _watched_charges(addresses={address.lower()})
-    if not charges:
-        return {"charges": 0, "checked": 0}
-    if tx_hash:
-        checked = 0
-        for charge in charges:
-            try:
-                tx_verify(charge=charge, tx_hash=tx_hash, actor=actor)
-                checked += 1
-            except TxRejected:
-                pass
-        return {"charges": len(charges), "checked": checked}
-    w3 = checked_web3()
-    latest = int(w3.eth.block_number)
-    for charge in charges:
-        _recheck(charge, actor)
-    # A hint is about recent activity; older blocks are the poller's job.
-    window = min(settings.WEB3_SCAN_MAX_BLOCKS, HINT_SCAN_BLOCKS)
-    found = _discover(w3, charges, max(0, latest - window + 1), latest, actor)
-    return {"charges": len(charges), "checked": found}
-
-
-__all__ = ["ChainMismatch", "ChainUnavailable", "TxRejected", "charge_create", "quote_current", "session_tx_submit",
-           "settle", "tx_verify", "web3_hint", "web3_hint_receive", "web3_poll", "web3_public"]
+__all__ = ["ChainMismatch", "ChainUnavailable", "TxRejected", "charge_create", "quote_latest", "quote_refresh", "session_tx_submit",
+           "settle", "tx_verify", "web3_public"]

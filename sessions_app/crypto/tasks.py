@@ -3,7 +3,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
-from sessions_app.crypto.services import web3_poll as poll
+from sessions_app.crypto.polling import web3_poll as poll
 
 
 @shared_task(ignore_result=True)

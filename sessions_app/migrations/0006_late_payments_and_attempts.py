@@ -70,7 +70,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='paymentsession',
-            index=models.Index(condition=models.Q(('status', 'paid')), fields=['paid_at'], name='session_paid_at_idx'),
+            index=models.Index(condition=models.Q(('status', 'paid'), ('fulfil_anyway_at__isnull', False), _connector='OR'), fields=['paid_at'], name='session_deliverable_idx'),
         ),
         migrations.AddIndex(
             model_name='paymentsession',

@@ -52,6 +52,8 @@ class Provider:
     max_body_bytes: ClassVar[int] = 256 * 1024
     # Whether prepare_session writes anything (session creation then takes a transaction).
     prepares_sessions: ClassVar[bool] = False
+    # Whether the checkout needs the receipt address before starting (Web3 sends it with the tx).
+    needs_email_to_start: ClassVar[bool] = True
 
     def is_configured(self) -> bool:
         """Whether real (non-simulated) payments can be started with the current settings."""

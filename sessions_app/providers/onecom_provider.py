@@ -1,6 +1,6 @@
 """One.com: a hosted-payment redirect out, Standard Webhooks callbacks in.
 
-One.com publishes no payments API, so this adapter defines the contract (README, "One.com: the integration contract"):
+One.com publishes no payments API, so this adapter defines the contract (docs/providers/onecom.md):
 the customer is sent to ONECOM_CHECKOUT_URL with the session reference, amount, currency and
 return URL; the result comes back as a Standard-Webhooks-signed callback to /webhooks/onecom.
 """

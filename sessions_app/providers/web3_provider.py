@@ -63,11 +63,14 @@ class Web3Provider(Provider):
         return bool(settings.WEB3_PROVIDER_URL)
 
     prepares_sessions = True
+    needs_email_to_start = False
 
     def prepare_session(self, *, session) -> None:
         crypto.charge_create(session=session)
 
     def start_payment(self, *, session, params: Mapping[str, str]) -> PaymentStart:
+        # The pay action is where an expired price is replaced; reading the session never does.
+        crypto.quote_refresh(session=session)
         return PaymentStart(provider=NAME, data=crypto.web3_public(session=session) or {})
 
     def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> ChainHint:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sessions_app.apis import CreateSessionApi, plain_create_input
+from sessions_app.apis import CreateSessionApi
+from sessions_app.inputs import plain_create_input
 
 
 class _Account:

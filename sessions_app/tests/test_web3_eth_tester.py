@@ -241,15 +241,28 @@ def test_a_payment_after_the_grace_window_does_not_pay_and_is_recorded(eth_merch
     assert Web3Transfer.objects.get(charge__session=session).note == "outside_quote"
 
 
-def test_an_expired_quote_is_replaced_when_the_session_is_read(eth_merchant, api, eth_chain, settings):
+def test_an_expired_quote_is_shown_by_reads_and_replaced_only_by_the_pay_action(eth_merchant, api, client,
+                                                                                 eth_chain, settings):
+    # given a session whose crypto price expired, at a new rate
     session = _session(api)
     Web3Quote.objects.filter(charge__session=session).update(expires_at=timezone.now() - timedelta(seconds=1))
     settings.WEB3_FIXED_RATES = {("ETH", "EUR"): Decimal("1500.00")}
 
+    # when the merchant reads it and the customer opens the page, nothing is written
     detail = api.get(f"/sessions/{session.pk}").json()["web3"]
+    page = client.get(f"/checkout?session={session.pk}").content.decode()
+    assert (detail["amount"], detail["quote_expired"]) == (str(PRICE_WEI), True)
+    assert 'data-testid="web3-new-price"' in page and 'data-testid="pay-web3"' not in page
+    assert Web3Quote.objects.filter(charge__session=session).count() == 1
 
-    assert detail["amount"] == str(2 * PRICE_WEI)
+    # when the customer asks for a new price (the pay action), the quote is replaced once
+    response = client.post(f"/checkout/{session.pk}/pay/web3")
+    client.post(f"/checkout/{session.pk}/pay/web3")
+
+    assert response.status_code == 200
+    assert 'data-testid="pay-web3"' in response.content.decode()
     assert Web3Quote.objects.filter(charge__session=session).count() == 2
+    assert api.get(f"/sessions/{session.pk}").json()["web3"]["amount"] == str(2 * PRICE_WEI)
 
 
 def test_a_node_on_another_chain_is_not_trusted(eth_merchant, api, anon, eth_chain, settings):

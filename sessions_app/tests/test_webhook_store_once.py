@@ -8,9 +8,11 @@ from django.test import Client
 
 from audit.models import AuditEvent
 from audit.services import audit_verify
+from sessions_app import lifecycle
 from sessions_app.models import PaymentSession, Status, WebhookEvent
 from sessions_app.providers import stripe_provider
 from sessions_app.services import session_create
+from sessions_app.tests.conftest import stripe_event
 from tests.threads import run_together
 
 # Every test on both write paths (the one-statement fast path and the locked ORM path).
@@ -98,3 +100,41 @@ def test_an_event_id_already_stored_for_another_session_moves_nothing(merchant):
     assert not AuditEvent.objects.filter(subject_id=str(second.pk), action="session.paid").exists()
     assert PaymentSession.objects.get(pk=first.pk).status == Status.PAID
     assert audit_verify() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_our_handler_broke_on_is_kept_as_failed_and_the_providers_retry_applies_it(
+        make_session, monkeypatch):
+    # given a handler that breaks once on a verified payment event (the locked path)
+    session = make_session()
+    monkeypatch.setattr(lifecycle, "_ONE_STATEMENT_ACTIONS", ())
+    real_transition, calls = lifecycle._transition, []
+
+    def breaks_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("handler bug")
+        return real_transition(*args, **kwargs)
+
+    monkeypatch.setattr(lifecycle, "_transition", breaks_once)
+    body = json.dumps(stripe_event(session))
+    client = Client(raise_request_exception=False)
+
+    # when the provider delivers it: a 5xx, and the event kept with its error, nothing moved
+    first = client.post("/webhooks/stripe", body, content_type="application/json",
+                        HTTP_STRIPE_SIGNATURE=stripe_provider.sign(body))
+    assert first.status_code == 500
+    stored = WebhookEvent.objects.get()
+    assert (stored.outcome, stored.error) == ("failed", "RuntimeError: handler bug")
+    assert PaymentSession.objects.get(pk=session.pk).status == Status.CREATED
+
+    # and when the provider retries the same event, it is applied, once
+    second = client.post("/webhooks/stripe", body, content_type="application/json",
+                         HTTP_STRIPE_SIGNATURE=stripe_provider.sign(body))
+    assert second.json()["outcome"] == "processed"
+    assert PaymentSession.objects.get(pk=session.pk).status == Status.PAID
+    assert WebhookEvent.objects.get().outcome == "processed"
+    assert AuditEvent.objects.filter(action="session.paid", subject_id=str(session.pk)).count() == 1
+    third = client.post("/webhooks/stripe", body, content_type="application/json",
+                        HTTP_STRIPE_SIGNATURE=stripe_provider.sign(body))
+    assert third.json()["outcome"] == "duplicate"
