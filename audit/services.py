@@ -106,9 +106,11 @@ def audit_record(**fields: Any) -> AuditEvent:
 
 def audit_append(event: AuditEvent) -> AuditEvent:
     """Append a link built by audit_event to its chain, on its own."""
-    if connection.vendor == "postgresql":
-        ctes, params = audit_append_sql(event)
-        audit_appended(event, db.fetchone(f"WITH {ctes} SELECT * FROM link", params))  # noqa: S608 - SQL of our own
+    if db.one_statement():
+        statement = audit_link_statement(event)
+        row = db.fetchone(f"WITH {statement.ctes} SELECT * FROM {statement.returns}",  # noqa: S608 - SQL of our own
+                          statement.params)
+        audit_appended(event, row)
     else:
         _append(event)
     return event
@@ -126,47 +128,66 @@ def _append(event: AuditEvent) -> None:
                                                             head_hash=event.hash)
 
 
-def audit_append_sql(event: AuditEvent, *, only_if: str | None = None) -> tuple[str, list[Any]]:
-    """PostgreSQL: two CTEs, `head` and `link`, that advance the chain, hash the link and insert it.
+# ---------------------------------------------------------------- the link as part of a caller's statement
 
-    A caller puts them in its own statement, so a state change and its audit link are written
-    together, or neither is (`only_if` names a CTE of the caller's: no row there, no link).
-    `link` returns (id, seq, prev_hash, hash); pass that row to audit_appended. The upsert
-    takes the head row's lock, so two writers of one chain queue there and the second links to
-    the first's committed head.
+
+@dataclass(frozen=True)
+class LinkStatement:
+    """PostgreSQL: common table expressions that append one audit link, for a caller's statement.
+
+    `ctes` goes in the caller's WITH list; its parameters, in order, are `params`. `returns`
+    names the one CTE a caller may read: one row (id, seq, prev_hash, hash) if the link was
+    written, none if `only_if` gave no row. Pass that row to audit_appended. Every other name
+    in `ctes` is audit's own and may change.
+    """
+
+    ctes: str
+    params: list[Any]
+    returns: str
+
+
+def audit_link_statement(event: AuditEvent, *, only_if: str | None = None) -> LinkStatement:
+    """The CTEs that advance `event`'s chain, hash the link in the database and insert it.
+
+    A caller puts them in its own statement, so that a state change and its audit link are
+    written together or neither is: `only_if` names a CTE of the caller's (no row there, no
+    link). The chain head's upsert takes the head row's lock, so two writers of one chain queue
+    there and the second links to the first's committed head.
     """
     params = db.insert_params(event, [f for f in _LINK_FIELDS if f.name not in _CHAINED])
     hashed = _hashed_fields(event)
     head, mid, tail = canonical_parts(hashed)
     first_hash = event_digest(prev_hash=GENESIS, fields={**hashed, "seq": 1})
-    return _append_ctes(only_if), [event.scope, first_hash, GENESIS, head, mid, tail, *params]
+    return LinkStatement(_link_ctes(only_if), [event.scope, first_hash, GENESIS, head, mid, tail, *params],
+                         returns=_LINK_CTE)
 
 
 _LINK_FIELDS = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
-_CHAINED = {"seq": "head.seq", "prev_hash": "head.prev_hash", "hash": "head.head_hash"}
+_CHAINED = {"seq": "audit_head.seq", "prev_hash": "audit_head.prev_hash", "hash": "audit_head.head_hash"}
+_LINK_CTE = "audit_link"
 
 
 @functools.cache
-def _append_ctes(only_if: str | None) -> str:
-    """The SQL of audit_append_sql, built once per gate (only the parameters change)."""
+def _link_ctes(only_if: str | None) -> str:
+    """The SQL of audit_link_statement, built once per gate (only the parameters change)."""
     quote = connection.ops.quote_name
     values = [_CHAINED.get(f.name, "%s") for f in _LINK_FIELDS]
-    gate = f" FROM {only_if}" if only_if else ""
+    gate = f" FROM {quote(only_if)}" if only_if else ""
     return (
-        f"head AS (INSERT INTO {quote(AuditChain._meta.db_table)} AS chain (scope, seq, head_hash, prev_hash) "  # noqa: S608
+        f"audit_head AS (INSERT INTO {quote(AuditChain._meta.db_table)} AS chain (scope, seq, head_hash, prev_hash) "  # noqa: S608
         f"SELECT %s, 1, %s, %s{gate} ON CONFLICT (scope) DO UPDATE SET seq = chain.seq + 1, "
         # The new link's hash over head + previous hash + mid + seq + tail (see canonical_parts).
         f"prev_hash = chain.head_hash, head_hash = encode(sha256(convert_to("
         f"%s || chain.head_hash || %s || (chain.seq + 1)::text || %s, 'UTF8')), 'hex') "
         f"RETURNING seq, prev_hash, head_hash), "
-        f"link AS (INSERT INTO {quote(AuditEvent._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in _LINK_FIELDS)}) SELECT {', '.join(values)} FROM head "
+        f"{_LINK_CTE} AS (INSERT INTO {quote(AuditEvent._meta.db_table)} "
+        f"({', '.join(quote(f.column) for f in _LINK_FIELDS)}) SELECT {', '.join(values)} FROM audit_head "
         f"RETURNING {quote(AuditEvent._meta.pk.column)}, seq, prev_hash, hash)"
     )
 
 
 def audit_appended(event: AuditEvent, row: tuple[int, int, str, str]) -> None:
-    """Fill in what the database decided for a link written by audit_append_sql."""
+    """Fill in what the database decided for a link written by audit_link_statement."""
     pk, event.seq, event.prev_hash, event.hash = row
     db.mark_inserted(event, pk)
 

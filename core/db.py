@@ -1,30 +1,86 @@
-"""Statements the hot paths run on every request, prepared once per database connection.
+"""Database helpers: prepared statements for the hot paths, raw-insert bookkeeping, and the
+switch of the one-statement fast paths.
 
 Django binds parameters on the client, so PostgreSQL parses and plans every statement anew;
 for the few large statements of the payment paths (a row, its audit link, a notification)
-planning costs about as much as running them. These go through a server-side binding cursor
-with `prepare=True`: planned once per connection (connections persist, CONN_MAX_AGE), then
-only executed. Errors are Django's, as from any other cursor.
+planning costs about as much as running them. These run on a server-side binding cursor that
+prepares them: planned once per connection (connections persist, CONN_MAX_AGE), then only
+executed. That cursor is wrapped in Django's own cursor wrapper, as `connection.cursor()`
+wraps its cursors: `connection.execute_wrapper`, `CaptureQueriesContext` and APM hooks see
+these statements like any other, and errors are Django's.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
 from django.db import connection, models
 
+# The one-statement fast paths on PostgreSQL (sessions_app.one_statement, audit's link
+# statement). ONE_STATEMENT_WRITES=0 at start-up turns them off, so that the locked ORM paths
+# run alone (to measure them); the tests flip ONE_STATEMENT to run each suite on both paths.
+ONE_STATEMENT = os.environ.get("ONE_STATEMENT_WRITES", "1") != "0"
+
+
+def one_statement() -> bool:
+    """Whether the one-statement fast paths run: on PostgreSQL, unless switched off."""
+    return ONE_STATEMENT and connection.vendor == "postgresql"
+
+
+class _PreparingCursor(psycopg.Cursor):
+    """psycopg's server-side binding cursor, preparing the statements it runs (when `prepare`).
+
+    Preparing needs the connection's `prepare_threshold` to be a number (settings set it unless
+    DATABASE_PREPARED_STATEMENTS=0); with None, psycopg runs the statement unprepared.
+    """
+
+    prepare = True
+
+    def execute(self, query, params=None, *, prepare: bool | None = None, binary: bool | None = None):
+        return super().execute(query, params, prepare=self.prepare if prepare is None else prepare, binary=binary)
+
 
 def fetchone(sql: str, params: list[Any]) -> tuple | None:
-    """Run one statement and return its first row, prepared on PostgreSQL."""
+    """Run one statement through Django's cursor wrapper and return its first row, prepared on PostgreSQL."""
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
+    with _prepared_cursor() as cursor:
+        cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+def _prepared_cursor():
+    """What `connection.cursor()` does (connect, thread check, Django's wrapper with its execute
+    wrappers and query log), around a preparing cursor instead of Django's client-side binding one.
+
+    One step is left out on purpose: the per-request health check (CONN_HEALTH_CHECKS), a
+    `SELECT 1` round trip before the request's first statement. These statements are often a
+    request's only ones (create_session) or two of two (the webhook), so it would add a round
+    trip to every such request (measured: about 0.1x of the insert baseline). Without it a
+    connection that died between requests fails this request with Django's OperationalError (a
+    500: the sender retries), and Django closes the broken connection when the request ends, as
+    for any failed query; the next request connects afresh.
+    """
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = _PreparingCursor(connection.connection)
+    if not connection.queries_logged:
+        return connection.make_cursor(raw)
+    # Logged (DEBUG, CaptureQueriesContext): run unprepared, because psycopg keeps no query text
+    # for a prepared execution and the log would show None. Same statement, same parameters.
+    raw.prepare = False
+    return connection.make_debug_cursor(raw)
+
+
+def insert_fields(model: type[models.Model]) -> list:
+    """The fields an INSERT of `model` writes: every concrete field but an automatic primary key."""
+    meta = model._meta
+    return [f for f in meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField))]
 
 
 def insert_params(obj: models.Model, fields: list) -> list[Any]:

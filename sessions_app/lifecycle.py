@@ -2,26 +2,26 @@
 
 A delivery is stored once per (provider, event id), decided against its session's state
 (`_decide`), and written under the session's row lock, or, for the common case on PostgreSQL,
-in one self-committing statement. Declined attempts and late payments are recorded here too.
+in one self-committing statement (sessions_app.one_statement, which only writes what was decided
+here). Declined attempts and late payments are recorded here too.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import uuid
-from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from audit.services import audit_append, audit_append_sql, audit_appended, audit_event, audit_record
+from audit.services import audit_append, audit_event, audit_record
 from core import currencies, db
 from core.logs import request_id_var
+from sessions_app import one_statement
 from sessions_app.events import Action, Outcome, PaymentEvent, WebhookResult
 from sessions_app.models import OPEN_STATUSES, LatePayment, PaymentSession, Status, WebhookEvent
 from sessions_app.selectors import session_get
@@ -105,7 +105,7 @@ def _insert_once(obj: WebhookEvent) -> bool:
     duplicate costs no error and no rollback, and a new event one statement instead of three.
     """
     meta = WebhookEvent._meta
-    fields = _event_fields()
+    fields = db.insert_fields(WebhookEvent)
     quote = connection.ops.quote_name
     sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
            f"VALUES ({', '.join(['%s'] * len(fields))}) "
@@ -127,7 +127,7 @@ def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> Web
     """
     actor = actor or f"webhook:{event.provider}"
     session_id = _parse_session_ref(event.session_ref)
-    if session_id and connection.vendor == "postgresql" and event.action in _ONE_STATEMENT_ACTIONS:
+    if session_id and event.action in one_statement.ACTIONS and one_statement.enabled():
         result = _apply_in_one_statement(event, session_id=session_id, actor=actor)
         if result is not None:
             return result
@@ -192,27 +192,17 @@ def _apply_decision(session: PaymentSession, event: PaymentEvent, *, outcome: st
         logger.warning("webhook rejected", extra={"event_id": event.event_id, "detail": detail})
 
 
-TRANSITION_FIELDS = ["status", "provider", "provider_reference", "paid_at", "failed_at", "failure_reason"]
-
-
-_ONE_STATEMENT_ACTIONS = (Action.PAID, Action.PENDING, Action.FAILED)
-
-
-_RACED = "event stored concurrently"
+TRANSITION_FIELDS = ("status", "provider", "provider_reference", "paid_at", "failed_at", "failure_reason")
 
 
 def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor: str) -> WebhookResult | None:
     """The common case on PostgreSQL: an event that moves its session, written in one statement.
 
-    The session is read without a lock; the statement moves it only if it is still in the
-    state read, stores the event only if it moved, and links the audit record only if the
-    event was stored; if it moved but the event id was taken, it aborts itself. Outside a
-    transaction it commits by itself: no BEGIN, no COMMIT, and no lock held while Python
-    works. Anything but a clean move (a concurrent change, a duplicate, an event that moves
-    nothing) writes nothing here and returns None: the caller then takes the locked path,
-    which decides it against the committed state.
+    The session is read without a lock, decided and moved in memory as the locked path would;
+    one_statement.transition_write writes all of it, or nothing if the session changed since it
+    was read or the event id is taken. Anything but a clean move returns None: the caller then
+    takes the locked path, which decides it against the committed state.
     """
-
     session = session_get(session_id=session_id)
     if session is None:
         return None
@@ -221,60 +211,15 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
         return None
     read_status, before = session.status, session_state(session)
     _move(session, event)
-    stored = _stored_event(event, outcome=outcome, detail=detail, session=session)
-    link = _transition_link(session, event, before=before, actor=actor)
-    moved, event_fields = _moved_fields(), _event_fields()
-    audit_ctes, audit_params = audit_append_sql(link, only_if="stored")
-    params = [
-        *(f.get_db_prep_save(getattr(session, f.attname), connection) for f in moved),
-        session.pk, read_status,
-        *db.insert_params(stored, event_fields),
-        *audit_params,
-        _RACED,
-        SESSION_PAID_CHANNEL, _paid_payload(session), session.status == Status.PAID,
-    ]
-    try:
-        # Inside a caller's transaction, a savepoint keeps the abort from spoiling it.
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            _, moved_count, stored_id, _, *link_row = db.fetchone(_apply_sql(audit_ctes), params)
-    except DatabaseError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) != "P0001" or _RACED not in str(exc):
-            raise
-        return None  # moved, but the event id is not new: the statement undid the move
-    if not moved_count:
-        return None  # changed since it was read: nothing was written
-    db.mark_inserted(stored, stored_id)
-    audit_appended(link, tuple(link_row))
+    written = one_statement.transition_write(
+        session, read_status=read_status, fields=TRANSITION_FIELDS,
+        stored=_stored_event(event, outcome=outcome, detail=detail, session=session),
+        link=_transition_link(session, event, before=before, actor=actor),
+        notify=_paid_payload(session) if session.status == Status.PAID else None)
+    if written is None:
+        return None
     announce_delivery(session, notified=True)
-    return WebhookResult(outcome, detail, stored)
-
-
-def _moved_fields() -> list:
-    return [PaymentSession._meta.get_field(name) for name in TRANSITION_FIELDS]
-
-
-def _event_fields() -> list:
-    return [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
-
-
-@functools.cache
-def _apply_sql(audit_ctes: str) -> str:
-    """The statement of _apply_in_one_statement, built once (only the parameters change)."""
-    quote = connection.ops.quote_name
-    moved, event_fields = _moved_fields(), _event_fields()
-    return (
-        f"WITH moved AS (UPDATE {quote(PaymentSession._meta.db_table)} "  # noqa: S608 - names are ours
-        f"SET {', '.join(f'{quote(f.column)} = %s' for f in moved)} "
-        f"WHERE {quote('id')} = %s AND {quote('status')} = %s RETURNING {quote('id')}), "
-        f"stored AS (INSERT INTO {quote(WebhookEvent._meta.db_table)} "
-        f"({', '.join(quote(f.column) for f in event_fields)}) SELECT {', '.join(['%s'] * len(event_fields))} "
-        f"FROM moved ON CONFLICT ({quote('provider')}, {quote('event_id')}) DO NOTHING RETURNING {quote('id')}), "
-        f"{audit_ctes} "
-        f"SELECT CASE WHEN (SELECT count(*) FROM moved) > (SELECT count(*) FROM stored) "
-        f"THEN payments_abort(%s) END, (SELECT count(*) FROM moved), (SELECT {quote('id')} FROM stored), "
-        f"(SELECT pg_notify(%s, %s) FROM link WHERE %s), link.* "
-        f"FROM (SELECT 1) AS one LEFT JOIN link ON true"
-    )
+    return WebhookResult(outcome, detail, written.stored)
 
 
 def _transition_link(session: PaymentSession, event: PaymentEvent, *, before: dict[str, Any], actor: str) -> AuditEvent:
@@ -327,7 +272,7 @@ def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> 
         return
     _move(session, event)
     # The transition's fields only; ConcurrentTransitionMixin still adds "WHERE status = <old>".
-    session.save(update_fields=TRANSITION_FIELDS)
+    session.save(update_fields=list(TRANSITION_FIELDS))
     audit_append(_transition_link(session, event, before=before, actor=actor))
     announce_delivery(session)
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -13,13 +12,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit.models import AuditEvent
-from audit.services import audit_append, audit_append_sql, audit_appended, audit_event, audit_record
-from core import db, errors
+from audit.services import audit_append, audit_event, audit_record
+from core import errors
 from keys_app.models import Account, ApiKey
+from sessions_app import one_statement
 from sessions_app.lifecycle import announce_delivery, session_state
 from sessions_app.models import OPEN_STATUSES, IdempotencyRecord, LatePayment, PaymentSession, Status
 from sessions_app.providers import get_provider
@@ -74,8 +73,8 @@ def session_create(
                        account_id=account.pk, actor=f"api_key:{api_key.pk}",
                        after={"status": session.status, "amount": session.amount, "currency": session.currency,
                               "mode": session.mode})
-    if connection.vendor == "postgresql" and not any(p.prepares_sessions for p in prepared):
-        _insert_with_link(session, link)
+    if one_statement.enabled() and not any(p.prepares_sessions for p in prepared):
+        one_statement.session_insert(session, link)
         return session
     with transaction.atomic():
         session.save(force_insert=True)
@@ -84,24 +83,6 @@ def session_create(
             provider.prepare_session(session=session)
         audit_append(link)
     return session
-
-
-def _insert_with_link(obj: models.Model, link: AuditEvent) -> None:
-    """PostgreSQL: insert a row and its audit link in one statement, which commits by itself."""
-    audit_ctes, audit_params = audit_append_sql(link, only_if="inserted")
-    row = db.fetchone(f"WITH inserted AS ({_insert_sql(type(obj))} RETURNING 1), {audit_ctes} SELECT * FROM link",  # noqa: S608
-                      [*db.insert_params(obj, type(obj)._meta.concrete_fields), *audit_params])
-    audit_appended(link, row)
-    db.mark_inserted(obj)
-
-
-@functools.cache
-def _insert_sql(model: type[models.Model]) -> str:
-    """INSERT of every concrete field of a model, built once (only the parameters change)."""
-    quote = connection.ops.quote_name
-    fields = model._meta.concrete_fields
-    return (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-            f"VALUES ({', '.join(['%s'] * len(fields))})")
 
 
 def request_fingerprint(body: Any) -> str:

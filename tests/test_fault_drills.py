@@ -15,6 +15,7 @@ import pytest
 from django.db import connection, connections
 
 from audit.models import AuditEvent
+from core import db
 from invoices_app import handoff
 from invoices_app.models import EmailRecord, Fulfilment, Invoice
 from invoices_app.tests.conftest import (  # noqa: F401 - fixtures shared with the fulfilment tests
@@ -32,7 +33,7 @@ from invoices_app.tests.conftest import (  # noqa: F401 - fixtures shared with t
     workers,
 )
 from keys_app.models import EntitlementKey
-from sessions_app import lifecycle
+from sessions_app import lifecycle, one_statement
 from sessions_app.models import PaymentSession, Status, WebhookEvent
 from sessions_app.providers import stripe_provider
 from sessions_app.services import session_create
@@ -109,7 +110,7 @@ def _assert_paid_exactly_once(session: PaymentSession, event_id: str, paid_signa
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("moment", ["_store", "audit_append", "commit", "audit_append_sql"],
+@pytest.mark.parametrize("moment", ["_store", "audit_append", "commit", "transition_write"],
                          ids=["before-the-event-row", "after-the-transition", "at-commit", "before-the-one-statement"])
 def test_a_webhook_survives_its_database_connection_being_killed(live_server, open_session, paid_signals,
                                                                 monkeypatch, moment):
@@ -120,13 +121,14 @@ def test_a_webhook_survives_its_database_connection_being_killed(live_server, op
     # and the database connection dies in the middle of applying it: on the locked path (session
     # row already locked, or just as the transaction commits), or on the one-statement path after
     # the session was read (that statement commits by itself: it either ran whole or not at all)
-    if moment != "audit_append_sql":
-        monkeypatch.setattr(lifecycle, "_ONE_STATEMENT_ACTIONS", ())
+    if moment != "transition_write":
+        monkeypatch.setattr(db, "ONE_STATEMENT", False)
     if moment == "commit":
         wrapper = type(connections["default"])
         monkeypatch.setattr(wrapper, "_commit", _once(wrapper._commit, _terminate_own_backend))
     else:
-        monkeypatch.setattr(lifecycle, moment, _once(getattr(lifecycle, moment), _terminate_own_backend))
+        where = one_statement if moment == "transition_write" else lifecycle
+        monkeypatch.setattr(where, moment, _once(getattr(where, moment), _terminate_own_backend))
 
     # when Stripe delivers it
     status, answer = _post(f"{live_server.url}/webhooks/stripe", body, stripe_provider.sign(body))

@@ -7,12 +7,27 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 
+from core import db
 from keys_app.models import Mode
 from keys_app.services import key_issue
 from sessions_app.models import PaymentSession
 from sessions_app.providers import stripe_provider
 from sessions_app.services import session_create
+
+
+@pytest.fixture(params=["one_statement", "locked"])
+def write_path(request, monkeypatch) -> str:
+    """Run a test on each write path of the webhook and of session_create.
+
+    "one_statement": the fast path (sessions_app.one_statement and audit's link statement),
+    PostgreSQL only; "locked": the locked ORM path alone, as on SQLite, also on PostgreSQL.
+    """
+    if request.param == "one_statement" and connection.vendor != "postgresql":
+        pytest.skip("the one-statement path is PostgreSQL only")
+    monkeypatch.setattr(db, "ONE_STATEMENT", request.param == "one_statement")
+    return request.param
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ from sessions_app.providers import stripe_provider
 from sessions_app.tests.conftest import stripe_event
 from tests import threads
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+# Every race on both write paths (the one-statement fast path and the locked ORM path).
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("write_path")]
 
 BURST = 50
 # One burst of connections at a time on this PostgreSQL server, whoever runs it.

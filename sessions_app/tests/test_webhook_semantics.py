@@ -14,7 +14,8 @@ from sessions_app.providers import stripe_provider
 from sessions_app.tests.conftest import stripe_event
 from sessions_app.webhooks import stripe_webhook_receive
 
-pytestmark = pytest.mark.django_db
+# Every test on both write paths (the one-statement fast path and the locked ORM path).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("write_path")]
 
 
 def _reload(session) -> PaymentSession:

@@ -15,7 +15,8 @@ from sessions_app.services import session_create
 from sessions_app.tests.conftest import stripe_event
 from tests.threads import run_together
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Every test on both write paths (the one-statement fast path and the locked ORM path).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("write_path")]
 
 
 def deliver_concurrently(bodies: list[str]) -> list[dict]:
@@ -102,11 +103,11 @@ def test_an_event_id_already_stored_for_another_session_moves_nothing(merchant):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("write_path", ["locked"], indirect=True)
 def test_an_event_our_handler_broke_on_is_kept_as_failed_and_the_providers_retry_applies_it(
-        make_session, monkeypatch):
+        write_path, make_session, monkeypatch):
     # given a handler that breaks once on a verified payment event (the locked path)
     session = make_session()
-    monkeypatch.setattr(lifecycle, "_ONE_STATEMENT_ACTIONS", ())
     real_transition, calls = lifecycle._transition, []
 
     def breaks_once(*args, **kwargs):
