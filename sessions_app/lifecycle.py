@@ -22,10 +22,11 @@ from audit.services import audit_append, audit_event, audit_record
 from core import currencies, db
 from core.logs import request_id_var
 from sessions_app import one_statement
+from sessions_app.attempts import attempt_failed_record, late_payment_record
 from sessions_app.events import Action, Outcome, PaymentEvent, WebhookResult
-from sessions_app.models import OPEN_STATUSES, LatePayment, PaymentSession, Status, WebhookEvent
+from sessions_app.models import OPEN_STATUSES, PaymentSession, Status, WebhookEvent
 from sessions_app.selectors import session_get
-from sessions_app.signals import SESSION_PAID_CHANNEL, session_late_payment, session_paid, session_refunded
+from sessions_app.signals import SESSION_PAID_CHANNEL, session_paid, session_refunded
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _decide(session: PaymentSession, event: PaymentEvent) -> tuple[str, str]:
             return WebhookEvent.Outcome.IGNORED, f"refund for a {session.status} session"
         return WebhookEvent.Outcome.PROCESSED, "refunded"
     if event.action == Action.PAID and session.status == Status.FAILED:
-        # The money moved although the session had ended: never ignored (see _record_late_payment).
+        # The money moved although the session had ended: never ignored (see attempts.late_payment_record).
         return WebhookEvent.Outcome.LATE, f"paid after the session failed ({session.failure_reason or 'failed'})"
     if session.status not in OPEN_STATUSES:
         return WebhookEvent.Outcome.IGNORED, f"session already {session.status}"
@@ -183,7 +184,7 @@ def _apply_decision(session: PaymentSession, event: PaymentEvent, *, outcome: st
         _transition(session, event, actor=actor)
         return
     if outcome == WebhookEvent.Outcome.LATE:
-        _record_late_payment(session, event, actor=actor)
+        late_payment_record(session, event, actor=actor)
         return
     audit_record(action=f"webhook.{outcome}", subject_type="payment_session", subject_id=session.pk,
                  account_id=session.account_id, actor=actor,
@@ -268,7 +269,7 @@ def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> 
                                       event_id=event.event_id))
         return
     if event.action == Action.ATTEMPT_FAILED:
-        _record_failed_attempt(session, event, actor=actor)
+        attempt_failed_record(session, event, actor=actor)
         return
     _move(session, event)
     # The transition's fields only; ConcurrentTransitionMixin still adds "WHERE status = <old>".
@@ -318,61 +319,6 @@ def webhook_event_reprocess(*, webhook_event_id: int, event: PaymentEvent, actor
         if outcome in (WebhookEvent.Outcome.PROCESSED, WebhookEvent.Outcome.LATE):
             _apply_decision(session, event, outcome=outcome, detail=detail, actor=actor)
         return WebhookResult(outcome, detail, stored)
-
-
-# ---------------------------------------------------------------- declined attempts and late payments
-
-
-def _record_failed_attempt(session: PaymentSession, event: PaymentEvent, *, actor: str) -> None:
-    """A declined card: counted and shown on the checkout page; the session stays open."""
-    before = {"payment_attempts_failed": session.payment_attempts_failed,
-              "last_payment_error_code": session.last_payment_error_code}
-    session.payment_attempts_failed += 1
-    session.last_payment_error_code = (event.failure_reason or "payment_failed")[:100]
-    session.last_payment_error_message = event.failure_message[:500]
-    session.last_payment_error_at = timezone.now()
-    update = ["payment_attempts_failed", "last_payment_error_code", "last_payment_error_message",
-              "last_payment_error_at"]
-    if event.provider_reference and not session.provider_reference:
-        session.provider, session.provider_reference = event.provider, event.provider_reference
-        update += ["provider", "provider_reference"]
-    # A plain UPDATE: no transition, so django-fsm's "WHERE status = …" does not apply.
-    PaymentSession.objects.filter(pk=session.pk).update(**{name: getattr(session, name) for name in update})
-    audit_record(action="session.payment_attempt_failed", subject_type="payment_session", subject_id=session.pk,
-                 account_id=session.account_id, actor=actor, before=before,
-                 after={"payment_attempts_failed": session.payment_attempts_failed,
-                        "last_payment_error_code": session.last_payment_error_code},
-                 data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider,
-                       "message": session.last_payment_error_message})
-
-
-def _record_late_payment(session: PaymentSession, event: PaymentEvent, *, actor: str) -> LatePayment | None:
-    """Money for a session that had already failed. The session stays failed (it never goes
-    back); the payment is kept, audited, and the merchant is told at once (on commit)."""
-    amount = (currencies.from_minor(event.amount_minor, event.currency.upper())
-              if event.amount_minor is not None and event.currency and currencies.is_supported(event.currency.upper())
-              else None)
-    late, created = LatePayment.objects.get_or_create(
-        session=session, provider=event.provider, provider_reference=event.provider_reference[:200],
-        defaults={"account_id": session.account_id, "event_id": event.event_id[:255], "amount": amount,
-                  "currency": (event.currency or "").upper()[:3]})
-    if not created:
-        return None  # another event of the same payment (a checkout.session.completed after its intent)
-    if session.late_payment_at is None:
-        session.late_payment_at = late.received_at
-        PaymentSession.objects.filter(pk=session.pk).update(late_payment_at=late.received_at)
-    audit_record(action="session.late_payment", subject_type="payment_session", subject_id=session.pk,
-                 account_id=session.account_id, actor=actor,
-                 after={"status": session.status, "failure_reason": session.failure_reason},
-                 data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider,
-                       "provider_reference": late.provider_reference, "amount": late.amount,
-                       "currency": late.currency, "late_payment_id": late.pk})
-    logger.warning("late payment for a failed session", extra={"session_id": str(session.pk),
-                                                               "event_id": event.event_id})
-    # invoices_app listens and emails the merchant; the lifecycle never imports it.
-    transaction.on_commit(partial(session_late_payment.send, sender=PaymentSession, session_id=session.pk,
-                                  late_payment_id=late.pk))
-    return late
 
 
 # ---------------------------------------------------------------- the customer
