@@ -22,8 +22,9 @@ from django.db import DatabaseError, connection
 CLAIM_NAMESPACE = 0x66756C66  # "fulf"
 
 _holding: ContextVar[str | None] = ContextVar("fulfilment_claim", default=None)
-# Without PostgreSQL (the embedded default) there is one process: a lock per session in memory.
-_local_locks: dict[str, threading.Lock] = {}
+# Without PostgreSQL (the embedded default) there is one process: the claimed sessions, in memory
+# (a set that a release empties again, not a lock per session ever seen).
+_local_claims: set[str] = set()
 _local_guard = threading.Lock()
 
 
@@ -41,8 +42,15 @@ def _acquire(key: str) -> Callable[[], None] | None:
     """Take the claim without waiting; its release, or None when a live run holds it."""
     if connection.vendor != "postgresql":
         with _local_guard:
-            lock = _local_locks.setdefault(key, threading.Lock())
-        return lock.release if lock.acquire(blocking=False) else None
+            if key in _local_claims:
+                return None
+            _local_claims.add(key)
+
+        def release_local() -> None:
+            with _local_guard:
+                _local_claims.discard(key)
+
+        return release_local
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [CLAIM_NAMESPACE, key])
         if not cursor.fetchone()[0]:
