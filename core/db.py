@@ -12,6 +12,7 @@ these statements like any other, and errors are Django's.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -77,13 +78,15 @@ def _prepared_cursor():
     return connection.make_debug_cursor(raw)
 
 
-def insert_fields(model: type[models.Model]) -> list:
-    """The fields an INSERT of `model` writes: every concrete field but an automatic primary key."""
+@functools.cache
+def insert_fields(model: type[models.Model]) -> tuple:
+    """The fields an INSERT of `model` writes: every concrete field but an automatic primary key
+    (worked out once per model: the hot paths ask on every request)."""
     meta = model._meta
-    return [f for f in meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField))]
+    return tuple(f for f in meta.concrete_fields if not (f.primary_key and isinstance(f, models.AutoField)))
 
 
-def insert_params(obj: models.Model, fields: list) -> list[Any]:
+def insert_params(obj: models.Model, fields: tuple) -> list[Any]:
     """The values of `fields` as an INSERT of `obj` would send them (defaults and auto_now applied)."""
     return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
 

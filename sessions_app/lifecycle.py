@@ -8,6 +8,7 @@ here). Declined attempts and late payments are recorded here too.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -31,11 +32,9 @@ from sessions_app.signals import SESSION_PAID_CHANNEL, session_paid, session_ref
 logger = logging.getLogger(__name__)
 
 
-
 def session_state(session: PaymentSession) -> dict[str, Any]:
     return {"status": session.status, "provider": session.provider, "provider_reference": session.provider_reference,
             "failure_reason": session.failure_reason}
-
 
 
 class _Duplicate(Exception):
@@ -105,19 +104,24 @@ def _insert_once(obj: WebhookEvent) -> bool:
     The unique constraint decides, as before, but without a savepoint around the insert: a
     duplicate costs no error and no rollback, and a new event one statement instead of three.
     """
-    meta = WebhookEvent._meta
-    fields = db.insert_fields(WebhookEvent)
-    quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-           f"VALUES ({', '.join(['%s'] * len(fields))}) "
-           f"ON CONFLICT ({quote('provider')}, {quote('event_id')}) DO NOTHING RETURNING {quote(meta.pk.column)}")
     with connection.cursor() as cursor:
-        cursor.execute(sql, db.insert_params(obj, fields))
+        cursor.execute(_insert_once_sql(), db.insert_params(obj, db.insert_fields(WebhookEvent)))
         row = cursor.fetchone()
     if row is None:
         return False
     db.mark_inserted(obj, row[0])
     return True
+
+
+@functools.cache
+def _insert_once_sql() -> str:
+    """The statement of _insert_once, built once (only the parameters change)."""
+    meta = WebhookEvent._meta
+    fields = db.insert_fields(WebhookEvent)
+    quote = connection.ops.quote_name
+    return (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+            f"VALUES ({', '.join(['%s'] * len(fields))}) "
+            f"ON CONFLICT ({quote('provider')}, {quote('event_id')}) DO NOTHING RETURNING {quote(meta.pk.column)}")
 
 
 def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> WebhookResult:

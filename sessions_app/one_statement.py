@@ -105,8 +105,9 @@ def session_insert(session: PaymentSession, link: AuditEvent) -> None:
     db.mark_inserted(session)
 
 
-def _session_fields(names: tuple[str, ...]) -> list:
-    return [PaymentSession._meta.get_field(name) for name in names]
+@functools.cache
+def _session_fields(names: tuple[str, ...]) -> tuple:
+    return tuple(PaymentSession._meta.get_field(name) for name in names)
 
 
 @functools.cache
