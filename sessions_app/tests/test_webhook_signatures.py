@@ -67,8 +67,10 @@ def test_it_rejects_a_tampered_body(session, deliver, nothing_stored):
     _assert_rejected(response, 400, "signature_invalid")
 
 
-@pytest.mark.parametrize("offset", [-301, -3600, 301, 3600], ids=["stale", "stale-hour", "future", "future-hour"])
+@pytest.mark.parametrize("offset", [-301, -3600, 310, 3600], ids=["stale", "stale-hour", "future", "future-hour"])
 def test_it_rejects_a_timestamp_outside_the_tolerance(session, deliver, nothing_stored, offset):
+    # The clock is read again when the request is checked, later than here: a future
+    # timestamp needs some margin on top of the tolerance (int() also rounds it down).
     response = deliver(stripe_event(session), timestamp=int(time.time()) + offset)
 
     _assert_rejected(response, 400, "signature_timestamp_out_of_range")
