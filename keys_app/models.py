@@ -8,11 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-
-class Mode(models.TextChoices):
-    TEST = "test", "Test"
-    LIVE = "live", "Live"
-
+from core.modes import Mode
 
 # Payment providers a merchant can enable; sessions_app implements each one.
 PROVIDERS = ("stripe", "onecom", "web3")

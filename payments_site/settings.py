@@ -190,6 +190,7 @@ INSTALLED_APPS = [
     "django_fsm",
     "core",
     "audit",
+    "events_app",
     "keys_app",
     "sessions_app",
     "invoices_app",
