@@ -147,8 +147,10 @@ def main() -> int:
                 call(i)
         elapsed = time.perf_counter() - start
         print(f"{n} requests: {(time.process_time() - cpu) / n * 1000:.2f} ms CPU, {elapsed / n * 1000:.2f} ms wall each")
+        if os.environ.get("PROFILE_DUMP"):
+            prof.dump_stats(os.environ["PROFILE_DUMP"])
         pstats.Stats(prof).sort_stats("tottime").print_stats(35)
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(60)
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(int(os.environ.get("PROFILE_CUMULATIVE_ROWS", "60")))
         return 0
     profiler = Profiler(interval=0.0005)
     start = time.perf_counter()
