@@ -13,8 +13,10 @@ import time
 import uuid
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache as default_cache
 from django.http import HttpRequest, HttpResponse
 from redis.commands.core import Script
 from redis.exceptions import RedisError
@@ -69,28 +71,35 @@ class _Throttle(SimpleRateThrottle):
         return self.wait_seconds
 
 
-# INCR each counter; a counter's first request opens its window with an expiry. Atomic in Redis
-# (all the keys of a request live on one server: Django's cache writes to its first).
+# GET the value at KEYS[1] (false when there is none), then INCR each further key; a counter's
+# first request opens its window with an expiry. Atomic in Redis (all the keys of a request live on
+# one server: Django's cache writes to its first). The GET rides along so that an API request's
+# key lookup and its limits cost one round trip between them.
 _COUNT_SCRIPT = Script(None, b"""
-local counts = {}
-for i, key in ipairs(KEYS) do
-  local n = redis.call('INCR', key)
-  if n == 1 then redis.call('EXPIRE', key, ARGV[i]) end
-  counts[i] = n
+local result = {redis.call('GET', KEYS[1]) or false}
+for i = 2, #KEYS do
+  local n = redis.call('INCR', KEYS[i])
+  if n == 1 then redis.call('EXPIRE', KEYS[i], ARGV[i - 1]) end
+  result[i] = n
 end
-return counts
+return result
 """)
 
 
-def _count_windows(cache, windows: list[tuple[str, int]]) -> list[int]:
-    """Add one to each (key, lifetime) counter and return the new counts."""
+def _count_windows(cache, windows: list[tuple[str, int]], fetch: str | None = None) -> tuple[Any, list[int]]:
+    """Add one to each (key, lifetime) counter; return the cached value at `fetch` (None when
+    absent or not asked) and the new counts."""
     get_client = getattr(getattr(cache, "_cache", None), "get_client", None)
     if get_client is not None:
         # Redis: every counter in one command (a pipeline of SET NX + INCR per limit cost twice
         # the CPU to pack and parse).
         full_keys = [cache.make_and_validate_key(key) for key, _ in windows]
+        fetched_key = cache.make_and_validate_key(fetch) if fetch is not None else full_keys[0]
         client = get_client(full_keys[0], write=True)
-        return _COUNT_SCRIPT(keys=full_keys, args=[lifetime for _, lifetime in windows], client=client)
+        raw, *counts = _COUNT_SCRIPT(keys=[fetched_key, *full_keys], args=[lifetime for _, lifetime in windows],
+                                     client=client)
+        fetched = cache._cache._serializer.loads(raw) if fetch is not None and raw is not None else None
+        return fetched, counts
     counts = []
     for key, lifetime in windows:
         try:
@@ -98,11 +107,19 @@ def _count_windows(cache, windows: list[tuple[str, int]]) -> list[int]:
         except ValueError:
             # The window's first request (or its counter just expired).
             counts.append(1 if cache.add(key, 1, timeout=lifetime) else cache.incr(key))
-    return counts
+    return (cache.get(fetch) if fetch is not None else None), counts
 
 
 def check_limits(throttles: list[_Throttle], request, view) -> tuple[bool, float | None]:
     """Count this request against every limit at once: (allowed, seconds to wait when refused)."""
+    allowed, wait, _ = _count_and_fetch(throttles, request, view)
+    return allowed, wait
+
+
+def _count_and_fetch(throttles: list[_Throttle], request, view, fetch: str | None = None
+                     ) -> tuple[bool, float | None, Any]:
+    """check_limits, also reading the cached value at `fetch` in the same round trip (None on a
+    miss, or when not asked)."""
     now = time.time()
     windows = []
     for throttle in throttles:
@@ -110,19 +127,46 @@ def check_limits(throttles: list[_Throttle], request, view) -> tuple[bool, float
         if key is not None:
             window = int(now // throttle.duration)
             windows.append((throttle, f"{key}:{window}", window))
+    cache = throttles[0].cache if throttles else default_cache
     if not windows:
-        return True, None
+        return True, None, _cache_get(cache, fetch)
     try:
-        counts = _count_windows(throttles[0].cache, [(key, t.duration + 1) for t, key, _ in windows])
+        fetched, counts = _count_windows(cache, [(key, t.duration + 1) for t, key, _ in windows], fetch)
     except (RedisError, OSError):
         # The counters are down with Redis. A payment must not fail for want of a rate
         # limit: let the request through and say so.
         logger.warning("rate limit not checked: cache unavailable",
                        extra={"scopes": [t.scope for t, _, _ in windows]})
-        return True, None
+        return True, None, None
     waits = [(window + 1) * t.duration - now
              for (t, _, window), count in zip(windows, counts, strict=True) if count > t.num_requests]
-    return (False, max(waits)) if waits else (True, None)
+    return (False, max(waits), fetched) if waits else (True, None, fetched)
+
+
+def _cache_get(cache, key: str | None) -> Any:
+    if key is None:
+        return None
+    try:
+        return cache.get(key)
+    except (RedisError, OSError):
+        return None
+
+
+def limits_counted_early(request, view, *, fetch: str) -> Any:
+    """Count the view's limits now, before its throttle check, and read `fetch` from the cache in
+    the same round trip (an API key's authentication reads its cached key so).
+
+    The verdict waits on the request; the view's throttle check then answers from it instead of
+    counting again. Returns the cached value at `fetch`, None on a miss. A view whose throttles are
+    not one Limits is left to count them itself.
+    """
+    throttles = view.get_throttles() if view is not None else []
+    if len(throttles) != 1 or not isinstance(throttles[0], Limits):
+        return _cache_get(default_cache, fetch)
+    limits_ = throttles[0]
+    allowed, wait, fetched = _count_and_fetch([cls() for cls in limits_.members], request, view, fetch)
+    request._limits_verdict = (type(limits_), allowed, wait)
+    return fetched
 
 
 class Limits(BaseThrottle):
@@ -131,6 +175,10 @@ class Limits(BaseThrottle):
     members: tuple[type[_Throttle], ...] = ()
 
     def allow_request(self, request, view) -> bool:
+        verdict = getattr(request, "_limits_verdict", None)
+        if verdict is not None and verdict[0] is type(self):
+            _, allowed, self.wait_seconds = verdict
+            return allowed
         allowed, self.wait_seconds = check_limits([cls() for cls in self.members], request, view)
         return allowed
 
@@ -144,10 +192,12 @@ def limits(name: str, *members: type[_Throttle]) -> type[Limits]:
 
 class _KeyThrottle(_Throttle):
     def get_cache_key(self, request, view):
-        api_key = getattr(request, "auth", None)
-        if api_key is None or not getattr(api_key, "pk", None):
+        # The key's hash, which the authentication sets before it looks the key up, so that the
+        # limits can be counted in the lookup's round trip (limits_counted_early).
+        key_hash = getattr(request, "api_key_hash", None)
+        if not key_hash:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": f"key:{api_key.pk}"}
+        return self.cache_format % {"scope": self.scope, "ident": f"key:{key_hash}"}
 
 
 class _IpThrottle(_Throttle):

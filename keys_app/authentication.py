@@ -5,10 +5,11 @@ import hmac
 from rest_framework import authentication, exceptions
 
 from core.http import ApiError
+from core.throttling import limits_counted_early
 from keys_app.key_cache import key_cache_put
 from keys_app.keygen import hash_key, looks_like_entitlement_key, parse_key
 from keys_app.models import ApiKey
-from keys_app.selectors import entitlement_key_is_known, key_get_by_hash, key_get_cached
+from keys_app.selectors import entitlement_key_is_known, key_cache_key, key_from_cache, key_get_by_hash
 from keys_app.services import key_touch
 
 HEADER = "HTTP_X_API_KEY"
@@ -40,7 +41,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if parse_key(raw) is None:
             raise _unauthorized("api_key_malformed", "The API key is malformed (wrong format or checksum).")
         digest = hash_key(raw)
-        key = key_get_cached(key_hash=digest)
+        # The key's limits are counted by its hash, in the same round trip as the cached lookup.
+        request.api_key_hash = digest
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        key = key_from_cache(limits_counted_early(request, view, fetch=key_cache_key(digest)))
         cached = key is not None
         if not cached:
             key = key_get_by_hash(key_hash=digest)

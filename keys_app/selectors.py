@@ -37,9 +37,9 @@ def key_get_by_hash(*, key_hash: str) -> ApiKey | None:
     return ApiKey.objects.select_related("account").filter(key_hash=key_hash).first()
 
 
-def key_get_cached(*, key_hash: str) -> ApiKey | None:
-    """The key (with its account) as last cached by an authentication, or None."""
-    return _cached(key_cache_key(key_hash), ApiKey)
+def key_from_cache(value: object) -> ApiKey | None:
+    """What the cache held under a key's cache key, as a key: a miss or a tombstone is None."""
+    return value if isinstance(value, ApiKey) else None
 
 
 # ---------------------------------------------------------------- entitlement keys

@@ -10,6 +10,7 @@ import pytest
 import redis
 from django.contrib.auth import get_user_model
 
+from keys_app.services import key_revoke
 from sessions_app.models import PaymentSession
 from sessions_app.providers import stripe_provider
 
@@ -106,6 +107,50 @@ def test_counters_are_shared_through_redis_in_production(api, settings, rates):
     finally:
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
+
+
+@pytest.fixture
+def redis_cache(settings):
+    """The production cache (Redis) under a prefix of its own, emptied afterwards."""
+    url = os.environ.get("REDIS_TEST_URL", "redis://127.0.0.1:6379/15")
+    prefix = f"throttle-test-{uuid.uuid4().hex}"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
+                                   "KEY_PREFIX": prefix}}
+    client = redis.Redis.from_url(url)
+    yield client
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+
+
+def test_an_api_request_reads_its_key_and_counts_its_limits_in_one_round_trip(api, merchant, redis_cache, rates,
+                                                                              monkeypatch):
+    rates(create_session_key="2/min")
+    assert _create(api).status_code == 201  # the first request looks the key up and caches it
+    commands = []
+    real = redis.Redis.execute_command
+
+    def counting(self, *args, **options):
+        commands.append(args[0])
+        return real(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counting)
+    # when the key's next request comes
+    assert _create(api).status_code == 201
+    # then the cached key and every limit took one command
+    assert commands == ["EVALSHA"]
+    # and the limits still hold, counted once per request
+    _assert_rate_limited(_create(api))
+    assert PaymentSession.objects.count() == 2
+
+
+def test_a_revoked_key_is_refused_at_once_when_its_lookup_rides_with_the_limits(api, merchant, redis_cache):
+    assert _create(api).status_code == 201  # cached
+    key_revoke(key=merchant.api_key, actor="test")
+
+    response = _create(api)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "api_key_revoked"
 
 
 # ---------------------------------------------------------------- webhooks refuse junk cheaply
