@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ import stripe
 from django.conf import settings
 from django.utils import timezone
 
-from core import currencies
+from core import currencies, safe_json
 from sessions_app.events import Action, PaymentEvent
 from sessions_app.providers.base import (
     PaymentStart,
@@ -31,7 +30,16 @@ NAME = "stripe"
 MAX_BODY_BYTES = 256 * 1024
 
 
+# A Unix time in seconds has 10 digits until the year 2286; more is never a clock (and a 310-digit
+# one overflowed the float arithmetic of the tolerance check).
+MAX_TIMESTAMP_DIGITS = 12
+
+
 def _parse_header(header: str) -> tuple[int, list[str]]:
+    """(t, [v1, ...]). Exactly one t=: the Stripe library verifies with the first one, so a second
+    (fresh) t= after an old signed one would pass our clock check while the old one is verified."""
+    if not header.isascii():
+        raise WebhookRejected("signature_malformed", "Stripe-Signature must be ASCII.")
     timestamp: int | None = None
     signatures: list[str] = []
     for item in header.split(","):
@@ -39,10 +47,11 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
         if not sep:
             continue
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
-                raise WebhookRejected("signature_malformed", "Stripe-Signature has a non-numeric timestamp.") from None
+            if timestamp is not None:
+                raise WebhookRejected("signature_malformed", "Stripe-Signature has more than one timestamp.")
+            if not value.isdigit() or len(value) > MAX_TIMESTAMP_DIGITS:
+                raise WebhookRejected("signature_malformed", "Stripe-Signature has a non-numeric timestamp.")
+            timestamp = int(value)
         elif key == "v1":
             signatures.append(value)
     if timestamp is None or not signatures:
@@ -88,7 +97,9 @@ def _int_or_none(value: Any) -> int | None:
 
 def parse(body: bytes) -> PaymentEvent:
     try:
-        payload = json.loads(body)
+        payload = safe_json.loads(body)
+    except safe_json.JsonRefused as exc:
+        raise WebhookRejected(exc.code, exc.message) from None
     except ValueError:
         raise WebhookRejected("invalid_json", "The body is not valid JSON.") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
