@@ -92,7 +92,9 @@ def _obj(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    # Amounts are numeric(18, 3): anything wider is no real payment and would not store.
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**15
+    return value if ok else None
 
 
 def parse(body: bytes) -> PaymentEvent:
