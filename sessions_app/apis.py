@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import validate_email
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
@@ -267,6 +268,12 @@ class SessionFulfilAnywayApi(APIView):
         return Response(session_payload(session))
 
 
+IF_NONE_MATCH = OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, required=False,
+                                 description="The `ETag` of the last answer.")
+STATUS_ETAG = OpenApiParameter("ETag", str, OpenApiParameter.HEADER, response=[200, 304],
+                               description="Changes when the status or paid_at does.")
+
+
 class SessionStatusApi(APIView):
     """Public: anyone holding the id may poll it. No customer data."""
 
@@ -275,15 +282,24 @@ class SessionStatusApi(APIView):
     throttle_classes = throttling.STATUS_THROTTLES
 
     @extend_schema(operation_id="get_session_status", summary="Poll a session's status (public)", tags=["sessions"],
-                   auth=[], parameters=[SESSION_ID, RETRY_AFTER],
-                   responses={200: SessionStatusSerializer, **errors(404, 429)})
+                   description="Limited per session, not per client address: a checkout page polls its own "
+                               "session. Send the last `ETag` as `If-None-Match`: an unchanged status answers "
+                               "`304` with no body (browsers do this by themselves).",
+                   auth=[], parameters=[SESSION_ID, IF_NONE_MATCH, STATUS_ETAG, RETRY_AFTER],
+                   responses={200: SessionStatusSerializer,
+                              304: OpenApiResponse(description="The status has not changed since that ETag."),
+                              **errors(404, 429)})
     def get(self, request, session_id: str):
         row = selectors.session_status_get(session_id=session_id)
         if row is None:
             raise ApiError("session_not_found", "No such session.", status_code=404)
-        paid_at = row["paid_at"]
+        paid_at = iso_utc(row["paid_at"])
+        etag = '"' + hashlib.sha256(f"{row['status']}|{paid_at}".encode()).hexdigest()[:20] + '"'
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if etag in request.headers.get("If-None-Match", ""):
+            return Response(status=304, headers=headers)
         return Response({"id": str(row["id"]), "session_id": str(row["id"]), "status": row["status"],
-                         "paid_at": iso_utc(paid_at)})
+                         "paid_at": paid_at}, headers=headers)
 
 
 class SessionWeb3TxApi(APIView):
