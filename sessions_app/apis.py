@@ -14,7 +14,6 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,6 +21,7 @@ from core import currencies, throttling
 from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
+from core.pagination import StrictCursorPagination
 from sessions_app import selectors
 from sessions_app.crypto import services as crypto
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
@@ -172,8 +172,10 @@ class CreateSessionApi(APIView):
             return attrs
 
     @extend_schema(operation_id="create_session", summary="Create a payment session", tags=["sessions"],
+                   description="`422 web3_rate_unavailable` when the session offers web3 and no price for its "
+                               "asset can be had now (retry later or create it without web3).",
                    request={"application/json": InputSerializer}, parameters=[IDEMPOTENCY_KEY, RETRY_AFTER],
-                   responses={201: SessionSerializer, **errors(400, 401, 409, 429)})
+                   responses={201: SessionSerializer, **errors(400, 401, 409, 422, 429)})
     def post(self, request):
         if not isinstance(request.data, dict):
             raise ApiError("body_invalid", "The body must be a JSON object.")
@@ -205,11 +207,8 @@ class CreateSessionApi(APIView):
         return response
 
 
-class SessionPagination(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 20
-    page_size_query_param = "limit"
-    max_page_size = 100
+class SessionPagination(StrictCursorPagination):
+    pass
 
 
 class SessionListApi(APIView):

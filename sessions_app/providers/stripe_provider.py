@@ -111,7 +111,9 @@ def parse(body: bytes) -> PaymentEvent:
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     session_ref = metadata.get("session_id") or obj.get("client_reference_id")
     # Stripe's events carry an id; the seed's hand-written payload does not, so its body stands in.
-    event_id = payload.get("id") if isinstance(payload.get("id"), str) else "body:" + hashlib.sha256(body).hexdigest()
+    if "id" in payload and not (isinstance(payload["id"], str) and payload["id"]):
+        raise WebhookRejected("event_invalid", "An event's `id` is a non-empty string.")
+    event_id = payload["id"] if "id" in payload else "body:" + hashlib.sha256(body).hexdigest()
     livemode = payload.get("livemode") if isinstance(payload.get("livemode"), bool) else None
     currency = obj.get("currency") if isinstance(obj.get("currency"), str) else None
     action, amount, reason, message = Action.NONE, None, "", ""
