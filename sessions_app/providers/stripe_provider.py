@@ -92,9 +92,13 @@ def _obj(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _int_or_none(value: Any) -> int | None:
-    # Amounts are numeric(18, 3): anything wider is no real payment and would not store.
-    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**15
-    return value if ok else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    # Amounts are numeric(18, 3): anything wider is no real payment and would not store. Refused, not
+    # read as "no amount", which would let the event pay whatever the session asked.
+    if not 0 <= value < 10**15:
+        raise WebhookRejected("amount_invalid", "The event's amount is out of range.")
+    return value
 
 
 def parse(body: bytes) -> PaymentEvent:

@@ -245,3 +245,15 @@ def test_a_nul_in_the_checkout_name_is_a_400_page(client, make_session):
     response = client.post(f"/checkout/{session.pk}/pay/stripe", {"email": "ann@example.com", "name": "A\x00nn"})
     assert response.status_code == 400
     assert PaymentSession.objects.get(pk=session.pk).customer_email == ""
+
+
+@pytest.mark.parametrize("amount", [10**15, 10**400, -1])
+def test_a_stripe_amount_out_of_range_is_refused_and_does_not_pay(client, make_session, amount):
+    session = make_session()
+    event = stripe_event(session)
+    event["data"]["object"]["amount_received"] = amount
+    body = json.dumps(event)
+    response = _post(client, "/webhooks/stripe", body, **_signed("stripe", body))
+    assert response.status_code == 400, response.content
+    assert _code(response) == "amount_invalid"
+    assert PaymentSession.objects.get(pk=session.pk).status == Status.CREATED
