@@ -22,9 +22,13 @@ class RedactingLogger(Logger):
                 atoms[key] = redact(atoms[key])
         return atoms
 
-    def _redacted(self, msg, args):
-        text = str(msg) % args if args else str(msg)
-        return redact(text).replace("%", "%%")
+    def _redacted(self, msg, args) -> str:
+        # Formatted here, then passed on without args (logging formats a message only when it has args).
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = " ".join([str(msg), *map(str, args)])
+        return redact(text)
 
     def error(self, msg, *args, **kwargs):
         super().error(self._redacted(msg, args), **kwargs)
@@ -37,3 +41,9 @@ class RedactingLogger(Logger):
 
     def exception(self, msg, *args, **kwargs):
         super().exception(self._redacted(msg, args), **kwargs)
+
+    def critical(self, msg, *args, **kwargs):
+        super().critical(self._redacted(msg, args), **kwargs)
+
+    def debug(self, msg, *args, **kwargs):
+        super().debug(self._redacted(msg, args), **kwargs)
