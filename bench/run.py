@@ -213,7 +213,7 @@ def service_env(*, database_url: str, redis_url: str, data_dir: Path, web_port: 
         # The abuse limits stay on (their Redis round trips are part of each request's cost),
         # with ceilings a loopback load never reaches.
         **{f"THROTTLE_{scope}": "10000000/min" for scope in (
-            "CREATE_SESSION_KEY", "CREATE_SESSION_IP", "API_KEY", "API_IP", "STATUS_IP", "CHECKOUT_IP",
+            "CREATE_SESSION_KEY", "CREATE_SESSION_IP", "API_KEY", "API_IP", "STATUS_SESSION", "STATUS_IP", "CHECKOUT_IP",
             "CHECKOUT_SESSION", "VERIFY_KEY")},
     })
     return env
@@ -223,6 +223,10 @@ def gunicorn_argv(*, port: int, workers: int) -> list[str]:
     """The Procfile's `web:` command, bound to our port and with the worker count given."""
     line = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("web:"))
     argv = shlex.split(line.split(":", 1)[1])
+    # The Procfile sets variables before the command (TRUSTED_PROXY_COUNT=…): the load comes
+    # straight from loopback here, with no proxy in between.
+    while argv and "=" in argv[0] and not argv[0].startswith("-"):
+        argv.pop(0)
     for flag, value in (("--bind", f"127.0.0.1:{port}"), ("--workers", str(workers))):
         if flag in argv:
             argv[argv.index(flag) + 1] = value

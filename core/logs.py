@@ -67,6 +67,37 @@ task_prerun.connect(_take_request_id_from_task, dispatch_uid="core.logs.task_pre
 task_postrun.connect(_clear_request_id, dispatch_uid="core.logs.task_postrun")
 
 
+# Secrets that travel in URL paths: access-link tokens and the admin's password-reset tokens.
+# One path segment each (an access token; a password reset's user id and token).
+_SEGMENT = r"[^\s'\"<>?#/]+"
+_TOKEN_IN_PATH = re.compile(rf"(/access/){_SEGMENT}|(/set-password/){_SEGMENT}(?:/{_SEGMENT})?")
+
+
+def redact(text: str) -> str:
+    """Paths with their token replaced: /access/[redacted]."""
+    if "/access/" not in text and "/set-password/" not in text:
+        return text
+    return _TOKEN_IN_PATH.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
+
+
+class RedactTokensFilter(logging.Filter):
+    """Keeps access tokens out of every log line: Django's own request lines ("Service Unavailable:
+    /access/<token>/invoice.pdf" at ERROR) and the request object it attaches."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        for key, value in list(vars(record).items()):
+            if key in _STANDARD or key.startswith("_") or isinstance(value, (int, float, bool, type(None))):
+                continue
+            text = value if isinstance(value, str) else str(value)
+            if "/access/" in text or "/set-password/" in text:
+                setattr(record, key, redact(text))
+        return True
+
+
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):

@@ -11,6 +11,8 @@ from drf_spectacular.openapi import AutoSchema as _AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from core import currencies
+
 
 class AutoSchema(_AutoSchema):
     def get_serializer_name(self, serializer, direction) -> str:
@@ -97,58 +99,93 @@ _WEBHOOK_ACK = {
     "required": ["received", "outcome", "detail"],
 }
 
+# The webhook bodies say what the server takes, no more and no less, so that a body the schema
+# refuses is one the server refuses (and the other way round). Providers send event types we do not
+# handle: those are stored and ignored, so `type` is any string.
 _STRIPE_EVENT = {
     "type": "object",
     "description": "A Stripe event. Handled types: payment_intent.processing|succeeded|payment_failed, "
                    "checkout.session.completed|async_payment_succeeded|async_payment_failed|expired, "
                    "charge.refunded. Others are stored and ignored.",
     "properties": {
-        "id": {"type": "string", "example": "evt_1Nq..."},
+        "id": {"type": "string", "minLength": 1, "maxLength": 255, "example": "evt_1Nq...",
+               "description": "The event id (at most 255 characters: a longer one is `400 event_id_too_long`). "
+                              "Without one, the body's digest stands in."},
         "type": {"type": "string", "example": "payment_intent.succeeded"},
-        "livemode": {"type": "boolean"},
-        "data": {"type": "object", "properties": {"object": {"type": "object"}}},
+        "livemode": {"description": "true or false; any other value counts as absent."},
+        "data": {"description": "`{\"object\": {...}}` as Stripe sends it; any other shape has no effect."},
     },
     "required": ["type"],
 }
 
 
-_ONECOM_EVENT = {
-    "type": "object",
-    "description": "A One.com callback. For payment.succeeded, amount and currency must equal the session's.",
-    "properties": {
-        "type": {"type": "string", "enum": ["payment.processing", "payment.succeeded", "payment.failed",
-                                            "payment.expired"],
-                 "description": "The contract's types; any other is stored and ignored."},
-        "data": {
-            "type": "object",
-            "properties": {
-                "session_id": {"type": "string", "format": "uuid", "description": "Our session id (`reference`)."},
-                "payment_id": {"type": "string", "example": "pay_8c1d0e..."},
-                "amount": {"type": "string", "pattern": r"^\d+(\.\d+)?$", "example": "99.99",
-                           "description": "A decimal string in major units, never a JSON number."},
-                "currency": {"type": "string", "example": "EUR"},
-                "reason": {"type": "string", "description": "For payment.failed: the decline reason."},
-            },
-            "required": ["session_id", "payment_id", "amount", "currency"],
-        },
-    },
-    "required": ["type", "data"],
-}
+def _onecom_paid_data(exponent: int, codes: list[str]) -> dict[str, Any]:
+    """payment.succeeded's data for the currencies of one exponent: a positive amount with at most
+    that many decimals (and at most 15 digits in minor units)."""
+    whole = rf"[1-9]\d{{0,{14 - exponent}}}"
+    if exponent:
+        fractions = "|".join(rf"0{{{k}}}[1-9]\d{{0,{exponent - k - 1}}}" for k in range(exponent))
+        amount = rf"^({whole}(\.\d{{1,{exponent}}})?|0\.({fractions}))$"
+    else:
+        amount = rf"^{whole}$"
+    return {
+        "type": "object",
+        "properties": {"amount": {"type": "string", "pattern": amount, "example": "99.99" if exponent == 2 else "5",
+                                  "description": "A decimal string in major units, never a JSON number."},
+                       "currency": {"type": "string", "enum": codes}},
+        "required": ["amount", "currency"],
+    }
+
+
+def onecom_event_schema() -> dict[str, Any]:
+    by_exponent: dict[int, list[str]] = {}
+    for code, exponent in sorted(currencies.EXPONENTS.items()):
+        by_exponent.setdefault(exponent, []).append(code)
+    data_fields = {
+        "session_id": {"description": "Our session id (`reference`), a UUID; another value matches no "
+                                      "session."},
+        "payment_id": {"description": "One.com's payment id, e.g. `pay_8c1d0e...`."},
+        "reason": {"description": "For payment.failed: the decline reason."},
+        "retryable": {"description": "For payment.failed: `false` ends the session."},
+    }
+    return {
+        "type": "object",
+        "description": "A One.com callback. For payment.succeeded, amount and currency must equal the session's "
+                       "(a supported currency, at most its number of decimals). The contract's other types "
+                       "are payment.processing, payment.failed and payment.expired; any other is stored and "
+                       "ignored.",
+        "oneOf": [
+            {"title": "payment.succeeded", "type": "object",
+             "properties": {"type": {"type": "string", "enum": ["payment.succeeded"]},
+                            "data": {"oneOf": [_onecom_paid_data(e, codes) for e, codes in sorted(by_exponent.items())]}},
+             "required": ["type", "data"]},
+            {"title": "other events", "type": "object",
+             "properties": {"type": {"type": "string", "not": {"enum": ["payment.succeeded"]},
+                                     "example": "payment.processing"},
+                            "data": {"type": "object", "properties": data_fields}},
+             "required": ["type", "data"]},
+        ],
+    }
+
 
 _WEB3_HINT = {
     "type": "object",
     "description": "An address-activity notification. Only a hint: the chain is read to see what was paid.",
     "properties": {
         "chain_id": {"type": "integer", "description": "The chain this server verifies on (WEB3_CHAIN_ID)."},
-        "address": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$", "description": "A session's address."},
-        "tx_hash": {"type": "string", "pattern": "^0x[0-9a-fA-F]{64}$", "description": "Optional."},
+        "address": {"type": "string", "pattern": "^0x([0-9a-f]{40}|[0-9A-F]{40})$",
+                    "description": "A session's address (an EIP-55 checksummed one is taken too)."},
+        "tx_hash": {"type": "string", "nullable": True, "pattern": "^(0x)?[0-9a-fA-F]{64}$",
+                    "description": "Optional; null is the same as absent."},
     },
     "required": ["chain_id", "address"],
 }
 
 
 def _header(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": description}
+    # An empty signature header is a missing one (`400 signature_missing`).
+    return {"name": name, "in": "header", "required": True, "schema": {"type": "string", "minLength": 1},
+            "description": description}
 
 
 def _webhook_operation(*, operation_id: str, summary: str, description: str, headers: list[dict[str, Any]],
@@ -199,7 +236,7 @@ WEBHOOK_PATHS: dict[str, dict[str, Any]] = {
             _header("webhook-signature", "`v1,<base64 HMAC-SHA256(secret, \"{id}.{timestamp}.{body}\")>`; several, "
                                          "space-separated, during a secret rotation."),
         ],
-        body=_ONECOM_EVENT,
+        body={},  # onecom_event_schema(), filled in when the schema is built
         bad_request="Unsigned, badly signed, stale, or not a well-formed event (`amount_invalid`, "
                     "`currency_invalid`, `event_invalid`). Nothing is stored.",
     ),
@@ -229,8 +266,12 @@ def add_webhook_paths(result: dict[str, Any], generator, request, public) -> dic
     })
     for path, item in WEBHOOK_PATHS.items():
         result["paths"].setdefault(path, copy.deepcopy(item))
+    onecom = result["paths"]["/webhooks/onecom"]["post"]
+    if not onecom["requestBody"]["content"]["application/json"]["schema"]:
+        onecom["requestBody"]["content"]["application/json"]["schema"] = onecom_event_schema()
     _web3_chain_id(result)
     _drop_blank_format_defaults(result)
+    _blank_alternatives_any_of(result)
     _add_session_links(result)
     return result
 
@@ -265,6 +306,24 @@ def _add_session_links(result: dict[str, Any]) -> None:
             name: {"operationId": operation_id, "parameters": {"session_id": "$response.body#/session_id"}}
             for name, operation_id in _SESSION_LINKS.items()
         }
+
+
+_BLANK = {"type": "string", "maxLength": 0}
+
+
+def _blank_alternatives_any_of(node: Any) -> None:
+    """drf-spectacular writes a blank-allowed field as oneOf [its schema, a blank string]. When its
+    schema takes "" too (a pattern such as {0,32}), "" matches both and oneOf refuses it, though the
+    server takes it: anyOf says what is meant."""
+    if isinstance(node, dict):
+        alternatives = node.get("oneOf")
+        if isinstance(alternatives, list) and _BLANK in alternatives:
+            node["anyOf"] = node.pop("oneOf")
+        for value in node.values():
+            _blank_alternatives_any_of(value)
+    elif isinstance(node, list):
+        for value in node:
+            _blank_alternatives_any_of(value)
 
 
 def _drop_blank_format_defaults(node: Any) -> None:

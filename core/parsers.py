@@ -1,10 +1,8 @@
-import json
-from decimal import Decimal
-
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from core import safe_json
 from core.http import ApiError
 
 
@@ -38,18 +36,16 @@ def unstorable_text(value) -> bool:
     return unstorable_text_at(value) is not None
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
 class DecimalJSONParser(JSONParser):
     """JSON numbers become Decimal, never float: 99.99 stays 99.99."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            data = json.loads(stream.read().decode(encoding), parse_float=Decimal, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            data = safe_json.loads(stream.read().decode(encoding), decimals=True)
+        except safe_json.JsonRefused as exc:
+            raise ApiError(exc.code, exc.message) from None
+        except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"The body is not valid JSON: {exc}") from None
         found = unstorable_text_at(data)
         if found is not None:

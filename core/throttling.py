@@ -1,7 +1,8 @@
 """Abuse limits: request rates per API key and per client IP, counted in the Django cache.
 
-In production the cache is Redis (REDIS_URL), so every web process shares the counters.
-A refused request gets 429 with Retry-After and the error code `rate_limited`.
+In production the cache is Redis (REDIS_URL), so every web process shares the counters. When
+Redis does not answer, each process counts on its own (a per-process limiter) rather than letting
+everything through. A refused request gets 429 with Retry-After and the error code `rate_limited`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache as default_cache
+from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpRequest, HttpResponse
 from redis.commands.core import Script
 from redis.exceptions import RedisError
@@ -110,6 +112,10 @@ def _count_windows(cache, windows: list[tuple[str, int]], fetch: str | None = No
     return (cache.get(fetch) if fetch is not None else None), counts
 
 
+# The fallback when the shared cache is down; bounded (LocMemCache culls the oldest entries).
+LOCAL_COUNTERS = LocMemCache("throttle-fallback", {"OPTIONS": {"MAX_ENTRIES": 50_000}})
+
+
 def check_limits(throttles: list[_Throttle], request, view) -> tuple[bool, float | None]:
     """Count this request against every limit at once: (allowed, seconds to wait when refused)."""
     allowed, wait, _ = _count_and_fetch(throttles, request, view)
@@ -130,14 +136,17 @@ def _count_and_fetch(throttles: list[_Throttle], request, view, fetch: str | Non
     cache = throttles[0].cache if throttles else default_cache
     if not windows:
         return True, None, _cache_get(cache, fetch)
+    lifetimes = [(key, t.duration + 1) for t, key, _ in windows]
     try:
-        fetched, counts = _count_windows(cache, [(key, t.duration + 1) for t, key, _ in windows], fetch)
+        fetched, counts = _count_windows(cache, lifetimes, fetch)
     except (RedisError, OSError):
-        # The counters are down with Redis. A payment must not fail for want of a rate
-        # limit: let the request through and say so.
-        logger.warning("rate limit not checked: cache unavailable",
+        # The shared counters are down with Redis. A payment must not fail for want of them, and
+        # the limits must not switch off either (the public pay and simulate actions included):
+        # each process counts alone until Redis is back, the same limit per process.
+        logger.warning("rate limits counted per process: cache unavailable",
                        extra={"scopes": [t.scope for t, _, _ in windows]})
-        return True, None, None
+        fetched = None
+        _, counts = _count_windows(LOCAL_COUNTERS, lifetimes)
     waits = [(window + 1) * t.duration - now
              for (t, _, window), count in zip(windows, counts, strict=True) if count > t.num_requests]
     return (False, max(waits), fetched) if waits else (True, None, fetched)
@@ -222,17 +231,13 @@ class CreateSessionIpThrottle(_IpThrottle):
 
 
 class StatusIpThrottle(_IpThrottle):
+    """A flood guard only, far above what one office or mobile carrier's NAT polls."""
+
     scope = "status_ip"
 
 
-class CheckoutIpThrottle(_IpThrottle):
-    scope = "checkout_ip"
-
-
-class CheckoutSessionThrottle(_Throttle):
-    """One session's checkout actions, whoever sends them."""
-
-    scope = "checkout_session"
+class _SessionThrottle(_Throttle):
+    """Per session id in the URL, whoever asks."""
 
     def get_cache_key(self, request, view):
         session_id = (getattr(view, "kwargs", None) or {}).get("session_id")
@@ -242,6 +247,23 @@ class CheckoutSessionThrottle(_Throttle):
         except ValueError:
             return None
         return self.cache_format % {"scope": self.scope, "ident": f"session:{ident}"}
+
+
+class StatusSessionThrottle(_SessionThrottle):
+    """Status polling, per session: a checkout page polls its own session, so 200 customers behind
+    one address are 200 budgets, not one."""
+
+    scope = "status_session"
+
+
+class CheckoutIpThrottle(_IpThrottle):
+    scope = "checkout_ip"
+
+
+class CheckoutSessionThrottle(_SessionThrottle):
+    """One session's checkout actions, whoever sends them."""
+
+    scope = "checkout_session"
 
 
 class VerifyKeyThrottle(_KeyThrottle):
@@ -271,7 +293,7 @@ class AccessLinksAddressThrottle(_Throttle):
 ApiLimits = limits("ApiLimits", ApiKeyThrottle, ApiIpThrottle)
 CreateSessionLimits = limits("CreateSessionLimits", ApiKeyThrottle, ApiIpThrottle, CreateSessionKeyThrottle,
                              CreateSessionIpThrottle)
-StatusLimits = limits("StatusLimits", ApiIpThrottle, StatusIpThrottle)
+StatusLimits = limits("StatusLimits", StatusSessionThrottle, StatusIpThrottle)
 CheckoutLimits = limits("CheckoutLimits", CheckoutIpThrottle, CheckoutSessionThrottle)
 CREATE_SESSION_THROTTLES = [CreateSessionLimits]
 STATUS_THROTTLES = [StatusLimits]

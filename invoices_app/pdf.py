@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
+from urllib.request import url2pathname
 
 from django.conf import settings
 from django.template.loader import render_to_string
 from weasyprint import HTML
 from weasyprint.text.fonts import FontConfiguration
+from weasyprint.urls import URLFetcher
 
 from invoices_app.selectors import InvoiceDocument
 
@@ -15,9 +18,37 @@ from invoices_app.selectors import InvoiceDocument
 _FONT_CONFIG = FontConfiguration()
 
 
+# What an invoice may load: our bundled static files, nothing else.
+STATIC_DIR = (Path(settings.BASE_DIR) / "static").resolve()
+
+
+class BundledStaticFetcher(URLFetcher):
+    """weasyprint's fetcher, limited to files under static/ (and self-contained data: URLs).
+
+    The default one fetches any URL, http(s) and file: alike: text a merchant or customer wrote that
+    ever reached the page as a URL would have a worker read local files or call internal hosts.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(timeout=1, allowed_protocols={"file", "data"}, allow_redirects=False, fail_on_errors=False)
+
+    def fetch(self, url, headers=None):
+        if url[:5].lower() == "file:":
+            local = url.split("?", 1)[0].split("#", 1)[0][5:]
+            path = Path(url2pathname(local)).resolve()
+            if not path.is_relative_to(STATIC_DIR) or not path.is_file():
+                raise ValueError("Only the bundled static files are available to invoice rendering.")
+        return super().fetch(url, headers)
+
+
+def invoice_html(html: str) -> HTML:
+    """The document weasyprint lays out: relative URLs resolve under static/, and only there."""
+    return HTML(string=html, base_url=STATIC_DIR.as_uri() + "/", url_fetcher=BundledStaticFetcher())
+
+
 def render_invoice_pdf(data: InvoiceDocument) -> bytes:
     html = render_to_string("invoices/invoice_pdf.html", {"invoice": data})
-    document = HTML(string=html, base_url=str(settings.BASE_DIR)).render(font_config=_FONT_CONFIG)
+    document = invoice_html(html).render(font_config=_FONT_CONFIG)
     # The creation date comes from the invoice (a <meta> in the template) and the file
     # identifier from its number, so the same invoice always gives the same bytes.
     identifier = hashlib.sha256(f"{data.session_id}:{data.number}".encode()).hexdigest()[:32].encode()

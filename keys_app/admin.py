@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from core import errors
 from core.admin_scoping import MerchantScopedAdmin, is_staff_user
 from keys_app import entitlements, services
+from keys_app.apis import AccountApi
 from keys_app.models import Account, ApiKey, EntitlementKey
 
 
@@ -22,9 +23,31 @@ def admin_actor(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
 
 
+class AccountAdminForm(forms.ModelForm):
+    """The dashboard's account edit, held to PATCH /account's rules: the API's own input serializer
+    checks every field (vat_id and invoice_prefix patterns, lengths, email, vat_rate bounds)."""
+
+    class Meta:
+        model = Account
+        fields = ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "issued_key_mode",
+                  "email_key_to_customer")
+
+    def clean(self):
+        cleaned = super().clean()
+        serializer = AccountApi.InputSerializer(
+            data={f: cleaned[f] for f in self.changed_data if f in cleaned and f in AccountApi.InputSerializer().fields},
+            context={"account": self.instance})
+        if not serializer.is_valid():
+            for field, messages_ in serializer.errors.items():
+                for message in messages_ if isinstance(messages_, list) else [messages_]:
+                    self.add_error(field if field in self.fields else None, str(message))
+        return cleaned
+
+
 @admin.register(Account)
 class AccountAdmin(MerchantScopedAdmin):
     account_field = "pk"
+    form = AccountAdminForm
     list_display = ("name", "email", "created_at")
     search_fields = ("name", "email")
     ordering = ("name", "pk")

@@ -8,7 +8,6 @@ from django.core.serializers.json import DjangoJSONEncoder
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -16,6 +15,7 @@ from core import throttling
 from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import RETRY_AFTER, errors
+from core.pagination import StrictCursorPagination
 from keys_app import entitlements, selectors, web3_setup
 from keys_app.models import PROVIDERS, Account, EntitlementKey, Mode
 from keys_app.openapi import (
@@ -30,7 +30,7 @@ from keys_app.openapi import (
 from keys_app.services import account_update
 
 _ASSET_COMMON = {
-    "symbol": {"type": "string", "example": "ETH",
+    "symbol": {"type": "string", "pattern": "^[A-Za-z0-9]{1,11}$", "example": "ETH",
                "description": "1-11 letters or digits; stored in upper case."},
     "decimals": {"type": "integer", "minimum": 0, "maximum": 36, "example": 18},
 }
@@ -44,14 +44,25 @@ _ASSET_COMMON = {
         {"type": "object", "title": "ERC-20", "additionalProperties": False,
          "properties": {"type": {"type": "string", "enum": ["erc20"]}, **_ASSET_COMMON,
                         "address": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$",
-                                    "description": "The token contract."},
-                        "currency": {"type": "string", "example": "EUR",
-                                     "description": "A stablecoin's ISO 4217 currency: priced 1:1 in it only."}},
+                                    "description": "The token contract (mixed case: a valid EIP-55 checksum)."},
+                        "currency": {"type": "string", "nullable": True, "pattern": "^[A-Za-z]{3}$",
+                                     "example": "EUR",
+                                     "description": "A stablecoin's ISO 4217 currency: priced 1:1 in it only; "
+                                                    "null or absent for none."}},
          "required": ["type", "symbol", "decimals", "address"]},
     ],
     "description": "The asset customers pay in; null for none.",
 })
 class Web3AssetField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({
+    "oneOf": [{"type": "string", "pattern": r"^(100(\.0{1,2})?|\d{1,2}(\.\d{1,2})?)$", "example": "25.5"},
+              {"type": "number", "minimum": 0, "maximum": 100, "multipleOf": 0.01}],
+    "description": "Percent, 0 to 100 with at most 2 decimals, as a decimal string or a JSON number.",
+})
+class VatRateField(serializers.DecimalField):
     pass
 
 
@@ -75,7 +86,7 @@ class AccountApi(APIView):
         email = serializers.EmailField(max_length=254, required=False)
         address = serializers.CharField(max_length=1000, required=False, allow_blank=True)
         vat_id = serializers.RegexField(r"^[A-Za-z0-9 .-]{0,32}$", required=False, allow_blank=True)
-        vat_rate = serializers.DecimalField(max_digits=5, decimal_places=2, min_value=0, max_value=100, required=False)
+        vat_rate = VatRateField(max_digits=5, decimal_places=2, min_value=0, max_value=100, required=False)
         invoice_prefix = serializers.RegexField(r"^[A-Z0-9][A-Z0-9-]{0,11}$", required=False)
         enabled_providers = serializers.ListField(child=serializers.ChoiceField(choices=PROVIDERS), required=False,
                                                   allow_empty=False, max_length=len(PROVIDERS))
@@ -163,11 +174,8 @@ def _key_or_404(request, key_id: str) -> EntitlementKey:
     return key
 
 
-class KeyPagination(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 20
-    page_size_query_param = "limit"
-    max_page_size = 100
+class KeyPagination(StrictCursorPagination):
+    pass
 
 
 class KeyListApi(APIView):
@@ -265,7 +273,9 @@ class KeyVerifyApi(APIView):
     class InputSerializer(serializers.Serializer):
         """For the schema; the view reads the body itself (a malformed key is an answer, not an error)."""
 
-        key = serializers.CharField(help_text="The key your customer presented, `ek_test_…` or `ek_live_…`.")
+        # Any text is an answer (`unknown`) but NUL, which no JSON body may hold here (400).
+        key = serializers.RegexField(r"^[^\x00]*$", allow_blank=True,
+                                     help_text="The key your customer presented, `ek_test_…` or `ek_live_…`.")
 
     @extend_schema(operation_id="verify_key", summary="Verify a key your customer presented", tags=["keys"],
                    description="Call it from your own service for each request it serves. `valid` is true only "

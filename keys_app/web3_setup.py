@@ -42,7 +42,7 @@ def asset_validate(value: Any) -> dict[str, Any] | None:
     kind = value.get("type")
     symbol = value.get("symbol")
     decimals = value.get("decimals")
-    if not isinstance(symbol, str) or not symbol.isalnum() or not 1 <= len(symbol) <= 11:
+    if not isinstance(symbol, str) or not (symbol.isascii() and symbol.isalnum()) or not 1 <= len(symbol) <= 11:
         raise SetupInvalid("web3_asset_invalid", "web3_asset.symbol must be 1-11 letters or digits.")
     if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 36:
         raise SetupInvalid("web3_asset_invalid", "web3_asset.decimals must be an integer from 0 to 36.")
@@ -62,7 +62,7 @@ def asset_validate(value: Any) -> dict[str, Any] | None:
                  "decimals": decimals}
         currency = value.get("currency")
         if currency is not None:
-            if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+            if not isinstance(currency, str) or len(currency) != 3 or not (currency.isascii() and currency.isalpha()):
                 raise SetupInvalid("web3_asset_invalid", f"web3_asset.currency must be {CURRENCY_CODES_HINT}.")
             asset["currency"] = currency.upper()
         return asset

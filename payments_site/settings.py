@@ -343,7 +343,8 @@ REST_FRAMEWORK = {
         "create_session_ip": os.environ.get("THROTTLE_CREATE_SESSION_IP", "240/min"),
         "api_key": os.environ.get("THROTTLE_API_KEY", "600/min"),
         "api_ip": os.environ.get("THROTTLE_API_IP", "1200/min"),
-        "status_ip": os.environ.get("THROTTLE_STATUS_IP", "300/min"),
+        "status_session": os.environ.get("THROTTLE_STATUS_SESSION", "60/min"),
+        "status_ip": os.environ.get("THROTTLE_STATUS_IP", "20000/min"),
         "checkout_ip": os.environ.get("THROTTLE_CHECKOUT_IP", "30/min"),
         "checkout_session": os.environ.get("THROTTLE_CHECKOUT_SESSION", "10/min"),
         "verify_key": os.environ.get("THROTTLE_VERIFY_KEY", "60000/min"),
@@ -392,8 +393,9 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {"()": "core.logs.JsonFormatter"},
     },
-    "filters": {"request_id": {"()": "core.logs.RequestIdFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
+    "filters": {"request_id": {"()": "core.logs.RequestIdFilter"}, "redact": {"()": "core.logs.RedactTokensFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
+                             "filters": ["redact", "request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # Chatty at INFO and DEBUG: every SQL statement, every PDF layout step, every font subset.
     "loggers": {
@@ -512,7 +514,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+# Failures count per (username, address): behind one proxy or NAT, a stranger's guesses lock out only
+# the name they guessed from that address, never every user there, nor the owner elsewhere.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # The same client address as the throttles see, so TRUSTED_PROXY_COUNT governs both.
 AXES_CLIENT_IP_CALLABLE = "core.throttling.login_client_ip"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,10 +11,9 @@ from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import validate_email
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -21,6 +21,7 @@ from core import currencies, throttling
 from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
+from core.pagination import StrictCursorPagination
 from sessions_app import selectors
 from sessions_app.crypto import services as crypto
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
@@ -171,8 +172,10 @@ class CreateSessionApi(APIView):
             return attrs
 
     @extend_schema(operation_id="create_session", summary="Create a payment session", tags=["sessions"],
+                   description="`422 web3_rate_unavailable` when the session offers web3 and no price for its "
+                               "asset can be had now (retry later or create it without web3).",
                    request={"application/json": InputSerializer}, parameters=[IDEMPOTENCY_KEY, RETRY_AFTER],
-                   responses={201: SessionSerializer, **errors(400, 401, 409, 429)})
+                   responses={201: SessionSerializer, **errors(400, 401, 409, 422, 429)})
     def post(self, request):
         if not isinstance(request.data, dict):
             raise ApiError("body_invalid", "The body must be a JSON object.")
@@ -204,11 +207,8 @@ class CreateSessionApi(APIView):
         return response
 
 
-class SessionPagination(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 20
-    page_size_query_param = "limit"
-    max_page_size = 100
+class SessionPagination(StrictCursorPagination):
+    pass
 
 
 class SessionListApi(APIView):
@@ -267,6 +267,12 @@ class SessionFulfilAnywayApi(APIView):
         return Response(session_payload(session))
 
 
+IF_NONE_MATCH = OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, required=False,
+                                 description="The `ETag` of the last answer.")
+STATUS_ETAG = OpenApiParameter("ETag", str, OpenApiParameter.HEADER, response=[200, 304],
+                               description="Changes when the status or paid_at does.")
+
+
 class SessionStatusApi(APIView):
     """Public: anyone holding the id may poll it. No customer data."""
 
@@ -275,15 +281,24 @@ class SessionStatusApi(APIView):
     throttle_classes = throttling.STATUS_THROTTLES
 
     @extend_schema(operation_id="get_session_status", summary="Poll a session's status (public)", tags=["sessions"],
-                   auth=[], parameters=[SESSION_ID, RETRY_AFTER],
-                   responses={200: SessionStatusSerializer, **errors(404, 429)})
+                   description="Limited per session, not per client address: a checkout page polls its own "
+                               "session. Send the last `ETag` as `If-None-Match`: an unchanged status answers "
+                               "`304` with no body (browsers do this by themselves).",
+                   auth=[], parameters=[SESSION_ID, IF_NONE_MATCH, STATUS_ETAG, RETRY_AFTER],
+                   responses={200: SessionStatusSerializer,
+                              304: OpenApiResponse(description="The status has not changed since that ETag."),
+                              **errors(404, 429)})
     def get(self, request, session_id: str):
         row = selectors.session_status_get(session_id=session_id)
         if row is None:
             raise ApiError("session_not_found", "No such session.", status_code=404)
-        paid_at = row["paid_at"]
+        paid_at = iso_utc(row["paid_at"])
+        etag = '"' + hashlib.sha256(f"{row['status']}|{paid_at}".encode()).hexdigest()[:20] + '"'
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if etag in request.headers.get("If-None-Match", ""):
+            return Response(status=304, headers=headers)
         return Response({"id": str(row["id"]), "session_id": str(row["id"]), "status": row["status"],
-                         "paid_at": iso_utc(paid_at)})
+                         "paid_at": paid_at}, headers=headers)
 
 
 class SessionWeb3TxApi(APIView):

@@ -174,3 +174,11 @@ def plain_create_input(data: dict[str, Any]) -> dict[str, Any] | None:
     if out["amount"] != out["amount"].quantize(Decimal(1).scaleb(-currencies.exponent(out["currency"]))):
         return None
     return out
+
+
+class CheckoutCustomerInput(serializers.Serializer):
+    """The checkout form's receipt address and name, held to the JSON API's rules (customer_email is
+    an EmailField of at most 254 characters; text never holds NUL): a form post is no looser."""
+
+    email = serializers.EmailField(max_length=254)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")

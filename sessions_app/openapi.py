@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from core import currencies
+from core.pagination import LIMIT_SCHEMA
 from sessions_app.models import Status, Web3Transfer
 
 
@@ -18,7 +19,10 @@ class AmountFieldSchema(OpenApiSerializerFieldExtension):
         decimal = {"type": "string", "pattern": r"^\d{1,15}(\.\d{1,3})?$", "example": "99.99"}
         if direction == "response":
             return decimal
-        return {"oneOf": [decimal, {"type": "number", "minimum": 0, "exclusiveMinimum": True, "example": 99.99}],
+        # Positive: zero (0, 0.0, 000.00) is refused by the server, so the schema refuses it too.
+        positive = {"type": "string", "example": "99.99",
+                    "pattern": r"^(0*[1-9]\d{0,14}(\.\d{1,3})?|0+\.([1-9]\d{0,2}|0[1-9]\d?|00[1-9]))$"}
+        return {"oneOf": [positive, {"type": "number", "minimum": 0, "exclusiveMinimum": True, "example": 99.99}],
                 "description": "A positive amount in major units, as a decimal string or a JSON number "
                                "(parsed exactly, never as a float)."}
 
@@ -139,7 +143,8 @@ class Web3TxResultSerializer(serializers.Serializer):
 SESSION_ID = OpenApiParameter("session_id", str, OpenApiParameter.PATH, description="The session's id (a UUID).")
 LIST_PARAMETERS = [
     OpenApiParameter("status", str, enum=Status.values, description="Only sessions in this status."),
-    OpenApiParameter("limit", int, description="Page size, 1 to 100 (default 20)."),
+    OpenApiParameter("limit", LIMIT_SCHEMA, description="Page size, 1 to 100 (default 20); anything else is "
+                                                        "`400 limit_invalid`."),
     OpenApiParameter("cursor", str, description="The opaque cursor from `next` or `previous`."),
 ]
 
@@ -149,14 +154,14 @@ def refine_schema(result, generator, request, public):
     enforces, so that a client (and the fuzzer) can build a valid request from the schema alone."""
 
 
-    onecom = result.get("paths", {}).get("/webhooks/onecom", {}).get("post")
-    if onecom is not None:
-        data = onecom["requestBody"]["content"]["application/json"]["schema"]["properties"]["data"]
-        data["properties"]["currency"]["enum"] = sorted(currencies.EXPONENTS)
-    body = result.get("components", {}).get("schemas", {}).get("CreateSessionInputRequest")
+    schemas = result.get("components", {}).get("schemas", {})
+    # Bodies whose unknown fields are answered `400 parameter_unknown`.
+    for name in ("CreateSessionInputRequest", "PatchedAccountInputRequest"):
+        if name in schemas:
+            schemas[name]["additionalProperties"] = False
+    body = schemas.get("CreateSessionInputRequest")
     if body is None:
         return result
-    body["additionalProperties"] = False
     props = body["properties"]
     props["currency"]["enum"] = sorted(currencies.EXPONENTS)
     props["currency"]["description"] = "ISO 4217 code (case-insensitive); the amount's decimals follow it."

@@ -7,8 +7,6 @@ import logging
 
 import segno
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_datetime
@@ -20,6 +18,7 @@ from core.http import domain_status, error_response
 from core.throttling import CHECKOUT_THROTTLES, throttle_view
 from sessions_app import selectors
 from sessions_app.crypto import services as crypto
+from sessions_app.inputs import CheckoutCustomerInput
 from sessions_app.lifecycle import session_set_customer
 from sessions_app.providers import PaymentStartError, get_provider, onecom_provider, stripe_provider
 from sessions_app.webhook_guard import webhook_guard
@@ -136,13 +135,14 @@ def _take_email(request: HttpRequest, session, context: dict):
     """A paid session needs somewhere to send the receipt and the access link."""
     if session.customer_email:
         return session, None
-    email = (request.POST.get("email") or "").strip()
-    try:
-        validate_email(email)
-    except ValidationError:
-        context["error"] = "Enter a valid email address to receive your receipt."
+    form = CheckoutCustomerInput(data={"email": (request.POST.get("email") or "").strip(),
+                                       "name": request.POST.get("name", "")})
+    if not form.is_valid():
+        context["error"] = ("Enter a valid email address to receive your receipt." if "email" in form.errors
+                            else "Enter your name in at most 200 characters.")
         return session, render(request, "checkout/checkout.html", context, status=400)
-    return session_set_customer(session_id=session.pk, email=email, name=request.POST.get("name", "")[:200]), None
+    return session_set_customer(session_id=session.pk, email=form.validated_data["email"],
+                                name=form.validated_data["name"]), None
 
 
 @require_POST

@@ -4,12 +4,12 @@ checks that cost nothing run first and a flood of junk never reaches PostgreSQL.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import wraps
 
 from django.http import HttpRequest, HttpResponse
 
+from core import safe_json
 from core.http import error_response
 from core.parsers import unstorable_text
 
@@ -43,8 +43,10 @@ def webhook_guard(*, signature_header: str, max_bytes: int = MAX_BODY_BYTES) -> 
             if len(body) > max_bytes:
                 return too_large
             try:
-                event = json.loads(body)
-            except (ValueError, RecursionError):
+                event = safe_json.loads(body)
+            except safe_json.JsonRefused as exc:
+                return error_response(exc.code, exc.message)
+            except ValueError:
                 return error_response("invalid_json", "The body is not valid JSON.")
             if unstorable_text(event):
                 return error_response("invalid_json", "The body holds a NUL character or an unpaired surrogate.")

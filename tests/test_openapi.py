@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import jsonschema
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from openapi_spec_validator import validate
@@ -95,7 +96,9 @@ def test_each_provider_webhook_documents_its_signature_headers(schema):
                        "/webhooks/onecom": ["webhook-id", "webhook-timestamp", "webhook-signature"],
                        "/webhooks/web3": ["Web3-Signature"]}
     onecom = schema["paths"]["/webhooks/onecom"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert set(onecom["properties"]["data"]["required"]) == {"session_id", "payment_id", "amount", "currency"}
+    # payment.succeeded needs an amount and a supported currency (the server refuses it without them)
+    succeeded = next(branch for branch in onecom["oneOf"] if branch["title"] == "payment.succeeded")
+    assert all(set(data["required"]) == {"amount", "currency"} for data in succeeded["properties"]["data"]["oneOf"])
     assert all(operation["post"]["security"] == [] for path, operation in schema["paths"].items()
                if path.startswith("/webhooks/"))
 
@@ -119,3 +122,63 @@ def test_the_entitlement_key_endpoints_are_documented_with_every_verify_code(sch
     assert set(enum) == {"valid", "revoked", "expired", "unknown", "refunded", "wrong_mode"}
     entitlement = schema["components"]["schemas"]["CreateSessionInputRequest"]["properties"]["entitlement"]
     assert set(entitlement["properties"]) == {"expires_in_days", "metadata"}
+
+
+# ---------------------------------------------------------------- where the schema and the server disagreed
+
+
+def _json_schema(node):
+    """OpenAPI 3.0's `nullable` as JSON Schema says it."""
+    if isinstance(node, dict):
+        node = {key: _json_schema(value) for key, value in node.items()}
+        if node.pop("nullable", False) and "type" in node:
+            node["type"] = [node["type"], "null"]
+        return node
+    if isinstance(node, list):
+        return [_json_schema(value) for value in node]
+    return node
+
+
+def _validator(schema, component):
+    return jsonschema.Draft4Validator(_json_schema({**component, "components": schema["components"]}))
+
+
+@pytest.mark.parametrize("limit", ["AAA", "null", "true", "0.5", "0", "101", "-1", "1e1"])
+def test_a_limit_that_is_not_1_to_100_is_a_400_as_the_schema_says(api, schema, limit):
+    for path in ("/sessions", "/keys"):
+        response = api.get(path, {"limit": limit})
+        assert response.status_code == 400, (path, limit, response.content)
+        assert response.json()["error"]["code"] == "limit_invalid"
+        parameter = next(p for p in schema["paths"][path]["get"]["parameters"] if p["name"] == "limit")
+        assert parameter["schema"] == {"type": "integer", "minimum": 1, "maximum": 100}
+    assert api.get("/sessions", {"limit": "100"}).status_code == 200
+
+
+def test_create_session_documents_its_422(schema):
+    operation = schema["paths"]["/create_session"]["post"]
+    assert "422" in operation["responses"] and "web3_rate_unavailable" in operation["description"]
+
+
+def test_the_account_body_refuses_what_the_server_refuses(api, schema):
+    body = schema["components"]["schemas"]["PatchedAccountInputRequest"]
+    validator = _validator(schema, body)
+    # unknown fields: parameter_unknown on the server, additionalProperties false in the schema
+    assert body["additionalProperties"] is False
+    assert api.patch("/account", {"nickname": "x"}, format="json").json()["error"]["code"] == "parameter_unknown"
+    # vat_rate "": refused by both
+    assert not validator.is_valid({"vat_rate": ""})
+    assert api.patch("/account", {"vat_rate": ""}, format="json").status_code == 400
+    assert validator.is_valid({"vat_rate": "25.5"}) and validator.is_valid({"vat_rate": 7})
+    # web3_asset.currency: null is taken by the server, and now by the schema
+    asset = {"type": "erc20", "symbol": "EURC", "decimals": 6, "address": "0x" + "ab" * 20, "currency": None}
+    assert validator.is_valid({"web3_asset": asset})
+    assert api.patch("/account", {"web3_asset": asset}, format="json").status_code == 200
+
+
+@pytest.mark.parametrize("amount", ["0", "0.00", "000"])
+def test_a_zero_amount_is_refused_by_the_schema_as_by_the_server(api, schema, amount):
+    body = schema["components"]["schemas"]["CreateSessionInputRequest"]
+    amount_schema = body["properties"]["amount"]
+    assert not _validator(schema, amount_schema).is_valid(amount)
+    assert _validator(schema, amount_schema).is_valid("0.01")
+    assert api.post("/create_session", {"amount": amount, "currency": "EUR"}, format="json").status_code == 400

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from core import currencies
+from core import currencies, safe_json
 from sessions_app.events import Action, PaymentEvent
 from sessions_app.providers.base import (
     PaymentStart,
@@ -34,6 +34,9 @@ from sessions_app.services import session_set_provider_reference
 
 NAME = "onecom"
 MAX_BODY_BYTES = 64 * 1024
+MAX_AMOUNT_CHARS = 40
+# Amounts are numeric(18, 3): 15 digits before the point. No real payment comes near.
+MAX_AMOUNT_MINOR = 10**15 - 1
 EVENT_TYPES = ("payment.processing", "payment.succeeded", "payment.failed", "payment.expired")
 _ACTIONS = {
     "payment.processing": Action.PENDING,
@@ -64,12 +67,19 @@ def redirect_signature(query: Mapping[str, str]) -> str:
 
 def verify(body: bytes, headers: Mapping[str, str], *, secret: str | None = None) -> dict[str, Any]:
     try:
-        payload = _webhook(secret).verify(body, dict(headers))
+        _webhook(secret).verify(body, dict(headers), json_parse=False)
     except WebhookVerificationError as exc:
         raise WebhookRejected("signature_invalid", f"Standard Webhooks verification failed: {exc}.") from None
-    except (ValueError, UnicodeDecodeError):
-        # A malformed signature header, a body that is not UTF-8 or not JSON.
+    except (ValueError, UnicodeError):
+        # A malformed signature header (bad base64, non-ASCII) or a body that is not UTF-8.
         raise WebhookRejected("signature_malformed", "The webhook signature or body is malformed.") from None
+    try:
+        # Our parser, not the library's: bounded depth, finite numbers only.
+        payload = safe_json.loads(body)
+    except safe_json.JsonRefused as exc:
+        raise WebhookRejected(exc.code, exc.message) from None
+    except ValueError:
+        raise WebhookRejected("invalid_json", "The body is not valid JSON.") from None
     if not isinstance(payload, dict):
         raise WebhookRejected("event_invalid", "An event is a JSON object.")
     return payload
@@ -89,17 +99,21 @@ def parse(payload: dict[str, Any], *, event_id: str) -> PaymentEvent:
         raw = data.get("amount")
         try:
             # A decimal string, as in the contract; never a float.
-            amount = Decimal(raw) if isinstance(raw, str) else None
+            amount = Decimal(raw) if isinstance(raw, str) and len(raw) <= MAX_AMOUNT_CHARS else None
         except InvalidOperation:
             amount = None
         if amount is None or not amount.is_finite() or amount <= 0:
             raise WebhookRejected("amount_invalid", 'data.amount must be a positive decimal string such as "99.99".')
         try:
-            amount_minor = int((amount * Decimal(10) ** currencies.exponent(currency.upper())).to_integral_exact())
-        except InvalidOperation:
-            raise WebhookRejected("amount_invalid", "data.amount has more decimals than its currency.") from None
-        if Decimal(amount_minor) != amount * Decimal(10) ** currencies.exponent(currency.upper()):
-            raise WebhookRejected("amount_invalid", "data.amount has more decimals than its currency.")
+            # "1e999999" parses, then overflows the context (decimal.Overflow is no InvalidOperation).
+            scaled = amount.scaleb(currencies.exponent(currency.upper()))
+            amount_minor = int(scaled.to_integral_exact())
+        except (InvalidOperation, ArithmeticError):
+            raise WebhookRejected("amount_invalid", "data.amount is out of range or has more decimals than its "
+                                                    "currency.") from None
+        if Decimal(amount_minor) != scaled or amount_minor > MAX_AMOUNT_MINOR:
+            raise WebhookRejected("amount_invalid", "data.amount is out of range or has more decimals than its "
+                                                    "currency.")
     reason, message = "", ""
     if event_type == "payment.expired":
         reason = "expired"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ import stripe
 from django.conf import settings
 from django.utils import timezone
 
-from core import currencies
+from core import currencies, safe_json
 from sessions_app.events import Action, PaymentEvent
 from sessions_app.providers.base import (
     PaymentStart,
@@ -31,7 +30,16 @@ NAME = "stripe"
 MAX_BODY_BYTES = 256 * 1024
 
 
+# A Unix time in seconds has 10 digits until the year 2286; more is never a clock (and a 310-digit
+# one overflowed the float arithmetic of the tolerance check).
+MAX_TIMESTAMP_DIGITS = 12
+
+
 def _parse_header(header: str) -> tuple[int, list[str]]:
+    """(t, [v1, ...]). Exactly one t=: the Stripe library verifies with the first one, so a second
+    (fresh) t= after an old signed one would pass our clock check while the old one is verified."""
+    if not header.isascii():
+        raise WebhookRejected("signature_malformed", "Stripe-Signature must be ASCII.")
     timestamp: int | None = None
     signatures: list[str] = []
     for item in header.split(","):
@@ -39,10 +47,11 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
         if not sep:
             continue
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
-                raise WebhookRejected("signature_malformed", "Stripe-Signature has a non-numeric timestamp.") from None
+            if timestamp is not None:
+                raise WebhookRejected("signature_malformed", "Stripe-Signature has more than one timestamp.")
+            if not value.isdigit() or len(value) > MAX_TIMESTAMP_DIGITS:
+                raise WebhookRejected("signature_malformed", "Stripe-Signature has a non-numeric timestamp.")
+            timestamp = int(value)
         elif key == "v1":
             signatures.append(value)
     if timestamp is None or not signatures:
@@ -83,12 +92,20 @@ def _obj(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    # Amounts are numeric(18, 3): anything wider is no real payment and would not store. Refused, not
+    # read as "no amount", which would let the event pay whatever the session asked.
+    if not 0 <= value < 10**15:
+        raise WebhookRejected("amount_invalid", "The event's amount is out of range.")
+    return value
 
 
 def parse(body: bytes) -> PaymentEvent:
     try:
-        payload = json.loads(body)
+        payload = safe_json.loads(body)
+    except safe_json.JsonRefused as exc:
+        raise WebhookRejected(exc.code, exc.message) from None
     except ValueError:
         raise WebhookRejected("invalid_json", "The body is not valid JSON.") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
@@ -98,7 +115,9 @@ def parse(body: bytes) -> PaymentEvent:
     metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     session_ref = metadata.get("session_id") or obj.get("client_reference_id")
     # Stripe's events carry an id; the seed's hand-written payload does not, so its body stands in.
-    event_id = payload.get("id") if isinstance(payload.get("id"), str) else "body:" + hashlib.sha256(body).hexdigest()
+    if "id" in payload and not (isinstance(payload["id"], str) and payload["id"]):
+        raise WebhookRejected("event_invalid", "An event's `id` is a non-empty string.")
+    event_id = payload["id"] if "id" in payload else "body:" + hashlib.sha256(body).hexdigest()
     livemode = payload.get("livemode") if isinstance(payload.get("livemode"), bool) else None
     currency = obj.get("currency") if isinstance(obj.get("currency"), str) else None
     action, amount, reason, message = Action.NONE, None, "", ""

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Mapping
 
 from django.conf import settings
 from eth_utils import is_address
 
+from core import safe_json
 from sessions_app.crypto import services as crypto
 from sessions_app.events import ChainHint
 from sessions_app.providers.base import PaymentStart, Provider, WebhookRejected, WebhookUnavailable
@@ -26,6 +26,8 @@ from sessions_app.providers.base import PaymentStart, Provider, WebhookRejected,
 NAME = "web3"
 MAX_BODY_BYTES = 16 * 1024
 SIGNATURE_HEADER = "web3-signature"
+# A Unix time has 10 digits until the year 2286; 310 digits overflowed the clock check.
+MAX_TIMESTAMP_DIGITS = 12
 
 
 def sign(body: str | bytes, *, secret: str | None = None, timestamp: int | None = None) -> str:
@@ -36,21 +38,34 @@ def sign(body: str | bytes, *, secret: str | None = None, timestamp: int | None 
     return f"t={timestamp},v1={digest}"
 
 
+def _parse_header(header: str) -> tuple[int, bytes]:
+    """(t, v1 as bytes). One t= and one v1=, t at most MAX_TIMESTAMP_DIGITS digits."""
+    malformed = WebhookRejected("signature_malformed", "Web3-Signature needs t=<unix time>,v1=<hex>.")
+    parts: dict[str, str] = {}
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if sep:
+            if key in parts:
+                raise malformed
+            parts[key] = value
+    raw_time = parts.get("t", "")
+    if not (raw_time.isascii() and raw_time.isdigit()) or len(raw_time) > MAX_TIMESTAMP_DIGITS:
+        raise malformed
+    return int(raw_time), parts.get("v1", "").encode("utf-8", "surrogateescape")
+
+
 def verify(body: bytes, header: str | None, *, now: float | None = None) -> None:
     secret = settings.WEB3_WEBHOOK_SECRET
     if not secret:
         raise WebhookUnavailable("webhook_not_configured", "WEB3_WEBHOOK_SECRET is not configured.")
     if not header:
         raise WebhookRejected("signature_missing", "The Web3-Signature header is missing.")
-    parts = dict(item.strip().partition("=")[::2] for item in header.split(",") if "=" in item)
-    try:
-        timestamp = int(parts.get("t", ""))
-    except ValueError:
-        raise WebhookRejected("signature_malformed", "Web3-Signature needs t=<unix time>,v1=<hex>.") from None
+    timestamp, signature = _parse_header(header)
     if abs((now or time.time()) - timestamp) > settings.WEB3_WEBHOOK_TOLERANCE:
         raise WebhookRejected("signature_timestamp_out_of_range", "The signature timestamp is too far from our clock.")
     expected = sign(body, secret=secret, timestamp=timestamp).split("v1=")[1]
-    if not hmac.compare_digest(expected, parts.get("v1", "")):
+    # Bytes, not str: compare_digest refuses a str holding anything but ASCII (a 500 once).
+    if not hmac.compare_digest(expected.encode(), signature):
         raise WebhookRejected("signature_invalid", "The signature does not match the body.")
 
 
@@ -77,7 +92,9 @@ class Web3Provider(Provider):
         """A signed address-activity notification: verified and parsed here; the chain decides."""
         verify(body, headers.get(SIGNATURE_HEADER))
         try:
-            payload = json.loads(body)
+            payload = safe_json.loads(body)
+        except safe_json.JsonRefused as exc:
+            raise WebhookRejected(exc.code, exc.message) from None
         except ValueError:
             raise WebhookRejected("invalid_json", "The body is not valid JSON.") from None
         if not isinstance(payload, dict):
