@@ -200,6 +200,27 @@ class VerifyKeyThrottle(_KeyThrottle):
     scope = "verify_key"
 
 
+class PayLinkIpThrottle(_IpThrottle):
+    """Sessions started from payment links (GET /pay/{slug}, a publishable key), per client IP."""
+
+    scope = "pay_link_ip"
+
+
+class PaymentLinkThrottle(_Throttle):
+    """Sessions started from one payment link, whoever starts them."""
+
+    scope = "pay_link"
+
+    def get_cache_key(self, request, view):
+        ident = (getattr(view, "kwargs", None) or {}).get("link_id")
+        if ident is None:
+            data = getattr(request, "data", None)
+            ident = data.get("payment_link") if isinstance(data, dict) else None
+        if not isinstance(ident, str) or not ident or len(ident) > 32:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": f"link:{ident}"}
+
+
 class AccessLinksIpThrottle(_IpThrottle):
     scope = "access_links_ip"
 
@@ -228,6 +249,8 @@ STATUS_THROTTLES = [StatusLimits]
 CHECKOUT_THROTTLES = [CheckoutLimits]
 VerifyLimits = limits("VerifyLimits", VerifyKeyThrottle)
 VERIFY_THROTTLES = [VerifyLimits]
+PayLinkLimits = limits("PayLinkLimits", PayLinkIpThrottle, PaymentLinkThrottle)
+PAY_LINK_THROTTLES = [PayLinkLimits]
 AccessLinksLimits = limits("AccessLinksLimits", AccessLinksIpThrottle, AccessLinksAddressThrottle)
 ACCESS_LINKS_THROTTLES = [AccessLinksLimits]
 
@@ -239,7 +262,7 @@ def rate_limited_response(wait: float | None) -> HttpResponse:
     return response
 
 
-class _ViewKwargs:
+class ViewKwargs:
     def __init__(self, kwargs: dict) -> None:
         self.kwargs = kwargs
 
@@ -250,7 +273,7 @@ def throttle_view(*throttle_classes: type[BaseThrottle]) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapped(request: HttpRequest, *args, **kwargs):
-            holder = _ViewKwargs(kwargs)
+            holder = ViewKwargs(kwargs)
             waits = []
             for cls in throttle_classes:
                 throttle = cls()

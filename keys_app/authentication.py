@@ -6,8 +6,15 @@ from rest_framework import authentication, exceptions
 
 from core.http import ApiError
 from keys_app.key_cache import key_cache_put
-from keys_app.keygen import hash_key, looks_like_entitlement_key, parse_key
+from keys_app.keygen import (
+    hash_key,
+    looks_like_entitlement_key,
+    looks_like_publishable_key,
+    parse_key,
+    parse_publishable_key,
+)
 from keys_app.models import ApiKey
+from keys_app.publishable import publishable_key_lookup
 from keys_app.selectors import entitlement_key_is_known, key_get_by_hash, key_get_cached
 from keys_app.services import key_touch
 
@@ -27,6 +34,20 @@ def _not_merchant() -> ApiError:
                          "merchant's own service to verify (POST /keys/verify), not a key to this API.")
 
 
+def _publishable_elsewhere() -> ApiError:
+    return _unauthorized("key_publishable", "This is a publishable key: it may only start a checkout from a "
+                         "payment link (POST /create_session with {\"payment_link\": …}). Use your secret "
+                         "key from your server for everything else.")
+
+
+def _secret_in_browser() -> ApiError:
+    # Refused before the key is looked up: a page must not learn whether the key it holds works.
+    return _unauthorized("secret_key_in_browser", "A secret key was sent from a web page (the request has an "
+                         "Origin header). Never put a secret key in a page: use your publishable key (pk_…) "
+                         "with a payment link, POST /create_session {\"payment_link\": \"plink_…\"}, or link "
+                         "to /pay/{slug}. Roll this secret key if the page was public.")
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """`X-API-Key: sk_test_…`. The request's user is the merchant Account; auth is the ApiKey."""
 
@@ -38,7 +59,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if looks_like_entitlement_key(raw):
             raise _not_merchant()
         if parse_key(raw) is None:
+            if parse_publishable_key(raw) is not None:
+                raise _publishable_elsewhere()
             raise _unauthorized("api_key_malformed", "The API key is malformed (wrong format or checksum).")
+        if "HTTP_ORIGIN" in request.META:
+            raise _secret_in_browser()
         digest = hash_key(raw)
         key = key_get_cached(key_hash=digest)
         cached = key is not None
@@ -63,3 +88,17 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return "X-API-Key"
+
+
+class PublishableOrSecretAuthentication(ApiKeyAuthentication):
+    """POST /create_session: a secret key as everywhere, or a publishable key (auth is then a
+    PublishableKey, which the view answers on its own narrow path)."""
+
+    def authenticate(self, request):
+        raw = request.META.get(HEADER)
+        if raw is not None and looks_like_publishable_key(raw.strip()):
+            key = publishable_key_lookup(raw=raw.strip())
+            if key is None:
+                raise _unauthorized("api_key_invalid", "Unknown publishable key.")
+            return key.account, key
+        return super().authenticate(request)

@@ -13,6 +13,7 @@ from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
 from core.formatting import money
 from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app import selectors
+from sessions_app.links import admin as link_admin  # noqa: F401 - registers the payment links' pages
 from sessions_app.models import PaymentSession, WebhookEvent
 from sessions_app.services import FulfilAnywayRefused, session_fulfil_anyway
 from sessions_app.webhooks import webhook_event_reprocess_stored

@@ -21,6 +21,8 @@ from core import currencies, throttling
 from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
+from keys_app.authentication import PublishableOrSecretAuthentication
+from keys_app.models import PublishableKey
 from sessions_app import selectors
 from sessions_app.crypto import services as crypto
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
@@ -35,6 +37,7 @@ from sessions_app.inputs import (
     metadata_clean,
     plain_create_input,
 )
+from sessions_app.links.apis import publishable_create_session
 from sessions_app.models import PaymentSession, Status
 from sessions_app.openapi import (
     LIST_PARAMETERS,
@@ -96,7 +99,15 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
 
 
 class CreateSessionApi(APIView):
+    # A secret key, or a publishable key (pk_…) with {"payment_link": …}: see sessions_app/links.
+    authentication_classes = [PublishableOrSecretAuthentication]
     throttle_classes = throttling.CREATE_SESSION_THROTTLES
+
+    def get_throttles(self):
+        if isinstance(self.request.auth, PublishableKey):
+            # Anyone may hold a publishable key: limited per client IP and per link, like /pay.
+            return [cls() for cls in throttling.PAY_LINK_THROTTLES]
+        return super().get_throttles()
 
     class InputSerializer(serializers.Serializer):
         amount = AmountField()
@@ -171,12 +182,21 @@ class CreateSessionApi(APIView):
             return attrs
 
     @extend_schema(operation_id="create_session", summary="Create a payment session", tags=["sessions"],
+                   description="With a secret key (`sk_…`, from your server): any session, as below. With a "
+                               "publishable key (`pk_…`, from a web page of an origin in your `allowed_origins`): "
+                               "only `{\"payment_link\": \"plink_…\", \"customer_email\"?, "
+                               "\"client_reference_id\"?, \"amount\"? (custom-amount links only)}`; the price "
+                               "comes from the link, any other field is a `400 parameter_not_allowed`, and the "
+                               "answer is a `PublishableSession`. A secret key sent with an `Origin` header (from "
+                               "a browser) is refused: `401 secret_key_in_browser`.",
                    request={"application/json": InputSerializer}, parameters=[IDEMPOTENCY_KEY, RETRY_AFTER],
-                   responses={201: SessionSerializer, **errors(400, 401, 409, 429)})
+                   responses={201: SessionSerializer, **errors(400, 401, 403, 404, 409, 429)})
     def post(self, request):
         if not isinstance(request.data, dict):
             raise ApiError("body_invalid", "The body must be a JSON object.")
         account, api_key = request.user, request.auth
+        if type(api_key) is PublishableKey:
+            return publishable_create_session(request)
 
         def produce() -> tuple[int, dict[str, Any]]:
             fields = plain_create_input(request.data)

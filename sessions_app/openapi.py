@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from core import currencies
+from sessions_app.links.apis import PUBLISHABLE_SESSION_SCHEMA
 from sessions_app.models import Status, Web3Transfer
 
 
@@ -153,6 +154,11 @@ def refine_schema(result, generator, request, public):
     if onecom is not None:
         data = onecom["requestBody"]["content"]["application/json"]["schema"]["properties"]["data"]
         data["properties"]["currency"]["enum"] = sorted(currencies.EXPONENTS)
+    created = result.get("paths", {}).get("/create_session", {}).get("post", {}).get("responses", {}).get("201")
+    if created is not None:
+        # A publishable key is answered with less than a secret key (sessions_app/links/apis.py).
+        content = created["content"]["application/json"]
+        content["schema"] = {"anyOf": [content["schema"], PUBLISHABLE_SESSION_SCHEMA]}
     body = result.get("components", {}).get("schemas", {}).get("CreateSessionInputRequest")
     if body is None:
         return result
