@@ -115,3 +115,22 @@ def test_cors_for_a_publishable_key_follows_its_own_merchants_origins(api, merch
                                   HTTP_ORIGIN="https://other.example")
     assert response.status_code == 403
     assert "Access-Control-Allow-Origin" not in response
+
+
+def test_the_dashboard_shows_the_publishable_key_edits_origins_and_replaces_the_key(client, merchant):
+    from keys_app.services import merchant_login_create
+
+    login = merchant_login_create(account=merchant)
+    client.force_login(login.user)
+    key = publishable_key_ensure(account=merchant, mode="test").key
+    page = client.get(f"/admin/keys_app/account/{merchant.pk}/change/").content.decode()
+    assert key in page
+    form = {"name": merchant.name, "email": merchant.email, "address": "", "vat_id": "", "vat_rate": "0",
+            "invoice_prefix": "INV", "issued_key_mode": "test", "allowed_origins": '["https://shop.example/"]'}
+    assert client.post(f"/admin/keys_app/account/{merchant.pk}/change/", form).status_code == 302
+    merchant.refresh_from_db()
+    assert merchant.allowed_origins == ["https://shop.example"]
+    bad = client.post(f"/admin/keys_app/account/{merchant.pk}/change/", {**form, "allowed_origins": '["*"]'})
+    assert bad.status_code == 200 and "is not an origin" in bad.content.decode()
+    client.post("/admin/keys_app/account/", {"action": "rotate_publishable_keys", "_selected_action": [merchant.pk]})
+    assert publishable_key_ensure(account=merchant, mode="test").key != key
