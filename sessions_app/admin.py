@@ -84,7 +84,7 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
                        "failure_reason", "created_at", "expires_at", "paid_at", "failed_at",
                        "payment_attempts_failed", "last_payment_error_code", "last_payment_error_message",
                        "late_payment_at", "fulfil_anyway_at", "fulfil_anyway_by", "success_url",
-                       "cancel_url", "providers", "metadata_pretty")
+                       "cancel_url", "providers", "metadata_pretty", "payment_link")
     fields = readonly_fields
     change_form_template = "admin/sessions_app/paymentsession/change_form.html"
     change_list_template = "admin/sessions_app/paymentsession/change_list.html"

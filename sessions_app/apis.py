@@ -70,6 +70,7 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
         "entitlement": {"expires_in_days": (session.entitlement or {}).get("expires_in_days"),
                         "metadata": (session.entitlement or {}).get("metadata") or {}},
         "client_reference_id": session.client_reference_id,
+        "payment_link": session.payment_link_id,
         "success_url": session.success_url,
         "cancel_url": session.cancel_url,
         "created_at": iso_utc(session.created_at),

@@ -75,6 +75,7 @@ class SessionSerializer(serializers.Serializer):
     metadata = serializers.DictField(child=serializers.JSONField())
     entitlement = SessionEntitlementSerializer(help_text="What the buyer's entitlement key carries.")
     client_reference_id = serializers.CharField(allow_blank=True)
+    payment_link = serializers.CharField(allow_null=True, help_text="The payment link it was started from, if any.")
     success_url = serializers.CharField(allow_blank=True)
     cancel_url = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()

@@ -131,8 +131,9 @@ def link_session_amount(*, link: PaymentLink, amount: Decimal | None) -> Decimal
     if amount is None:
         return link.custom_amount_preset or link.custom_amount_min
     exp = currencies.exponent(link.currency)
-    if (not amount.is_finite() or amount != amount.quantize(Decimal(1).scaleb(-exp))
-            or not link.custom_amount_min <= amount <= link.custom_amount_max):
+    # The range first: quantizing 1E+999999 would overflow the context; within the range it cannot.
+    if (not amount.is_finite() or not link.custom_amount_min <= amount <= link.custom_amount_max
+            or amount != amount.quantize(Decimal(1).scaleb(-exp))):
         raise errors.DomainError("amount_out_of_range",
                                  f"amount must be between {link.custom_amount_min} and {link.custom_amount_max} "
                                  f"{link.currency}, with at most {exp} decimal places.", field="amount")

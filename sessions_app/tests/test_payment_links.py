@@ -124,6 +124,7 @@ def test_pay_starts_a_session_at_the_links_price_and_redirects_to_checkout(api, 
     assert (session.description, session.metadata, session.success_url) == (
         "API access", {"plan": "pro"}, "https://shop.example/thanks")
     assert client.get(response["Location"]).status_code == 200
+    assert api.get(f"/sessions/{session.pk}").json()["payment_link"] == link["id"]
 
 
 def test_pay_ignores_a_bad_email_and_refuses_an_overlong_reference(api, client):
@@ -141,7 +142,7 @@ def test_a_custom_link_takes_an_amount_within_its_range_only(api, client):
     assert client.get(f"/pay/{link['slug']}?amount=12.50").status_code == 303
     assert client.get(f"/pay/{link['slug']}").status_code == 303
     assert sorted(PaymentSession.objects.values_list("amount", flat=True)) == [Decimal("12.5"), Decimal("20")]
-    for amount in ("4.99", "50.01", "abc", "NaN", "12.345"):
+    for amount in ("4.99", "50.01", "abc", "NaN", "sNaN", "12.345", "1e999999", "-1e999999", "1e-999999"):
         response = client.get(f"/pay/{link['slug']}?amount={amount}")
         assert response.status_code == 400, amount
     assert b"between 5.000 and 50.000" in client.get(f"/pay/{link['slug']}?amount=51").content
@@ -219,7 +220,7 @@ def test_a_tampered_amount_on_a_fixed_price_link_is_refused(api, pk_client):
 
 def test_an_amount_outside_a_custom_links_range_is_refused(api, pk_client):
     link = create_link(api, amount=None, custom_amount={"min": "5", "max": "50"})
-    for amount in ("4.99", "50.01", "-1", 1000000):
+    for amount in ("4.99", "50.01", "-1", 1000000, "1e999999", "Infinity"):
         response = pk_client.post("/create_session", {"payment_link": link["id"], "amount": amount}, format="json")
         assert response.status_code == 400, amount
         assert response.json()["error"]["code"] == "amount_out_of_range"
