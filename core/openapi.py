@@ -37,8 +37,6 @@ class ErrorSerializer(serializers.Serializer):
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "keys_app.authentication.ApiKeyAuthentication"
-    # POST /create_session's authentication, which also takes a publishable key, is a subclass.
-    match_subclasses = True
     name = "ApiKeyAuth"
 
     def get_security_definition(self, auto_schema):

@@ -262,7 +262,7 @@ def rate_limited_response(wait: float | None) -> HttpResponse:
     return response
 
 
-class ViewKwargs:
+class _ViewKwargs:
     def __init__(self, kwargs: dict) -> None:
         self.kwargs = kwargs
 
@@ -273,7 +273,7 @@ def throttle_view(*throttle_classes: type[BaseThrottle]) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapped(request: HttpRequest, *args, **kwargs):
-            holder = ViewKwargs(kwargs)
+            holder = _ViewKwargs(kwargs)
             waits = []
             for cls in throttle_classes:
                 throttle = cls()

@@ -159,7 +159,7 @@ class AccountApi(APIView):
 class PublishableKeyRotateApi(APIView):
     class OutputSerializer(serializers.Serializer):
         publishable_key = serializers.CharField(help_text="The new key; the old one stopped working.")
-        mode = serializers.ChoiceField(choices=Mode.choices)
+        mode = serializers.ChoiceField(choices=Mode.values)
 
     @extend_schema(operation_id="rotate_publishable_key", summary="Replace your publishable key", tags=["account"],
                    description="Replaces the publishable key of this secret key's mode. The old one stops at once: "

@@ -59,8 +59,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if looks_like_entitlement_key(raw):
             raise _not_merchant()
         if parse_key(raw) is None:
-            if parse_publishable_key(raw) is not None:
-                raise _publishable_elsewhere()
+            if looks_like_publishable_key(raw):
+                return self._publishable(request, raw)
             raise _unauthorized("api_key_malformed", "The API key is malformed (wrong format or checksum).")
         if "HTTP_ORIGIN" in request.META:
             raise _secret_in_browser()
@@ -86,19 +86,19 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             key_cache_put(key=key)
         return key.account, key
 
+    def _publishable(self, request, raw: str):
+        """A `pk_` key: only for a view that takes one (POST /create_session, with a payment link);
+        auth is then a PublishableKey, which that view answers on its own narrow path."""
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if not getattr(view, "accepts_publishable_key", False):
+            if parse_publishable_key(raw) is None:
+                raise _unauthorized("api_key_malformed", "The API key is malformed (wrong format or checksum).")
+            raise _publishable_elsewhere()
+        key = publishable_key_lookup(raw=raw)
+        if key is None:
+            raise _unauthorized("api_key_invalid", "Unknown publishable key.")
+        return key.account, key
+
     def authenticate_header(self, request):
         return "X-API-Key"
 
-
-class PublishableOrSecretAuthentication(ApiKeyAuthentication):
-    """POST /create_session: a secret key as everywhere, or a publishable key (auth is then a
-    PublishableKey, which the view answers on its own narrow path)."""
-
-    def authenticate(self, request):
-        raw = request.META.get(HEADER)
-        if raw is not None and looks_like_publishable_key(raw.strip()):
-            key = publishable_key_lookup(raw=raw.strip())
-            if key is None:
-                raise _unauthorized("api_key_invalid", "Unknown publishable key.")
-            return key.account, key
-        return super().authenticate(request)

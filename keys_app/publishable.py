@@ -39,11 +39,9 @@ def publishable_key_ensure(*, account: Account, mode: str) -> PublishableKey:
     if existing is not None:
         return existing
     try:
+        # Not audited: it only makes visible a key the merchant has had all along; a rotation is.
         with transaction.atomic():
-            key = PublishableKey.objects.create(account=account, mode=mode, key=generate_key(mode, PUBLISHABLE))
-            audit_record(action="publishable_key.created", subject_type="publishable_key", subject_id=key.pk,
-                         account_id=account.pk, actor="system", after={"mode": mode, "key": key.key})
-            return key
+            return PublishableKey.objects.create(account=account, mode=mode, key=generate_key(mode, PUBLISHABLE))
     except IntegrityError:
         # Two first requests at once: the other one made it.
         return PublishableKey.objects.get(account_id=account.pk, mode=mode)

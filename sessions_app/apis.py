@@ -21,7 +21,6 @@ from core import currencies, throttling
 from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
-from keys_app.authentication import PublishableOrSecretAuthentication
 from keys_app.models import PublishableKey
 from sessions_app import selectors
 from sessions_app.crypto import services as crypto
@@ -101,7 +100,7 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
 
 class CreateSessionApi(APIView):
     # A secret key, or a publishable key (pk_…) with {"payment_link": …}: see sessions_app/links.
-    authentication_classes = [PublishableOrSecretAuthentication]
+    accepts_publishable_key = True
     throttle_classes = throttling.CREATE_SESSION_THROTTLES
 
     def get_throttles(self):

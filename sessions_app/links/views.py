@@ -17,6 +17,13 @@ from sessions_app.links import selectors, services
 LOCALE_RE = re.compile(r"^[a-z]{2}(-[A-Za-z]{2})?$")
 
 
+class _LinkView:
+    """What the limits read of a view: the link, once the slug named one."""
+
+    def __init__(self, link_id: str | None) -> None:
+        self.kwargs = {"link_id": link_id}
+
+
 def _page(request: HttpRequest, *, status: int, title: str, message: str, link=None) -> HttpResponse:
     response = render(request, "checkout/link_unavailable.html", {
         "title": title, "message": message,
@@ -42,7 +49,7 @@ def pay(request: HttpRequest, slug: str) -> HttpResponse:
     link = selectors.link_get_by_slug(slug=slug)
     limits = throttling.PayLinkLimits()
     # The IP counts for every visit, an unknown slug too; the link's own count once it is known.
-    if not limits.allow_request(request, throttling.ViewKwargs({"link_id": link.pk if link else None})):
+    if not limits.allow_request(request, _LinkView(link.pk if link else None)):
         seconds = max(1, int(limits.wait() or 1) + 1)
         response = _page(request, status=429, title="Too many requests", link=link,
                          message=f"Too many checkouts were started from here. Please try again in {seconds} s.")
