@@ -272,6 +272,27 @@ class VerifyKeyThrottle(_KeyThrottle):
     scope = "verify_key"
 
 
+class PayLinkIpThrottle(_IpThrottle):
+    """Sessions started from payment links (GET /pay/{slug}, a publishable key), per client IP."""
+
+    scope = "pay_link_ip"
+
+
+class PaymentLinkThrottle(_Throttle):
+    """Sessions started from one payment link, whoever starts them."""
+
+    scope = "pay_link"
+
+    def get_cache_key(self, request, view):
+        ident = (getattr(view, "kwargs", None) or {}).get("link_id")
+        if ident is None:
+            data = getattr(request, "data", None)
+            ident = data.get("payment_link") if isinstance(data, dict) else None
+        if not isinstance(ident, str) or not ident or len(ident) > 32:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": f"link:{ident}"}
+
+
 class AccessLinksIpThrottle(_IpThrottle):
     scope = "access_links_ip"
 
@@ -300,6 +321,8 @@ STATUS_THROTTLES = [StatusLimits]
 CHECKOUT_THROTTLES = [CheckoutLimits]
 VerifyLimits = limits("VerifyLimits", VerifyKeyThrottle)
 VERIFY_THROTTLES = [VerifyLimits]
+PayLinkLimits = limits("PayLinkLimits", PayLinkIpThrottle, PaymentLinkThrottle)
+PAY_LINK_THROTTLES = [PayLinkLimits]
 AccessLinksLimits = limits("AccessLinksLimits", AccessLinksIpThrottle, AccessLinksAddressThrottle)
 ACCESS_LINKS_THROTTLES = [AccessLinksLimits]
 

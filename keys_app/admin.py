@@ -14,9 +14,9 @@ from django.utils.html import format_html
 
 from core import errors
 from core.admin_scoping import MerchantScopedAdmin, is_staff_user
-from keys_app import entitlements, services
+from keys_app import entitlements, publishable, services
 from keys_app.apis import AccountApi
-from keys_app.models import Account, ApiKey, EntitlementKey
+from keys_app.models import Account, ApiKey, EntitlementKey, Mode
 
 
 def admin_actor(request: HttpRequest) -> str:
@@ -43,6 +43,12 @@ class AccountAdminForm(forms.ModelForm):
                     self.add_error(field if field in self.fields else None, str(message))
         return cleaned
 
+    def clean_allowed_origins(self):
+        try:
+            return publishable.allowed_origins_clean(self.cleaned_data.get("allowed_origins") or [])
+        except errors.DomainError as exc:
+            raise forms.ValidationError(exc.message) from None
+
 
 @admin.register(Account)
 class AccountAdmin(MerchantScopedAdmin):
@@ -52,8 +58,25 @@ class AccountAdmin(MerchantScopedAdmin):
     search_fields = ("name", "email")
     ordering = ("name", "pk")
     fields = ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "issued_key_mode",
-              "email_key_to_customer", "created_at")
-    readonly_fields = ("created_at",)
+              "email_key_to_customer", "allowed_origins", "publishable_keys", "created_at")
+    readonly_fields = ("created_at", "publishable_keys")
+    actions = ("rotate_publishable_keys",)
+
+    @admin.display(description="Publishable keys (for web pages, with payment links only)")
+    def publishable_keys(self, obj: Account) -> str:
+        live = ApiKey.objects.filter(account=obj, mode=Mode.LIVE).exists()
+        keys = [publishable.publishable_key_ensure(account=obj, mode=mode).key
+                for mode in (Mode.TEST, Mode.LIVE) if mode == Mode.TEST or live]
+        return format_html("<br>".join(["<code>{}</code>"] * len(keys)), *keys)
+
+    @admin.action(description="Replace the publishable keys of the selected accounts (the old ones stop now)")
+    def rotate_publishable_keys(self, request: HttpRequest, queryset) -> None:
+        replaced = 0
+        for account in queryset:
+            for key in account.publishable_keys.all():
+                publishable.publishable_key_rotate(account=account, mode=key.mode, actor=admin_actor(request))
+                replaced += 1
+        self.message_user(request, f"{replaced} publishable key(s) replaced.", messages.SUCCESS)
 
     def has_change_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
         # A merchant edits its own business details (they go on its invoices); get_queryset

@@ -11,12 +11,13 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import errors as domain_errors
 from core import throttling
 from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import RETRY_AFTER, errors
 from core.pagination import StrictCursorPagination
-from keys_app import entitlements, selectors, web3_setup
+from keys_app import entitlements, publishable, selectors, web3_setup
 from keys_app.models import PROVIDERS, Account, EntitlementKey, Mode
 from keys_app.openapi import (
     KEY_ID,
@@ -75,11 +76,21 @@ class AccountApi(APIView):
     class OutputSerializer(serializers.ModelSerializer):
         enabled_providers = serializers.ListField(child=serializers.ChoiceField(choices=PROVIDERS))
         web3_asset = Web3AssetField(allow_null=True)
+        allowed_origins = serializers.ListField(
+            child=serializers.CharField(),
+            help_text="Origins whose pages may call POST /create_session with your publishable key.")
+        publishable_key = serializers.SerializerMethodField(
+            help_text="Your publishable key of this key's mode (`pk_test_…` / `pk_live_…`): for web pages, "
+                      "with a payment link only.")
 
         class Meta:
             model = Account
             fields = ["id", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at",
-                      "enabled_providers", "web3_xpub", "web3_asset", "issued_key_mode", "email_key_to_customer"]
+                      "enabled_providers", "web3_xpub", "web3_asset", "issued_key_mode", "email_key_to_customer",
+                      "allowed_origins", "publishable_key"]
+
+        def get_publishable_key(self, account: Account) -> str:
+            return publishable.publishable_key_ensure(account=account, mode=self.context["mode"]).key
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
@@ -98,6 +109,16 @@ class AccountApi(APIView):
             help_text="The mode of the entitlement keys issued to your buyers from now on (test by default).")
         email_key_to_customer = serializers.BooleanField(
             required=False, help_text="Put the buyer's key itself into the receipt email (off by default).")
+        allowed_origins = serializers.ListField(
+            child=serializers.CharField(max_length=200), required=False, max_length=publishable.MAX_ALLOWED_ORIGINS,
+            help_text="Origins (scheme://host[:port]) whose pages may call POST /create_session with your "
+                      "publishable key; the browser blocks every other origin.")
+
+        def validate_allowed_origins(self, value):
+            try:
+                return publishable.allowed_origins_clean(value)
+            except domain_errors.DomainError as exc:
+                raise serializers.ValidationError(serializers.ErrorDetail(exc.message, code=exc.code)) from None
 
         def validate_enabled_providers(self, value):
             return [name for name in PROVIDERS if name in value]
@@ -132,7 +153,7 @@ class AccountApi(APIView):
     @extend_schema(operation_id="get_account", summary="Your merchant account", tags=["account"],
                    parameters=[RETRY_AFTER], responses={200: OutputSerializer, **errors(401, 429)})
     def get(self, request):
-        return Response(self.OutputSerializer(request.user).data)
+        return Response(self.OutputSerializer(request.user, context={"mode": request.auth.mode}).data)
 
     @extend_schema(operation_id="update_account", summary="Update your invoice details", tags=["account"],
                    request={"application/json": InputSerializer}, parameters=[RETRY_AFTER],
@@ -143,7 +164,22 @@ class AccountApi(APIView):
         serializer = self.InputSerializer(data=request.data, context={"account": request.user})
         serializer.is_valid(raise_exception=True)
         account = account_update(account=request.user, actor=f"api_key:{request.auth.pk}", **serializer.validated_data)
-        return Response(self.OutputSerializer(account).data)
+        return Response(self.OutputSerializer(account, context={"mode": request.auth.mode}).data)
+
+
+class PublishableKeyRotateApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        publishable_key = serializers.CharField(help_text="The new key; the old one stopped working.")
+        mode = serializers.ChoiceField(choices=Mode.values)
+
+    @extend_schema(operation_id="rotate_publishable_key", summary="Replace your publishable key", tags=["account"],
+                   description="Replaces the publishable key of this secret key's mode. The old one stops at once: "
+                               "update your pages first.",
+                   request=None, parameters=[RETRY_AFTER], responses={200: OutputSerializer, **errors(401, 429)})
+    def post(self, request):
+        key = publishable.publishable_key_rotate(account=request.user, mode=request.auth.mode,
+                                                 actor=f"api_key:{request.auth.pk}")
+        return Response({"publishable_key": key.key, "mode": key.mode})
 
 
 # ---------------------------------------------------------------- entitlement keys

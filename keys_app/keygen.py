@@ -1,7 +1,8 @@
-"""Key format: {sk|ek}_{test|live}_ + 24 base62 chars (~143 bits) + 6-char checksum.
+"""Key format: {sk|ek|pk}_{test|live}_ + 24 base62 chars (~143 bits) + 6-char checksum.
 
 `sk_` keys are merchants' secret keys to our API; `ek_` keys are entitlement keys, which a
-merchant sells and its own service verifies. The checksum lets us reject a mistyped or
+merchant sells and its own service verifies; `pk_` keys are merchants' publishable keys, which
+may only start a session from a payment link. The checksum lets us reject a mistyped or
 truncated key without touching the database.
 """
 
@@ -17,9 +18,9 @@ import zlib
 ALPHABET = string.digits + string.ascii_letters
 BODY_LEN = 24
 CHECK_LEN = 6
-KEY_RE = re.compile(rf"^(sk|ek)_(test|live)_([0-9A-Za-z]{{{BODY_LEN}}})([0-9A-Za-z]{{{CHECK_LEN}}})$")
+KEY_RE = re.compile(rf"^(sk|ek|pk)_(test|live)_([0-9A-Za-z]{{{BODY_LEN}}})([0-9A-Za-z]{{{CHECK_LEN}}})$")
 PREFIX_LEN = 12  # "sk_test_" + 4 characters of the body
-SECRET, ENTITLEMENT = "sk", "ek"
+SECRET, ENTITLEMENT, PUBLISHABLE = "sk", "ek", "pk"
 
 
 def _base62(number: int, width: int) -> str:
@@ -57,6 +58,15 @@ def parse_key(raw: str) -> str | None:
 def parse_entitlement_key(raw: str) -> str | None:
     """The mode of a well-formed entitlement key (`ek_`) with a valid checksum, else None."""
     return _parse(raw, ENTITLEMENT)
+
+
+def parse_publishable_key(raw: str) -> str | None:
+    """The mode of a well-formed publishable key (`pk_`) with a valid checksum, else None."""
+    return _parse(raw, PUBLISHABLE)
+
+
+def looks_like_publishable_key(raw: str) -> bool:
+    return raw.startswith(f"{PUBLISHABLE}_")
 
 
 def looks_like_entitlement_key(raw: str) -> bool:

@@ -47,6 +47,9 @@ class Account(models.Model):
     issued_key_mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.TEST)
     # Put the plain entitlement key into the receipt email (buyers lose access pages).
     email_key_to_customer = models.BooleanField(default=False)
+    # Web origins (scheme://host[:port]) whose pages may call POST /create_session with the
+    # merchant's publishable key; the browser is told so through CORS, and no other origin is.
+    allowed_origins = models.JSONField(default=list, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"
@@ -86,6 +89,29 @@ class ApiKey(models.Model):
 
     def is_expired(self, now=None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+
+class PublishableKey(models.Model):
+    """A merchant's `pk_test_…` / `pk_live_…` key: one per merchant and mode, public by design.
+
+    It sits in the merchant's web pages, so it is stored as it is (and shown in GET /account);
+    what keeps it harmless is what it may do: start a session from an active payment link of its
+    merchant, at the link's price, and nothing else. Looked up by its unique index.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="publishable_keys")
+    mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.TEST)
+    key = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "mode"], name="publishable_key_one_per_mode"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class EntitlementKey(models.Model):

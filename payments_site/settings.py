@@ -198,12 +198,15 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "corsheaders",
 ]
 
 MIDDLEWARE = [
     # The request id comes first so every later log line carries it.
     "core.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # CORS for POST /create_session only, for each merchant's allowed_origins (keys_app/receivers.py).
+    "corsheaders.middleware.CorsMiddleware",
     "core.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -215,6 +218,16 @@ MIDDLEWARE = [
     # Last, as django-axes' docs ask.
     "axes.middleware.AxesMiddleware",
 ]
+
+# A web page may call one endpoint: POST /create_session with a publishable key. Which origins may
+# is each merchant's allowed_origins (PATCH /account), decided per request by a receiver of
+# corsheaders' check_request_enabled; no origin is allowed by these settings alone.
+CORS_URLS_REGEX = r"^/create_session$"
+CORS_ALLOWED_ORIGINS: list[str] = []
+CORS_ALLOW_METHODS = ("POST", "OPTIONS")
+CORS_ALLOW_HEADERS = ("content-type", "x-api-key")
+CORS_ALLOW_CREDENTIALS = False
+CORS_PREFLIGHT_MAX_AGE = 600
 
 ROOT_URLCONF = "payments_site.urls"
 WSGI_APPLICATION = "payments_site.wsgi.application"
@@ -349,6 +362,9 @@ REST_FRAMEWORK = {
         "checkout_session": os.environ.get("THROTTLE_CHECKOUT_SESSION", "10/min"),
         "verify_key": os.environ.get("THROTTLE_VERIFY_KEY", "60000/min"),
         "access_links_ip": os.environ.get("THROTTLE_ACCESS_LINKS_IP", "10/hour"),
+        # Sessions from payment links (GET /pay/{slug}, publishable keys): anyone may start one.
+        "pay_link_ip": os.environ.get("THROTTLE_PAY_LINK_IP", "20/min"),
+        "pay_link": os.environ.get("THROTTLE_PAY_LINK", "300/min"),
         "access_links_address": os.environ.get("THROTTLE_ACCESS_LINKS_ADDRESS", "3/hour"),
     },
 }

@@ -9,6 +9,8 @@ from keys_app.apis import AccountApi
 from payments_site import landing
 from sessions_app import apis as session_apis
 from sessions_app import views as session_views
+from sessions_app.links import apis as link_apis
+from sessions_app.links import views as link_views
 
 handler400 = "core.http.handler400"
 handler403 = "core.http.handler403"
@@ -50,5 +52,10 @@ urlpatterns = [
     path("webhooks/onecom", session_views.onecom_webhook, name="webhook-onecom"),
     path("webhooks/web3", session_views.web3_webhook, name="webhook-web3"),
     path("checkout/<str:session_id>/pay/<str:provider>", session_views.checkout_pay, name="checkout-pay"),
+    path("payment_links", link_apis.PaymentLinkListApi.as_view(), name="payment-link-list"),
+    path("payment_links/<str:link_id>", link_apis.PaymentLinkDetailApi.as_view(), name="payment-link-detail"),
+    path("pay/<str:slug>", link_views.pay, name="pay"),
+    path("account/publishable_key/rotate", key_apis.PublishableKeyRotateApi.as_view(),
+         name="publishable-key-rotate"),
     path("session/<str:session_id>/web3/tx", session_apis.SessionWeb3TxApi.as_view(), name="session-web3-tx"),
 ]

@@ -13,6 +13,7 @@ from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
 from core.formatting import money
 from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app import selectors
+from sessions_app.links import admin as link_admin  # noqa: F401 - registers the payment links' pages
 from sessions_app.models import PaymentSession, WebhookEvent
 from sessions_app.services import FulfilAnywayRefused, session_fulfil_anyway
 from sessions_app.webhooks import webhook_event_reprocess_stored
@@ -83,7 +84,7 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
                        "failure_reason", "created_at", "expires_at", "paid_at", "failed_at",
                        "payment_attempts_failed", "last_payment_error_code", "last_payment_error_message",
                        "late_payment_at", "fulfil_anyway_at", "fulfil_anyway_by", "success_url",
-                       "cancel_url", "providers", "metadata_pretty")
+                       "cancel_url", "providers", "metadata_pretty", "payment_link")
     fields = readonly_fields
     change_form_template = "admin/sessions_app/paymentsession/change_form.html"
     change_list_template = "admin/sessions_app/paymentsession/change_list.html"

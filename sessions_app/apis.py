@@ -22,6 +22,7 @@ from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
 from core.pagination import StrictCursorPagination
+from keys_app.models import PublishableKey
 from sessions_app import selectors
 from sessions_app.crypto import services as crypto
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
@@ -36,6 +37,7 @@ from sessions_app.inputs import (
     metadata_clean,
     plain_create_input,
 )
+from sessions_app.links.apis import publishable_create_session
 from sessions_app.models import PaymentSession, Status
 from sessions_app.openapi import (
     LIST_PARAMETERS,
@@ -68,6 +70,7 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
         "entitlement": {"expires_in_days": (session.entitlement or {}).get("expires_in_days"),
                         "metadata": (session.entitlement or {}).get("metadata") or {}},
         "client_reference_id": session.client_reference_id,
+        "payment_link": session.payment_link_id,
         "success_url": session.success_url,
         "cancel_url": session.cancel_url,
         "created_at": iso_utc(session.created_at),
@@ -97,7 +100,15 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
 
 
 class CreateSessionApi(APIView):
+    # A secret key, or a publishable key (pk_…) with {"payment_link": …}: see sessions_app/links.
+    accepts_publishable_key = True
     throttle_classes = throttling.CREATE_SESSION_THROTTLES
+
+    def get_throttles(self):
+        if isinstance(self.request.auth, PublishableKey):
+            # Anyone may hold a publishable key: limited per client IP and per link, like /pay.
+            return [cls() for cls in throttling.PAY_LINK_THROTTLES]
+        return super().get_throttles()
 
     class InputSerializer(serializers.Serializer):
         amount = AmountField()
@@ -172,14 +183,23 @@ class CreateSessionApi(APIView):
             return attrs
 
     @extend_schema(operation_id="create_session", summary="Create a payment session", tags=["sessions"],
-                   description="`422 web3_rate_unavailable` when the session offers web3 and no price for its "
-                               "asset can be had now (retry later or create it without web3).",
+                   description="With a secret key (`sk_…`, from your server): any session, as below. With a "
+                               "publishable key (`pk_…`, from a web page of an origin in your `allowed_origins`): "
+                               "only `{\"payment_link\": \"plink_…\", \"customer_email\"?, "
+                               "\"client_reference_id\"?, \"amount\"? (custom-amount links only)}`; the price "
+                               "comes from the link, any other field is a `400 parameter_not_allowed`, and the "
+                               "answer is a `PublishableSession`. A secret key sent with an `Origin` header (from "
+                               "a browser) is refused: `401 secret_key_in_browser`. `422 web3_rate_unavailable` "
+                               "when the session offers web3 and no price for its asset can be had now (retry "
+                               "later or create it without web3).",
                    request={"application/json": InputSerializer}, parameters=[IDEMPOTENCY_KEY, RETRY_AFTER],
-                   responses={201: SessionSerializer, **errors(400, 401, 409, 422, 429)})
+                   responses={201: SessionSerializer, **errors(400, 401, 403, 404, 409, 422, 429)})
     def post(self, request):
         if not isinstance(request.data, dict):
             raise ApiError("body_invalid", "The body must be a JSON object.")
         account, api_key = request.user, request.auth
+        if type(api_key) is PublishableKey:
+            return publishable_create_session(request)
 
         def produce() -> tuple[int, dict[str, Any]]:
             fields = plain_create_input(request.data)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import secrets
+import string
 import uuid
 
 from django.db import models
@@ -58,10 +60,16 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
     late_payment_at = models.DateTimeField(null=True, blank=True)
     fulfil_anyway_at = models.DateTimeField(null=True, blank=True)
     fulfil_anyway_by = models.CharField(max_length=200, blank=True, default="")
+    # The payment link the session was started from (GET /pay/{slug}, or a publishable key).
+    payment_link = models.ForeignKey("sessions_app.PaymentLink", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="sessions", db_index=False)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
+            # Per-link counts; sessions made with a secret key (no link) stay out of it.
+            models.Index(fields=["payment_link", "status"], name="session_payment_link_idx",
+                         condition=models.Q(payment_link__isnull=False)),
             models.Index(fields=["account", "-created_at"]),
             models.Index(fields=["account", "status", "-created_at"]),
             # For the expiry sweep, which looks only at open sessions: a paid or failed one
@@ -124,6 +132,60 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
             self.provider = provider
         if provider_reference:
             self.provider_reference = provider_reference
+
+
+_LINK_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_payment_link_id() -> str:
+    return "plink_" + "".join(secrets.choice(_LINK_ALPHABET) for _ in range(24))
+
+
+def new_payment_link_slug() -> str:
+    return "".join(secrets.choice(_LINK_ALPHABET) for _ in range(16))
+
+
+class PaymentLink(models.Model):
+    """A price a merchant publishes: each visit of /pay/{slug} (or a publishable-key call) starts
+    a session at this price. The price never changes; a new price is a new link."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_payment_link_id, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="payment_links", db_index=False)
+    mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.TEST)
+    slug = models.CharField(max_length=32, unique=True, default=new_payment_link_slug, editable=False)
+    active = models.BooleanField(default=True)
+    # The price; null for a custom-amount link, whose buyer chooses within [min, max].
+    amount = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
+    currency = models.CharField(max_length=3, default="EUR")
+    custom_amount_min = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
+    custom_amount_max = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
+    custom_amount_preset = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True)
+    description = models.CharField(max_length=500, blank=True, default="")
+    providers = models.JSONField(default=list, blank=True)
+    entitlement = models.JSONField(default=dict, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    success_url = models.URLField(max_length=2000, blank=True, default="")
+    cancel_url = models.URLField(max_length=2000, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["account", "mode", "-created_at"], name="payment_link_account_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=(models.Q(amount__isnull=False, custom_amount_min__isnull=True)
+                           | models.Q(amount__isnull=True, custom_amount_min__isnull=False,
+                                      custom_amount_max__isnull=False)),
+                name="payment_link_fixed_or_custom"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.description or self.slug}"
+
+    @property
+    def is_custom_amount(self) -> bool:
+        return self.amount is None
 
 
 class LatePayment(models.Model):

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from core import currencies
 from core.pagination import LIMIT_SCHEMA
+from sessions_app.links.apis import PUBLISHABLE_SESSION_SCHEMA
 from sessions_app.models import Status, Web3Transfer
 
 
@@ -78,6 +79,7 @@ class SessionSerializer(serializers.Serializer):
     metadata = serializers.DictField(child=serializers.JSONField())
     entitlement = SessionEntitlementSerializer(help_text="What the buyer's entitlement key carries.")
     client_reference_id = serializers.CharField(allow_blank=True)
+    payment_link = serializers.CharField(allow_null=True, help_text="The payment link it was started from, if any.")
     success_url = serializers.CharField(allow_blank=True)
     cancel_url = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()
@@ -154,6 +156,11 @@ def refine_schema(result, generator, request, public):
     enforces, so that a client (and the fuzzer) can build a valid request from the schema alone."""
 
 
+    created = result.get("paths", {}).get("/create_session", {}).get("post", {}).get("responses", {}).get("201")
+    if created is not None:
+        # A publishable key is answered with less than a secret key (sessions_app/links/apis.py).
+        content = created["content"]["application/json"]
+        content["schema"] = {"anyOf": [content["schema"], PUBLISHABLE_SESSION_SCHEMA]}
     schemas = result.get("components", {}).get("schemas", {})
     # Bodies whose unknown fields are answered `400 parameter_unknown`.
     for name in ("CreateSessionInputRequest", "PatchedAccountInputRequest"):

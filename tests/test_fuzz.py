@@ -51,7 +51,7 @@ DERANDOMIZE = os.environ.get("FUZZ_RANDOM", "") != "1"
 # Fuzzing is many requests from one address: lift the abuse limits, they have their own tests.
 UNLIMITED = {scope: "100000/min" for scope in (
     "create_session_key", "create_session_ip", "api_key", "api_ip", "status_session", "status_ip", "checkout_ip",
-    "checkout_session", "verify_key", "access_links_ip", "access_links_address")}
+    "checkout_session", "verify_key", "access_links_ip", "access_links_address", "pay_link_ip", "pay_link")}
 
 
 
