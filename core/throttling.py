@@ -169,12 +169,15 @@ def limits_counted_early(request, view, *, fetch: str) -> Any:
     counting again. Returns the cached value at `fetch`, None on a miss. A view whose throttles are
     not one Limits is left to count them itself.
     """
-    throttles = view.get_throttles() if view is not None else []
-    if len(throttles) != 1 or not isinstance(throttles[0], Limits):
+    # The declared throttles, not get_throttles(): a view may choose its throttles by the request's
+    # authentication, which is what is running now. A throttle the view chooses otherwise finds
+    # no verdict of its own kind and counts itself.
+    classes = list(getattr(view, "throttle_classes", None) or [])
+    if len(classes) != 1 or not issubclass(classes[0], Limits):
         return _cache_get(default_cache, fetch)
-    limits_ = throttles[0]
+    limits_ = classes[0]
     allowed, wait, fetched = _count_and_fetch([cls() for cls in limits_.members], request, view, fetch)
-    request._limits_verdict = (type(limits_), allowed, wait)
+    request._limits_verdict = (limits_, allowed, wait)
     return fetched
 
 
