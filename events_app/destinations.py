@@ -3,7 +3,8 @@
 A destination's host is resolved and every address it resolves to is checked, when the endpoint
 is saved and again right before each delivery, and the delivery connects to the address checked
 (not to the name again), so a name that re-resolves elsewhere in between (DNS rebinding) cannot
-redirect it. Loopback is allowed only with MERCHANT_WEBHOOK_ALLOW_LOOPBACK (local development).
+redirect it. Loopback is allowed only to test-mode endpoints, and only with
+MERCHANT_WEBHOOK_ALLOW_LOOPBACK (local development); live mode never reaches it.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ def _refused(code: str, message: str) -> DestinationRefused:
     return DestinationRefused(code, message, field="url")
 
 
-def address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+def address_refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, mode: str) -> str | None:
     """Why a delivery may not go to `address`, or None if it may."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if address.is_loopback:
-        return None if settings.MERCHANT_WEBHOOK_ALLOW_LOOPBACK else "loopback"
+        return None if settings.MERCHANT_WEBHOOK_ALLOW_LOOPBACK and mode != "live" else "loopback"
     if address in _METADATA or address.is_link_local:
         return "link-local or metadata"
     if address.is_private or address.is_multicast or address.is_reserved or address.is_unspecified \
@@ -59,7 +60,7 @@ def parse(url: str, *, mode: str) -> tuple[str, str, int]:
     return scheme, parts.hostname, port or (443 if scheme == "https" else 80)
 
 
-def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def resolve(host: str, port: int, *, mode: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """Every address `host` resolves to, each checked; DestinationRefused if any is not allowed."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -68,7 +69,7 @@ def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6
     addresses = []
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        refusal = address_refusal(address)
+        refusal = address_refusal(address, mode=mode)
         if refusal is not None:
             raise _refused("url_forbidden_address", f"The host {host!r} resolves to a {refusal} address.")
         if address not in addresses:
@@ -79,4 +80,4 @@ def resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6
 def destination_check(url: str, *, mode: str) -> None:
     """Refuse a URL a delivery may not go to (called when an endpoint is saved)."""
     _, host, port = parse(url, mode=mode)
-    resolve(host, port)
+    resolve(host, port, mode=mode)

@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import Task, current_app
+from django.conf import settings
 from django.db import connection
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,8 @@ def _run_inline(name: str, args: list, kwargs: dict) -> None:
 def queue(name: str, *args, **kwargs) -> bool:
     """Queue a task of events_app; a broker failure is logged, and the dispatcher's sweep retries."""
     global _inline_pool
-    if current_app.conf.task_always_eager:
-        # No broker: keep the HTTP requests to merchants out of the web request, on a background thread.
+    if current_app.conf.task_always_eager and settings.FULFILMENT_EAGER_BACKGROUND:
+        # No broker (the embedded default): as for fulfilment, keep the HTTP requests to merchants out of the web request, on a background thread.
         with _inline_lock:
             if _inline_pool is None:
                 _inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="merchant-webhooks")

@@ -45,7 +45,7 @@ def post(url: str, *, mode: str, body: bytes, headers: dict[str, str]) -> Answer
 
     try:
         scheme, host, port = destinations.parse(url, mode=mode)
-        address = str(destinations.resolve(host, port)[0])
+        address = str(destinations.resolve(host, port, mode=mode)[0])
     except destinations.DestinationRefused as exc:
         return Answer(None, "", f"refused: {exc.message}"[:500], took())
     split = urllib3.util.parse_url(url)

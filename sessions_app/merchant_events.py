@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core import currencies
 from core.formatting import iso_utc
 from events_app.models import Event
 from events_app.services import event_build, event_emit
@@ -15,7 +16,7 @@ from sessions_app.models import PaymentSession, Status
 
 
 def session_data(session: PaymentSession, **extra: Any) -> dict[str, Any]:
-    return {"object": "session", "id": str(session.pk), "status": session.status, "amount": str(session.amount),
+    return {"object": "session", "id": str(session.pk), "status": session.status, "amount": str(currencies.in_minor_units(session.amount, session.currency)),
             "currency": session.currency, "livemode": session.mode == "live",
             "client_reference_id": session.client_reference_id or None, "metadata": session.metadata,
             "customer_email": session.customer_email or None, "provider": session.provider or None,
