@@ -616,25 +616,27 @@ class Bench:
         self.sampler.start()
         self.start_celery()
         self.celery_consume(False)
-        self.start_web(args.workers, self.port)
-        log(f"gunicorn sync x{args.workers} on 127.0.0.1:{self.port}; celery worker {self.celery_name}")
         endpoints = tuple(ep for ep in RUN_ORDER if not args.only or ep in args.only or ep in BASELINES)
-        main = self.pass_(label=f"{args.workers}w", concurrencies=args.concurrency, runs=args.runs,
-                          duration=args.duration, endpoints=endpoints)
+        main = {}
+        if http_wanted(args):
+            self.start_web(args.workers, self.port)
+            log(f"gunicorn sync x{args.workers} on 127.0.0.1:{self.port}; celery worker {self.celery_name}")
+            main = self.pass_(label=f"{args.workers}w", concurrencies=args.concurrency, runs=args.runs,
+                              duration=args.duration, endpoints=endpoints)
         fulfilment = None
-        if self.fulfilment_available() and not args.skip_fulfilment:
+        if self.fulfilment_available() and not args.skip_fulfilment and http_wanted(args):
             self.drop_backlog()
             self.celery_consume(True)
             log(f"paid -> email: {self.fulfilment_plan()}")
             fulfilment = self.measure_fulfilment()
             self.celery_consume(False)
         scaling = None
-        if args.scale_workers:
+        if args.scale_workers and http_wanted(args):
             self.start_web(args.scale_workers, free_port())
             log(f"scaling: gunicorn sync x{args.workers} and x{args.scale_workers}, measured alternately")
             scaling = self.scale_pass(concurrencies=args.scale_concurrency, runs=args.runs,
                                       duration=args.duration, endpoints=endpoints)
-        revoke = self.measure_revoke() if "verify" in endpoints else None
+        revoke = self.measure_revoke() if "verify" in endpoints and http_wanted(args) else None
         self.stop_webs()
         self.drop_backlog()
         deliveries = None
@@ -737,6 +739,11 @@ class Bench:
         return result
 
 
+def http_wanted(args: argparse.Namespace) -> bool:
+    """Whether the HTTP passes run: not for `--only deliveries` (the merchant webhook figure alone)."""
+    return not args.only or set(args.only) != {"deliveries"}
+
+
 def paired_ratio(fig: Figure, base: Figure) -> float | None:
     """Median of the run-by-run ratios: each run is compared with the baseline run next to it."""
     pairs = [a.rps / b.rps for a, b in zip(fig.samples, base.samples, strict=False) if b.rps]
@@ -833,7 +840,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=ints, default=[1, 8, 32])
     parser.add_argument("--scale-concurrency", type=ints, default=[8])
     parser.add_argument("--only", type=lambda s: s.split(","), default=None,
-                        help="hot paths to measure (baselines always run), e.g. webhook,status")
+                        help="hot paths to measure (baselines always run), e.g. webhook,status; "
+                             "`deliveries` alone measures only the merchant webhook deliveries/s")
     parser.add_argument("--skip-fulfilment", action="store_true", help="skip paid->email and the PDF render")
     parser.add_argument("--skip-deliveries", action="store_true", help="skip the merchant webhook deliveries/s figure")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
@@ -847,7 +855,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and http_wanted(args):
         raise SystemExit("wrk is not installed: `apt-get install -y wrk` (make bench does it)")
     sys.path.insert(0, str(ROOT))
     bench = Bench(args)
