@@ -54,6 +54,13 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_int_item(name: str, item: str) -> int:
+    """One item of a comma-separated list of whole seconds (0 or more)."""
+    if not item.isdigit():
+        raise ImproperlyConfigured(f"{name} must list whole seconds (0 or more), got {item!r}")
+    return int(item)
+
+
 def env_decimal(name: str, default: str) -> Decimal:
     raw = os.environ.get(name, "").strip() or default
     try:
@@ -507,7 +514,8 @@ API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60)
 # The waits between a delivery's attempts, in seconds (each with +-10% jitter); the first attempt
 # is immediate. The default spreads the attempts over about 24 hours.
 MERCHANT_WEBHOOK_RETRY_SCHEDULE = [
-    max(0, int(part)) for part in env_list("MERCHANT_WEBHOOK_RETRY_SCHEDULE", "60,240,1500,5400,10800,18000,50400")
+    env_int_item("MERCHANT_WEBHOOK_RETRY_SCHEDULE", part)
+    for part in env_list("MERCHANT_WEBHOOK_RETRY_SCHEDULE", "60,240,1500,5400,10800,18000,50400")
 ]
 # An endpoint is disabled after this many events in a row failed for good, the first of them at
 # least MERCHANT_WEBHOOK_DISABLE_AFTER_SECONDS ago; its merchant is warned at the 5th.
