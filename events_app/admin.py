@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from core import errors
 from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
@@ -14,6 +16,11 @@ from events_app.models import Delivery, DeliveryAttempt, Event, WebhookEndpoint
 
 def _actor(request: HttpRequest) -> str:
     return f"admin:{request.user.get_username()}"
+
+
+def _log_link(object_id: str) -> str:
+    """The delivery log of one endpoint or one event (its search finds both ids)."""
+    return format_html('<a href="{}?q={}">deliveries</a>', reverse("admin:events_app_delivery_changelist"), object_id)
 
 
 class StatusClassFilter(admin.SimpleListFilter):
@@ -47,7 +54,7 @@ class EventTypeFilter(ScopedValuesFilter):
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(MerchantScopedAdmin):
-    list_display = ("id", "url", "mode", "enabled", "consecutive_failures", "last_delivery", "created_at")
+    list_display = ("id", "url", "mode", "enabled", "consecutive_failures", "last_delivery", "log", "created_at")
     staff_list_display = ("account",)
     list_filter = ("mode", "enabled")
     staff_list_filter = ("account",)
@@ -64,6 +71,10 @@ class WebhookEndpointAdmin(MerchantScopedAdmin):
         if last is None:
             return "-"
         return f"{last.status} ({last.last_status_code or last.last_error[:40] or '-'})"
+
+    @admin.display(description="delivery log")
+    def log(self, obj: WebhookEndpoint) -> str:
+        return _log_link(obj.pk)
 
     @admin.action(description="Send test event")
     def send_test_event(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -133,7 +144,7 @@ class DeliveryAdmin(MerchantScopedAdmin):
 
 @admin.register(Event)
 class EventAdmin(MerchantScopedAdmin):
-    list_display = ("id", "type", "mode", "object_id", "created_at")
+    list_display = ("id", "type", "mode", "object_id", "deliveries", "created_at")
     staff_list_display = ("account",)
     list_filter = ("mode", EventTypeFilter)
     staff_list_filter = ("account",)
@@ -141,6 +152,10 @@ class EventAdmin(MerchantScopedAdmin):
     readonly_fields = ("id", "account", "mode", "type", "object_id", "data", "created_at")
     fields = readonly_fields
     actions = ("redeliver",)
+
+    @admin.display(description="deliveries")
+    def deliveries(self, obj: Event) -> str:
+        return _log_link(obj.pk)
 
     @admin.action(description="Redeliver")
     def redeliver(self, request: HttpRequest, queryset: QuerySet) -> None:
