@@ -9,11 +9,10 @@ and it is sent again with the same webhook-id. Only a finished request writes it
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -24,6 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from core import db
 from events_app import secrets_box, sender
 from events_app.models import Delivery, DeliveryAttempt, Event, WebhookEndpoint
 
@@ -81,21 +81,30 @@ def deliveries_take_due(*, limit: int = 200, now: datetime | None = None) -> lis
 # ---------------------------------------------------------------- one attempt
 
 
-@contextmanager
-def _sending(delivery_id: int) -> Iterator[bool]:
-    """Whether this worker may send the delivery now (the advisory lock, on PostgreSQL)."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [DELIVERY_LOCK, delivery_id % 2**31])
-        held = cursor.fetchone()[0]
-    try:
-        yield held
-    finally:
-        if held:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [DELIVERY_LOCK, delivery_id % 2**31])
+def _take(delivery_ids: list[int], held: list[int]) -> list[Delivery]:
+    """The deliveries this worker may send now, with their endpoints and events.
+
+    On PostgreSQL each is first locked (one statement for all, advisory locks that `held` lists),
+    then read (one statement): a read after the lock sees the outcome of any earlier sender.
+    Another worker's deliveries (locked already) are left to it.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT k FROM unnest(%s::bigint[]) AS k WHERE pg_try_advisory_lock(%s, (k %% 2147483648)::int)",
+                           [delivery_ids, DELIVERY_LOCK])
+            held.extend(pk for (pk,) in cursor.fetchall())
+        delivery_ids = [pk for pk in delivery_ids if pk in set(held)]
+    found = Delivery.objects.select_related("endpoint", "event").in_bulk(delivery_ids)
+    return [found[pk] for pk in delivery_ids if pk in found]
+
+
+def _release(held: list[int]) -> None:
+    """Let go of the deliveries sent, in one statement, once their outcome is committed."""
+    if held and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, (k %% 2147483648)::int) FROM unnest(%s::bigint[]) AS k",
+                           [DELIVERY_LOCK, held])
+    held.clear()
 
 
 def event_body(event: Event) -> str:
@@ -127,52 +136,96 @@ def retry_wait(attempts: int) -> float | None:
     return schedule[attempts - 1] * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not a secret
 
 
+def deliveries_send(delivery_ids: list[int], *, redelivery: bool = False) -> list[DeliveryAttempt | None]:
+    """An attempt of each delivery that is due (or asked for again), one after the other.
+
+    Each is locked (an advisory lock) from before its read until its outcome is committed; the
+    locks are taken, the rows read and the locks let go in one statement each for the whole batch,
+    so a delivery that succeeds costs one statement of its own. Connections to an endpoint's
+    address are kept for the batch.
+    """
+    held: list[int] = []
+    pools = sender.Pools()
+    try:
+        sent = {d.pk: _send(d, redelivery=redelivery, pools=pools) for d in _take(delivery_ids, held)}
+        return [sent.get(pk) for pk in delivery_ids]
+    finally:
+        pools.close()
+        _release(held)
+
+
 def delivery_send(*, delivery_id: int, redelivery: bool = False) -> DeliveryAttempt | None:
     """One attempt of a delivery that is due (or asked for again); None if there was nothing to send."""
-    with _sending(delivery_id) as held:
-        if not held:
-            return None  # another worker is sending it; it finishes the delivery
-        delivery = Delivery.objects.select_related("endpoint", "event").filter(pk=delivery_id).first()
-        if delivery is None:
-            return None
-        now = timezone.now()
-        endpoint = delivery.endpoint
-        if not redelivery and (delivery.status != Delivery.Status.PENDING
-                               or (delivery.next_attempt_at and delivery.next_attempt_at > now)):
-            return None
-        if not endpoint.enabled and delivery.event.type != "ping":
-            Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
-                status=Delivery.Status.SKIPPED, last_error="endpoint disabled", finished_at=now)
-            return None
-        body = event_body(delivery.event)
-        try:
-            secrets = signing_secrets(endpoint, now=now)
-        except secrets_box.CannotOpen:
-            logger.error("the signing secret of endpoint %s cannot be opened (DJANGO_SECRET_KEY changed?)",
-                         endpoint.pk)
-            return None
-        answer = sender.post(endpoint.url, mode=endpoint.mode, body=body.encode(),
-                             headers=signed_headers(delivery.event, body, secrets, now=now))
-        return _record(delivery, answer, started_at=now, redelivery=redelivery)
+    return deliveries_send([delivery_id], redelivery=redelivery)[0]
 
 
-def _record(delivery: Delivery, answer: sender.Answer, *, started_at: datetime, redelivery: bool) -> DeliveryAttempt:
+def _send(delivery: Delivery, *, redelivery: bool, pools: sender.Pools) -> DeliveryAttempt | None:
     now = timezone.now()
+    endpoint = delivery.endpoint
+    if not redelivery and (delivery.status != Delivery.Status.PENDING
+                           or (delivery.next_attempt_at and delivery.next_attempt_at > now)):
+        return None
+    if not endpoint.enabled and delivery.event.type != "ping":
+        Delivery.objects.filter(pk=delivery.pk, status=Delivery.Status.PENDING).update(
+            status=Delivery.Status.SKIPPED, last_error="endpoint disabled", finished_at=now)
+        return None
+    body = event_body(delivery.event)
+    try:
+        secrets = signing_secrets(endpoint, now=now)
+    except secrets_box.CannotOpen:
+        logger.error("the signing secret of endpoint %s cannot be opened (DJANGO_SECRET_KEY changed?)", endpoint.pk)
+        return None
+    answer = sender.post(endpoint.url, mode=endpoint.mode, body=body.encode(),
+                         headers=signed_headers(delivery.event, body, secrets, now=now), pools=pools)
+    attempt = DeliveryAttempt(delivery=delivery, started_at=now, status_code=answer.status_code,
+                              duration_ms=answer.duration_ms, response_body=answer.body, error=answer.error,
+                              succeeded=answer.succeeded, redelivery=redelivery)
     is_ping = delivery.event.type == "ping"
+    if answer.succeeded and connection.vendor == "postgresql":
+        # The common case, in one statement: the attempt, the outcome, and the end of any failure run.
+        _succeeded(attempt, endpoint_id=endpoint.pk, resets_endpoint=not is_ping)
+        return attempt
+    return _record(delivery, attempt, is_ping=is_ping)
+
+
+def _succeeded(attempt: DeliveryAttempt, *, endpoint_id: str, resets_endpoint: bool) -> None:
+    fields = db.insert_fields(DeliveryAttempt)
+    row = db.fetchone(_succeeded_sql(), [*db.insert_params(attempt, fields), attempt.status_code, timezone.now(),
+                                         attempt.delivery_id, endpoint_id, resets_endpoint])
+    db.mark_inserted(attempt, row[0])
+
+
+@functools.cache
+def _succeeded_sql() -> str:
+    quote = connection.ops.quote_name
+    fields = db.insert_fields(DeliveryAttempt)
+    return (f"WITH attempt AS (INSERT INTO {quote(DeliveryAttempt._meta.db_table)} "  # noqa: S608 - names are ours
+            f"({', '.join(quote(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
+            f"RETURNING id), done AS (UPDATE {quote(Delivery._meta.db_table)} SET attempts = attempts + 1, "
+            f"last_status_code = %s, last_error = '', queued_until = NULL, "
+            f"finished_at = CASE WHEN status = 'succeeded' THEN finished_at ELSE %s END, status = 'succeeded' "
+            f"WHERE id = %s RETURNING 1), reset AS (UPDATE {quote(WebhookEndpoint._meta.db_table)} "
+            f"SET consecutive_failures = 0, failing_since = NULL, warned_at = NULL "
+            f"WHERE id = %s AND consecutive_failures > 0 AND %s RETURNING 1) "
+            f"SELECT (SELECT id FROM attempt), (SELECT count(*) FROM done), (SELECT count(*) FROM reset)")
+
+
+def _record(delivery: Delivery, attempt: DeliveryAttempt, *, is_ping: bool) -> DeliveryAttempt:
+    """An attempt whose outcome may touch the endpoint (a failure, or the first success after some)."""
+    now = timezone.now()
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
-        attempt = DeliveryAttempt.objects.create(
-            delivery=delivery, started_at=started_at, status_code=answer.status_code, duration_ms=answer.duration_ms,
-            response_body=answer.body, error=answer.error, succeeded=answer.succeeded, redelivery=redelivery)
+        attempt.delivery = delivery
+        attempt.save(force_insert=True)
         delivery.attempts += 1
-        delivery.last_status_code, delivery.last_error = answer.status_code, answer.error
+        delivery.last_status_code, delivery.last_error = attempt.status_code, attempt.error
         delivery.queued_until = None
         outcome = None
-        if answer.succeeded:
+        if attempt.succeeded:
             if delivery.status != Delivery.Status.SUCCEEDED:
                 delivery.status, delivery.finished_at, outcome = Delivery.Status.SUCCEEDED, now, True
         elif delivery.status == Delivery.Status.PENDING:
-            wait = retry_wait(delivery.attempts) if answer.retryable else None
+            wait = retry_wait(delivery.attempts) if sender.retryable(attempt.status_code) else None
             if wait is not None:
                 delivery.next_attempt_at = now + timedelta(seconds=wait)
             else:

@@ -32,12 +32,41 @@ class Answer:
 
     @property
     def retryable(self) -> bool:
-        """Only where trying again can help: no answer, 408, 429 or 5xx."""
-        code = self.status_code
-        return code is None or code in (408, 429) or code >= 500
+        return retryable(self.status_code)
 
 
-def post(url: str, *, mode: str, body: bytes, headers: dict[str, str]) -> Answer:
+def retryable(code: int | None) -> bool:
+    """Only where trying again can help: no answer, 408, 429 or 5xx."""
+    return code is None or code in (408, 429) or code >= 500
+
+
+class Pools:
+    """Connections kept for one batch of deliveries, per checked address (and name, for TLS)."""
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple, urllib3.HTTPConnectionPool] = {}
+
+    def get(self, scheme: str, address: str, port: int, host: str) -> urllib3.HTTPConnectionPool:
+        key = (scheme, address, port, host)
+        pool = self._pools.get(key)
+        if pool is None:
+            timeout = urllib3.Timeout(total=TIMEOUT_SECONDS)
+            if scheme == "https":
+                pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
+                                                   server_hostname=host, assert_hostname=host,
+                                                   cert_reqs="CERT_REQUIRED")
+            else:
+                pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+            self._pools[key] = pool
+        return pool
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+
+def post(url: str, *, mode: str, body: bytes, headers: dict[str, str], pools: Pools | None = None) -> Answer:
     started = time.monotonic()
 
     def took() -> int:
@@ -50,12 +79,8 @@ def post(url: str, *, mode: str, body: bytes, headers: dict[str, str]) -> Answer
         return Answer(None, "", f"refused: {exc.message}"[:500], took())
     split = urllib3.util.parse_url(url)
     target = (split.path or "/") + (f"?{split.query}" if split.query else "")
-    timeout = urllib3.Timeout(total=TIMEOUT_SECONDS)
-    if scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
-                                           server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED")
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+    own = pools is None
+    pool = (Pools() if own else pools).get(scheme, address, port, host)
     host_header = host if port == (443 if scheme == "https" else 80) else f"{host}:{port}"
     try:
         response = pool.urlopen("POST", target, body=body, headers={**headers, "Host": host_header},
@@ -68,4 +93,5 @@ def post(url: str, *, mode: str, body: bytes, headers: dict[str, str]) -> Answer
     except (HTTPError, OSError) as exc:
         return Answer(None, "", f"{type(exc).__name__}: {exc}"[:500], took())
     finally:
-        pool.close()
+        if own:
+            pool.close()

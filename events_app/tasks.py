@@ -15,8 +15,7 @@ def delivery_send(delivery_id: int, redelivery: bool = False) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def deliveries_send(delivery_ids: list[int]) -> None:
     """A batch from the dispatcher, one endpoint's deliveries in order."""
-    for delivery_id in delivery_ids:
-        delivery.delivery_send(delivery_id=delivery_id)
+    delivery.deliveries_send(delivery_ids)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -24,8 +23,7 @@ def events_fan_out(event_id: str) -> None:
     """Without a dispatcher (SQLite, no broker): one event's deliveries, sent at once."""
     delivery.events_fan_out(event_ids=[event_id])
     for _endpoint_id, ids in delivery.deliveries_take_due():
-        for delivery_id in ids:
-            delivery.delivery_send(delivery_id=delivery_id)
+        delivery.deliveries_send(ids)
 
 
 @shared_task(acks_late=True, ignore_result=True)
