@@ -139,15 +139,20 @@ def retry_wait(attempts: int) -> float | None:
 def deliveries_send(delivery_ids: list[int], *, redelivery: bool = False) -> list[DeliveryAttempt | None]:
     """An attempt of each delivery that is due (or asked for again), one after the other.
 
-    Each is locked (an advisory lock) from before its read until its outcome is committed; the
-    locks are taken, the rows read and the locks let go in one statement each for the whole batch,
-    so a delivery that succeeds costs one statement of its own. Connections to an endpoint's
-    address are kept for the batch.
+    Each is locked (an advisory lock) from before its read until its outcome is committed. The
+    locks are taken, the rows read, the successes written and the locks let go in one statement
+    each for the whole batch (a failure is written at once, after the successes before it, as it
+    may count against its endpoint). A worker that dies mid-batch leaves its successes unwritten:
+    they go out again with the same webhook-id, which is what the id is for. Connections to an
+    endpoint's address are kept for the batch.
     """
     held: list[int] = []
     pools = sender.Pools()
+    successes = _Successes()
     try:
-        sent = {d.pk: _send(d, redelivery=redelivery, pools=pools) for d in _take(delivery_ids, held)}
+        sent = {d.pk: _send(d, redelivery=redelivery, pools=pools, successes=successes)
+                for d in _take(delivery_ids, held)}
+        successes.write()
         return [sent.get(pk) for pk in delivery_ids]
     finally:
         pools.close()
@@ -159,7 +164,8 @@ def delivery_send(*, delivery_id: int, redelivery: bool = False) -> DeliveryAtte
     return deliveries_send([delivery_id], redelivery=redelivery)[0]
 
 
-def _send(delivery: Delivery, *, redelivery: bool, pools: sender.Pools) -> DeliveryAttempt | None:
+def _send(delivery: Delivery, *, redelivery: bool, pools: sender.Pools,
+          successes: _Successes) -> DeliveryAttempt | None:
     now = timezone.now()
     endpoint = delivery.endpoint
     if not redelivery and (delivery.status != Delivery.Status.PENDING
@@ -182,32 +188,57 @@ def _send(delivery: Delivery, *, redelivery: bool, pools: sender.Pools) -> Deliv
                               succeeded=answer.succeeded, redelivery=redelivery)
     is_ping = delivery.event.type == "ping"
     if answer.succeeded and connection.vendor == "postgresql":
-        # The common case, in one statement: the attempt, the outcome, and the end of any failure run.
-        _succeeded(attempt, endpoint_id=endpoint.pk, resets_endpoint=not is_ping)
+        # The common case: written with the batch's other successes (the attempt, the outcome and
+        # the end of any failure run of the endpoint).
+        successes.add(attempt, endpoint_id=endpoint.pk, resets_endpoint=not is_ping)
         return attempt
+    successes.write()
     return _record(delivery, attempt, is_ping=is_ping)
 
 
-def _succeeded(attempt: DeliveryAttempt, *, endpoint_id: str, resets_endpoint: bool) -> None:
-    fields = db.insert_fields(DeliveryAttempt)
-    row = db.fetchone(_succeeded_sql(), [*db.insert_params(attempt, fields), attempt.status_code, timezone.now(),
-                                         attempt.delivery_id, endpoint_id, resets_endpoint])
-    db.mark_inserted(attempt, row[0])
+class _Successes:
+    """The successful attempts of a batch, written together in one statement."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[DeliveryAttempt, str, bool]] = []
+
+    def add(self, attempt: DeliveryAttempt, *, endpoint_id: str, resets_endpoint: bool) -> None:
+        self.attempts.append((attempt, endpoint_id, resets_endpoint))
+
+    def write(self) -> None:
+        if not self.attempts:
+            return
+        rows = [{"delivery_id": a.delivery_id, "started_at": a.started_at.isoformat(), "status_code": a.status_code,
+                 "duration_ms": a.duration_ms, "response_body": a.response_body, "redelivery": a.redelivery,
+                 "endpoint_id": endpoint_id, "resets": resets} for a, endpoint_id, resets in self.attempts]
+        with connection.cursor() as cursor:
+            cursor.execute(_successes_sql(), [json.dumps(rows, separators=(",", ":")), timezone.now()])
+            ids = dict(cursor.fetchall())
+        for attempt, _, _ in self.attempts:
+            db.mark_inserted(attempt, ids.get(attempt.delivery_id))
+        self.attempts.clear()
 
 
 @functools.cache
-def _succeeded_sql() -> str:
+def _successes_sql() -> str:
     quote = connection.ops.quote_name
-    fields = db.insert_fields(DeliveryAttempt)
-    return (f"WITH attempt AS (INSERT INTO {quote(DeliveryAttempt._meta.db_table)} "  # noqa: S608 - names are ours
-            f"({', '.join(quote(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
-            f"RETURNING id), done AS (UPDATE {quote(Delivery._meta.db_table)} SET attempts = attempts + 1, "
-            f"last_status_code = %s, last_error = '', queued_until = NULL, "
-            f"finished_at = CASE WHEN status = 'succeeded' THEN finished_at ELSE %s END, status = 'succeeded' "
-            f"WHERE id = %s RETURNING 1), reset AS (UPDATE {quote(WebhookEndpoint._meta.db_table)} "
-            f"SET consecutive_failures = 0, failing_since = NULL, warned_at = NULL "
-            f"WHERE id = %s AND consecutive_failures > 0 AND %s RETURNING 1) "
-            f"SELECT (SELECT id FROM attempt), (SELECT count(*) FROM done), (SELECT count(*) FROM reset)")
+    attempts, deliveries = quote(DeliveryAttempt._meta.db_table), quote(Delivery._meta.db_table)
+    endpoints = quote(WebhookEndpoint._meta.db_table)
+    return (
+        f"WITH r AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(delivery_id bigint, "  # noqa: S608 - ours
+        f"started_at timestamptz, status_code int, duration_ms int, response_body text, redelivery boolean, "
+        f"endpoint_id text, resets boolean)), "
+        f"attempt AS (INSERT INTO {attempts} (delivery_id, started_at, status_code, duration_ms, response_body, "
+        f"error, succeeded, redelivery) SELECT delivery_id, started_at, status_code, duration_ms, response_body, "
+        f"'', true, redelivery FROM r RETURNING delivery_id, id), "
+        f"done AS (UPDATE {deliveries} AS d SET attempts = d.attempts + 1, last_status_code = r.status_code, "
+        f"last_error = '', queued_until = NULL, status = 'succeeded', "
+        f"finished_at = CASE WHEN d.status = 'succeeded' THEN d.finished_at ELSE %s END "
+        f"FROM r WHERE d.id = r.delivery_id RETURNING 1), "
+        f"reset AS (UPDATE {endpoints} SET consecutive_failures = 0, failing_since = NULL, warned_at = NULL "
+        f"WHERE id IN (SELECT endpoint_id FROM r WHERE resets) AND consecutive_failures > 0 RETURNING 1) "
+        f"SELECT delivery_id, id FROM attempt"
+    )
 
 
 def _record(delivery: Delivery, attempt: DeliveryAttempt, *, is_ping: bool) -> DeliveryAttempt:

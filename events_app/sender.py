@@ -89,7 +89,8 @@ def post(url: str, *, mode: str, body: bytes, headers: dict[str, str], pools: Po
             raw = response.read(READ_LIMIT)
         finally:
             response.release_conn()
-        return Answer(response.status, raw[:KEEP].decode("utf-8", "replace"), "", took())
+        # Text as PostgreSQL stores it: no NUL characters.
+        return Answer(response.status, raw[:KEEP].decode("utf-8", "replace").replace("\x00", ""), "", took())
     except (HTTPError, OSError) as exc:
         return Answer(None, "", f"{type(exc).__name__}: {exc}"[:500], took())
     finally:
