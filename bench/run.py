@@ -210,6 +210,8 @@ def service_env(*, database_url: str, redis_url: str, data_dir: Path, web_port: 
         "EMAIL_PORT": str(smtp_port),
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        # The merchant webhook receiver of the bench listens on loopback.
+        "MERCHANT_WEBHOOK_ALLOW_LOOPBACK": "1",
         # The abuse limits stay on (their Redis round trips are part of each request's cost),
         # with ceilings a loopback load never reaches.
         **{f"THROTTLE_{scope}": "10000000/min" for scope in (
@@ -390,6 +392,9 @@ class Bench:
 
     def stop_all(self) -> None:
         self.sampler.stop()
+        if getattr(self, "hooks_receiver", None):
+            with contextlib.suppress(Exception):
+                self.hooks_receiver.stop()
         for service in reversed(self.services):
             with contextlib.suppress(Exception):
                 service.stop()
@@ -422,6 +427,11 @@ class Bench:
 
         self.merchant, issued = merchant_create(name="Bench Merchant Ltd", email="billing@bench.test")
         self.api_key = issued.plaintext
+        # One enabled merchant webhook endpoint per merchant, as in production (bench_deliveries).
+        from bench import bench_deliveries
+
+        self.hooks_receiver = bench_deliveries.Receiver()
+        self.webhook_endpoints = [bench_deliveries.endpoint_for(self.merchant.pk, self.hooks_receiver.url)]
         self.make_request_files()
 
     def make_request_files(self) -> None:
@@ -610,31 +620,41 @@ class Bench:
         self.sampler.start()
         self.start_celery()
         self.celery_consume(False)
-        self.start_web(args.workers, self.port)
-        log(f"gunicorn sync x{args.workers} on 127.0.0.1:{self.port}; celery worker {self.celery_name}")
         endpoints = tuple(ep for ep in RUN_ORDER if not args.only or ep in args.only or ep in BASELINES)
-        main = self.pass_(label=f"{args.workers}w", concurrencies=args.concurrency, runs=args.runs,
-                          duration=args.duration, endpoints=endpoints)
+        main = {}
+        if http_wanted(args):
+            self.start_web(args.workers, self.port)
+            log(f"gunicorn sync x{args.workers} on 127.0.0.1:{self.port}; celery worker {self.celery_name}")
+            main = self.pass_(label=f"{args.workers}w", concurrencies=args.concurrency, runs=args.runs,
+                              duration=args.duration, endpoints=endpoints)
         fulfilment = None
-        if self.fulfilment_available() and not args.skip_fulfilment:
+        if self.fulfilment_available() and not args.skip_fulfilment and http_wanted(args):
             self.drop_backlog()
             self.celery_consume(True)
             log(f"paid -> email: {self.fulfilment_plan()}")
             fulfilment = self.measure_fulfilment()
             self.celery_consume(False)
         scaling = None
-        if args.scale_workers:
+        if args.scale_workers and http_wanted(args):
             self.start_web(args.scale_workers, free_port())
             log(f"scaling: gunicorn sync x{args.workers} and x{args.scale_workers}, measured alternately")
             scaling = self.scale_pass(concurrencies=args.scale_concurrency, runs=args.runs,
                                       duration=args.duration, endpoints=endpoints)
-        revoke = self.measure_revoke() if "verify" in endpoints else None
+        revoke = self.measure_revoke() if "verify" in endpoints and http_wanted(args) else None
         self.stop_webs()
         self.drop_backlog()
-        self.sampler.sample()
-        return self.report(started=started, main=main, scaling=scaling, fulfilment=fulfilment, revoke=revoke)
+        deliveries = None
+        if not args.skip_deliveries:
+            from bench import bench_deliveries
 
-    def report(self, *, started, main, scaling, fulfilment, revoke=None) -> dict[str, Any]:
+            log(f"merchant webhooks: {bench_deliveries.DELIVERIES} deliveries against "
+                f"{bench_deliveries.NOOP_TASKS} no-op tasks, one worker")
+            deliveries = bench_deliveries.measure(self)
+        self.sampler.sample()
+        return self.report(started=started, main=main, scaling=scaling, fulfilment=fulfilment, revoke=revoke,
+                           deliveries=deliveries)
+
+    def report(self, *, started, main, scaling, fulfilment, revoke=None, deliveries=None) -> dict[str, Any]:
         args = self.args
         mb = {role: round(v / 2**20, 1) for role, v in self.sampler.peak.items()}
         web_rss = max([v for k, v in mb.items() if k.startswith("web_")], default=None)
@@ -660,6 +680,7 @@ class Bench:
             "rss_mb": mb,
             "fulfilment": fulfilment,
             "revoke": revoke,
+            "deliveries": deliveries,
         }
         targets = []
         for ep, (base, target) in TARGETS.items():
@@ -696,6 +717,11 @@ class Bench:
         else:
             for name in ("paid_to_email_p50_s", "paid_to_email_p99_s", "pdf_median_ms"):
                 targets.append({"target": name, "value": None, "ok": None, "note": "not yet measurable"})
+        if deliveries:
+            targets.append({"target": "merchant webhook deliveries/s >= 0.25x no-op Celery tasks/s (1 worker)",
+                            "value": deliveries["ratio"], "ok": deliveries["complete"] and deliveries["ratio"] >= 0.25,
+                            "note": f"{deliveries['deliveries_per_s']} deliveries/s, "
+                                    f"{deliveries['noop_tasks_per_s']} no-op tasks/s"})
         targets.append({"target": f"web worker RSS <= {WEB_RSS_MB:g} MB", "value": web_rss,
                         "ok": web_rss is not None and web_rss <= WEB_RSS_MB})
         targets.append({"target": f"celery worker RSS <= {CELERY_RSS_MB:g} MB", "value": celery_rss,
@@ -715,6 +741,11 @@ class Bench:
                                         "ok": ratio is not None and ratio >= SCALING_MIN_RATIO})
         result["targets"] = targets
         return result
+
+
+def http_wanted(args: argparse.Namespace) -> bool:
+    """Whether the HTTP passes run: not for `--only deliveries` (the merchant webhook figure alone)."""
+    return not args.only or set(args.only) != {"deliveries"}
 
 
 def paired_ratio(fig: Figure, base: Figure) -> float | None:
@@ -779,6 +810,11 @@ def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
     else:
         why = "skipped (--skip-fulfilment)" if args.skip_fulfilment else "not yet measurable (fulfilment not built)"
         lines.append(f"Paid to email sent / invoice PDF: {why}")
+    hooks = result.get("deliveries")
+    if hooks:
+        lines.append(f"Merchant webhooks (1 worker, local receiver answering 200): {fmt(hooks['deliveries_per_s'])} "
+                     f"deliveries/s; no-op Celery tasks {fmt(hooks['noop_tasks_per_s'])}/s; "
+                     f"ratio {fmt(hooks['ratio'], 2)}x")
     revoke = result.get("revoke")
     if revoke:
         seen = revoke["last_valid_after_s"]
@@ -808,8 +844,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=ints, default=[1, 8, 32])
     parser.add_argument("--scale-concurrency", type=ints, default=[8])
     parser.add_argument("--only", type=lambda s: s.split(","), default=None,
-                        help="hot paths to measure (baselines always run), e.g. webhook,status")
+                        help="hot paths to measure (baselines always run), e.g. webhook,status; "
+                             "`deliveries` alone measures only the merchant webhook deliveries/s")
     parser.add_argument("--skip-fulfilment", action="store_true", help="skip paid->email and the PDF render")
+    parser.add_argument("--skip-deliveries", action="store_true", help="skip the merchant webhook deliveries/s figure")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
@@ -821,7 +859,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
+    if shutil.which("wrk") is None and http_wanted(args):
         raise SystemExit("wrk is not installed: `apt-get install -y wrk` (make bench does it)")
     sys.path.insert(0, str(ROOT))
     bench = Bench(args)

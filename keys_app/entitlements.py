@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from core import errors
+from events_app.services import event_emit
 from keys_app.key_cache import entitlement_cache_put
 from keys_app.keygen import ENTITLEMENT, generate_key, hash_key, parse_entitlement_key, parse_key
 from keys_app.models import Account, EntitlementKey, Mode
@@ -36,6 +37,13 @@ def _entitlement_summary(key: EntitlementKey) -> dict[str, Any]:
     return {"id": str(key.pk), "display": key.display, "mode": key.mode, "status": key.status,
             "session_id": str(key.session_id), "expires_at": key.expires_at,
             "superseded_by": str(key.superseded_by_id) if key.superseded_by_id else None}
+
+
+def _key_emit(key: EntitlementKey, type: str, **extra: Any) -> None:
+    """The merchant's event (never the key itself: only its display form)."""
+    event_emit(account_id=key.account_id, mode=key.mode, type=type, object_id=str(key.pk),
+               data={"object": "key", **_entitlement_summary(key), "customer_email": key.customer_email or None,
+                     **extra})
 
 
 def _entitlement_create(*, account_id: int, session_id, customer_email: str, mode: str, metadata: dict[str, Any],
@@ -63,6 +71,7 @@ def entitlement_key_issue(
     )
     audit_record(action="entitlement_key.issued", subject_type="entitlement_key", subject_id=issued.key.pk,
                  account_id=account.pk, actor=actor, after=_entitlement_summary(issued.key))
+    _key_emit(issued.key, "key.issued")
     return issued
 
 
@@ -82,6 +91,7 @@ def entitlement_key_revoke(*, key: EntitlementKey, actor: str) -> EntitlementKey
     key.save(update_fields=["status", "revoked_at"])
     audit_record(action="entitlement_key.revoked", subject_type="entitlement_key", subject_id=key.pk,
                  account_id=key.account_id, actor=actor, before=before, after=_entitlement_summary(key))
+    _key_emit(key, "key.revoked")
     return key
 
 
@@ -113,6 +123,8 @@ def _supersede(key: EntitlementKey, *, mode: str, overlap: timedelta, action: st
     audit_record(action=action, subject_type="entitlement_key", subject_id=key.pk, account_id=key.account_id,
                  actor=actor, before=before, after={**_entitlement_summary(key),
                                                     "successor": _entitlement_summary(issued.key)})
+    if action == "entitlement_key.rotated":
+        _key_emit(key, "key.rotated", successor=_entitlement_summary(issued.key))
     return issued
 
 

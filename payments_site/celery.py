@@ -32,3 +32,26 @@ class FulfilmentRelay(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(FulfilmentRelay)
+
+
+class MerchantWebhookDispatcher(bootsteps.StartStopStep):
+    """New events become deliveries, and deliveries due become tasks (events_app/dispatch.py)."""
+
+    def __init__(self, worker, **kwargs) -> None:
+        super().__init__(worker, **kwargs)
+        self.dispatcher = None
+
+    def start(self, worker) -> None:
+        # Imported when the worker starts: this module loads before Django is set up.
+        from events_app.dispatch import Dispatcher
+
+        if Dispatcher.wanted():
+            self.dispatcher = Dispatcher()
+            self.dispatcher.start()
+
+    def stop(self, worker) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+
+
+app.steps["worker"].add(MerchantWebhookDispatcher)

@@ -54,6 +54,13 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_int_item(name: str, item: str) -> int:
+    """One item of a comma-separated list of whole seconds (0 or more)."""
+    if not item.isdigit():
+        raise ImproperlyConfigured(f"{name} must list whole seconds (0 or more), got {item!r}")
+    return int(item)
+
+
 def env_decimal(name: str, default: str) -> Decimal:
     raw = os.environ.get(name, "").strip() or default
     try:
@@ -519,6 +526,28 @@ API_KEY_TOUCH_INTERVAL_SECONDS = 60
 # rotating or saving a key or its account drops it at once. 0 turns the cache off.
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 60)
 
+# --------------------------------------------------------------------------- merchant webhooks
+# Events pushed to merchants' endpoints (events_app, docs/webhooks.md).
+
+# The waits between a delivery's attempts, in seconds (each with +-10% jitter); the first attempt
+# is immediate. The default spreads the attempts over about 24 hours.
+MERCHANT_WEBHOOK_RETRY_SCHEDULE = [
+    env_int_item("MERCHANT_WEBHOOK_RETRY_SCHEDULE", part)
+    for part in env_list("MERCHANT_WEBHOOK_RETRY_SCHEDULE", "60,240,1500,5400,10800,18000,50400")
+]
+# An endpoint is disabled after this many events in a row failed for good, the first of them at
+# least MERCHANT_WEBHOOK_DISABLE_AFTER_SECONDS ago; its merchant is warned at the 5th.
+MERCHANT_WEBHOOK_DISABLE_AFTER_FAILURES = env_int("MERCHANT_WEBHOOK_DISABLE_AFTER_FAILURES", 10)
+MERCHANT_WEBHOOK_DISABLE_AFTER_SECONDS = env_int("MERCHANT_WEBHOOK_DISABLE_AFTER_SECONDS", 12 * 3600)
+# Loopback destinations (127.0.0.1, ::1, localhost) for local development; never in production.
+MERCHANT_WEBHOOK_ALLOW_LOOPBACK = env_bool("MERCHANT_WEBHOOK_ALLOW_LOOPBACK", ALLOW_DEBUG)
+# A delivery handed to a worker is handed on again if it is not done this long after.
+MERCHANT_WEBHOOK_REQUEUE_SECONDS = env_int("MERCHANT_WEBHOOK_REQUEUE_SECONDS", 60)
+# How often the dispatcher (in a worker) looks for new events and deliveries due.
+MERCHANT_WEBHOOK_DISPATCH_INTERVAL_MS = env_int("MERCHANT_WEBHOOK_DISPATCH_INTERVAL_MS", 250)
+# Events (and their deliveries) are kept this long for GET /events.
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30)
+
 # --------------------------------------------------------------------------- dashboard and admin
 # Admin login: lock an IP out after repeated failures (django-axes, attempts kept in the database).
 
@@ -549,4 +578,7 @@ CELERY_BEAT_SCHEDULE = {
     "sessions-expire-overdue": {"task": "sessions_app.tasks.sessions_expire_overdue",
                                 "schedule": float(SESSION_EXPIRY_INTERVAL_SECONDS)},
     "web3-poll-open-sessions": {"task": "sessions_app.crypto.tasks.web3_poll", "schedule": float(WEB3_POLL_SECONDS)},
+    # The backstop of the workers' dispatcher (events_app.dispatch), and the 30-day purge.
+    "merchant-webhooks-dispatch": {"task": "events_app.tasks.deliveries_dispatch", "schedule": 30.0},
+    "events-purge": {"task": "events_app.tasks.events_purge", "schedule": 3600.0},
 }

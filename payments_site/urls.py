@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from events_app import apis as event_apis
 from invoices_app import views as invoice_views
 from keys_app import apis as key_apis
 from keys_app.apis import AccountApi
@@ -41,6 +42,14 @@ urlpatterns = [
     path("checkout", session_views.checkout, name="checkout"),
     path("checkout/<str:session_id>/simulate", session_views.checkout_simulate, name="checkout-simulate"),
     path("webhooks/stripe", session_views.stripe_webhook, name="webhook-stripe"),
+    path("events", event_apis.EventListApi.as_view(), name="event-list"),
+    path("events/<str:event_id>", event_apis.EventDetailApi.as_view(), name="event-detail"),
+    path("webhook_endpoints", event_apis.EndpointListApi.as_view(), name="webhook-endpoint-list"),
+    path("webhook_endpoints/<str:endpoint_id>", event_apis.EndpointDetailApi.as_view(), name="webhook-endpoint-detail"),
+    path("webhook_endpoints/<str:endpoint_id>/rotate_secret", event_apis.EndpointRotateSecretApi.as_view(),
+         name="webhook-endpoint-rotate-secret"),
+    path("webhook_endpoints/<str:endpoint_id>/test", event_apis.EndpointTestApi.as_view(),
+         name="webhook-endpoint-test"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

@@ -11,7 +11,9 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from core import currencies
+from core.formatting import iso_utc
 from sessions_app.events import PaymentEvent
+from sessions_app.merchant_events import session_emit
 from sessions_app.models import LatePayment, PaymentSession
 from sessions_app.signals import session_late_payment
 
@@ -39,6 +41,9 @@ def attempt_failed_record(session: PaymentSession, event: PaymentEvent, *, actor
                         "last_payment_error_code": session.last_payment_error_code},
                  data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider,
                        "message": session.last_payment_error_message})
+    session_emit(session, "session.payment_attempt_failed", payment_attempts_failed=session.payment_attempts_failed,
+                 last_payment_error={"code": session.last_payment_error_code,
+                                     "message": session.last_payment_error_message or None})
 
 
 def late_payment_record(session: PaymentSession, event: PaymentEvent, *, actor: str) -> LatePayment | None:
@@ -62,6 +67,10 @@ def late_payment_record(session: PaymentSession, event: PaymentEvent, *, actor: 
                  data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider,
                        "provider_reference": late.provider_reference, "amount": late.amount,
                        "currency": late.currency, "late_payment_id": late.pk})
+    session_emit(session, "session.late_payment",
+                 late_payment={"id": late.pk, "provider": late.provider, "provider_reference": late.provider_reference,
+                               "amount": None if late.amount is None else str(late.amount),
+                               "currency": late.currency or None, "received_at": iso_utc(late.received_at)})
     logger.warning("late payment for a failed session", extra={"session_id": str(session.pk),
                                                                "event_id": event.event_id})
     # invoices_app listens and emails the merchant; the lifecycle never imports it.

@@ -25,6 +25,7 @@ from core.logs import request_id_var
 from sessions_app import one_statement
 from sessions_app.attempts import attempt_failed_record, late_payment_record
 from sessions_app.events import Action, Outcome, PaymentEvent, WebhookResult
+from sessions_app.merchant_events import session_emit, session_event, transition_type
 from sessions_app.models import OPEN_STATUSES, PaymentSession, Status, WebhookEvent
 from sessions_app.selectors import session_get
 from sessions_app.signals import SESSION_PAID_CHANNEL, session_paid, session_refunded
@@ -220,6 +221,7 @@ def _apply_in_one_statement(event: PaymentEvent, *, session_id: uuid.UUID, actor
         session, read_status=read_status, fields=TRANSITION_FIELDS,
         stored=_stored_event(event, outcome=outcome, detail=detail, session=session),
         link=_transition_link(session, event, before=before, actor=actor),
+        merchant_event=session_event(session, transition_type(session)),
         notify=_paid_payload(session) if session.status == Status.PAID else None)
     if written is None:
         return None
@@ -279,6 +281,7 @@ def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> 
     # The transition's fields only; ConcurrentTransitionMixin still adds "WHERE status = <old>".
     session.save(update_fields=list(TRANSITION_FIELDS))
     audit_append(_transition_link(session, event, before=before, actor=actor))
+    session_emit(session, transition_type(session))
     announce_delivery(session)
 
 

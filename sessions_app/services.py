@@ -20,6 +20,7 @@ from core import errors
 from keys_app.models import Account, ApiKey
 from sessions_app import one_statement
 from sessions_app.lifecycle import announce_delivery, session_state
+from sessions_app.merchant_events import session_emit, session_event, transition_type
 from sessions_app.models import OPEN_STATUSES, IdempotencyRecord, LatePayment, PaymentSession, Status
 from sessions_app.providers import get_provider
 
@@ -74,7 +75,7 @@ def session_create(
                        after={"status": session.status, "amount": session.amount, "currency": session.currency,
                               "mode": session.mode})
     if one_statement.enabled() and not any(p.prepares_sessions for p in prepared):
-        one_statement.session_insert(session, link)
+        one_statement.session_insert(session, link, session_event(session, "session.created"))
         return session
     with transaction.atomic():
         session.save(force_insert=True)
@@ -82,6 +83,7 @@ def session_create(
             # A provider may attach what its checkout needs (Web3: an address and a quote).
             provider.prepare_session(session=session)
         audit_append(link)
+        session_emit(session, "session.created")
     return session
 
 
@@ -140,6 +142,7 @@ def session_expire(*, session_id: uuid.UUID, actor: str, reason: str = "expired"
     session.save()
     audit_record(action="session.failed", subject_type="payment_session", subject_id=session.pk,
                  account_id=session.account_id, actor=actor, before=before, after=session_state(session))
+    session_emit(session, transition_type(session))
     return session
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from core import currencies
+from events_app.services import event_emit
 from invoices_app.models import Invoice, InvoiceCounter
 from invoices_app.services.steps import ACTOR, step_once
 from keys_app.entitlements import entitlement_keys_mark_refunded
@@ -56,6 +57,11 @@ def _invoice_create(session: PaymentSession) -> Invoice:
                  account_id=account.pk, actor=ACTOR,
                  after={"number": invoice.number, "session_id": str(session.pk), "net": net, "vat": vat,
                         "gross": gross, "currency": invoice.currency, "vat_rate": invoice.vat_rate})
+    event_emit(account_id=account.pk, mode=session.mode, type="invoice.issued", object_id=str(invoice.pk),
+               data={"object": "invoice", "id": str(invoice.pk), "number": invoice.number,
+                     "session_id": str(session.pk), "issued_at": invoice.issued_at, "currency": invoice.currency,
+                     "net": net, "vat": vat, "gross": gross, "vat_rate": invoice.vat_rate,
+                     "buyer_email": invoice.buyer_email or None})
     return invoice
 
 
