@@ -71,6 +71,26 @@ def late_payment_queue(*, late_payment_id: int) -> bool:
     return True
 
 
+def credit_note_queue(*, credit_note_id: int) -> bool:
+    """Queue a credit note's PDF and email (in-process without a broker, like fulfilment)."""
+    try:
+        _task("deliver_credit_note").delay(credit_note_id)
+    except Exception:
+        logger.exception("could not queue credit note %s; the safety net will retry", credit_note_id)
+        return False
+    return True
+
+
+def refund_claim_queue(*, refund_id) -> bool:
+    """Queue the crypto refund's claim-link email to the customer."""
+    try:
+        _task("email_refund_claim").delay(str(refund_id))
+    except Exception:
+        logger.exception("could not queue the refund claim email %s", refund_id)
+        return False
+    return True
+
+
 def fulfilment_safety_net(*, now=None, older_than_seconds: int | None = None, limit: int = 200) -> int:
     """Re-queue paid sessions whose fulfilment is unfinished (Redis was down, a worker died)."""
     now = now or timezone.now()

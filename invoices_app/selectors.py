@@ -10,7 +10,7 @@ from django.db.models import Q, QuerySet
 
 from core.formatting import money
 from invoices_app import claims
-from invoices_app.models import AccessLink, Fulfilment, Invoice, KeyReveal
+from invoices_app.models import AccessLink, CreditNote, Fulfilment, Invoice, KeyReveal
 from keys_app.models import EntitlementKey
 from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app.models import PaymentSession, Status
@@ -48,6 +48,8 @@ class InvoiceDocument:
     payment_reference: str
     paid_at: datetime | None
     session_id: str
+    # Test mode: the page, the PDF and the email carry a visible TEST mark.
+    test: bool = False
 
 
 def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
@@ -62,7 +64,7 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
         currency=cur, vat_rate=f"{invoice.vat_rate.normalize():f}",
         net=net, vat=money(invoice.vat, cur), gross=money(invoice.gross, cur),
         payment_provider=invoice.payment_provider, payment_reference=invoice.payment_reference,
-        paid_at=invoice.paid_at, session_id=str(invoice.session_id),
+        paid_at=invoice.paid_at, session_id=str(invoice.session_id), test=invoice.mode == "test",
     )
 
 
@@ -82,6 +84,7 @@ class AccessView:
     reveal: KeyReveal | None
     amount: str
     pdf_ready: bool
+    credit_notes: tuple = ()
 
 
 def access_view(*, link: AccessLink) -> AccessView:
@@ -89,7 +92,8 @@ def access_view(*, link: AccessLink) -> AccessView:
     key = entitlement_key_current_for_session(session_id=session.pk)
     reveal = KeyReveal.objects.filter(session_id=session.pk).first()
     return AccessView(link=link, session=session, invoice=link.invoice, key=key, reveal=reveal,
-                      amount=money(link.invoice.gross, link.invoice.currency), pdf_ready=bool(link.invoice.pdf_name))
+                      amount=money(link.invoice.gross, link.invoice.currency), pdf_ready=bool(link.invoice.pdf_name),
+                      credit_notes=tuple(CreditNote.objects.filter(session_id=session.pk).order_by("issued_at", "pk")))
 
 
 def sessions_needing_fulfilment(*, paid_before: datetime, queued_before: datetime, limit: int) -> QuerySet:

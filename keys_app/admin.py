@@ -29,7 +29,7 @@ class AccountAdmin(MerchantScopedAdmin):
     search_fields = ("name", "email")
     ordering = ("name", "pk")
     fields = ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "issued_key_mode",
-              "email_key_to_customer", "created_at")
+              "email_key_to_customer", "refund_revokes_key", "created_at")
     readonly_fields = ("created_at",)
 
     def has_change_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:

@@ -68,7 +68,8 @@ class AccountApi(APIView):
         class Meta:
             model = Account
             fields = ["id", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at",
-                      "enabled_providers", "web3_xpub", "web3_asset", "issued_key_mode", "email_key_to_customer"]
+                      "enabled_providers", "web3_xpub", "web3_asset", "issued_key_mode", "email_key_to_customer",
+                      "refund_revokes_key"]
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
@@ -87,6 +88,9 @@ class AccountApi(APIView):
             help_text="The mode of the entitlement keys issued to your buyers from now on (test by default).")
         email_key_to_customer = serializers.BooleanField(
             required=False, help_text="Put the buyer's key itself into the receipt email (off by default).")
+        refund_revokes_key = serializers.BooleanField(
+            required=False, help_text="A full refund revokes the buyer's key (on by default; a refund's "
+                                      "`revoke_key` overrides it).")
 
         def validate_enabled_providers(self, value):
             return [name for name in PROVIDERS if name in value]

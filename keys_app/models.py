@@ -47,6 +47,8 @@ class Account(models.Model):
     issued_key_mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.TEST)
     # Put the plain entitlement key into the receipt email (buyers lose access pages).
     email_key_to_customer = models.BooleanField(default=False)
+    # A full refund revokes the buyer's entitlement key unless the refund says otherwise.
+    refund_revokes_key = models.BooleanField(default=True)
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"

@@ -88,6 +88,8 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
                           if session.late_payment_at else []),
         "fulfil_anyway": ({"at": iso_utc(session.fulfil_anyway_at), "by": session.fulfil_anyway_by}
                           if session.fulfil_anyway_at else None),
+        "amount_refunded": str(session.amount_refunded.quantize(Decimal(1).scaleb(-exp))),
+        "refund_status": session.refund_status,
     }
     if with_web3 and "web3" in session.providers:
 
@@ -283,7 +285,7 @@ class SessionStatusApi(APIView):
             raise ApiError("session_not_found", "No such session.", status_code=404)
         paid_at = row["paid_at"]
         return Response({"id": str(row["id"]), "session_id": str(row["id"]), "status": row["status"],
-                         "paid_at": iso_utc(paid_at)})
+                         "paid_at": iso_utc(paid_at), "refund_status": row["refund_status"]})
 
 
 class SessionWeb3TxApi(APIView):
