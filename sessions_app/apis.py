@@ -88,7 +88,7 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
                           if session.late_payment_at else []),
         "fulfil_anyway": ({"at": iso_utc(session.fulfil_anyway_at), "by": session.fulfil_anyway_by}
                           if session.fulfil_anyway_at else None),
-        "amount_refunded": str(session.amount_refunded.quantize(Decimal(1).scaleb(-exp))),
+        "amount_refunded": str(Decimal(session.amount_refunded).quantize(Decimal(1).scaleb(-exp))),
         "refund_status": session.refund_status,
     }
     if with_web3 and "web3" in session.providers:

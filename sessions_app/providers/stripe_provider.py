@@ -153,7 +153,11 @@ def refund_reports(obj: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         listed = obj.get("refunds")
         refunds = listed.get("data") if isinstance(listed, dict) else None
-        refunds = refunds if isinstance(refunds, list) else []
+        if not isinstance(refunds, list):
+            # Recent API versions leave the list out of charge.refunded: only the charge's total is known.
+            total = _int_or_none(obj.get("amount_refunded"))
+            return [{"charge": str(obj.get("id") or ""), "charge_total_minor": total, "status": "succeeded"}] \
+                if total else []
     reports = []
     for refund in refunds:
         if not isinstance(refund, dict) or not isinstance(refund.get("id"), str):
@@ -162,7 +166,7 @@ def refund_reports(obj: dict[str, Any]) -> list[dict[str, Any]]:
         reports.append({"id": refund["id"], "amount_minor": _int_or_none(refund.get("amount")),
                         "status": str(refund.get("status") or ""), "reason": refund.get("reason") or "",
                         "failure_reason": str(refund.get("failure_reason") or ""),
-                        "refund_id": metadata.get("refund_id")})
+                        "refund_id": metadata.get("refund_id"), "charge": str(refund.get("charge") or "")})
     return reports
 
 

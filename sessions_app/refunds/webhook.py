@@ -8,12 +8,15 @@ refund made at the provider (Stripe's dashboard) is recorded here as a new Refun
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any
+
+from django.db.models import Sum
 
 from audit.services import audit_record
 from core import currencies, errors
 from sessions_app.models import PaymentSession
-from sessions_app.refunds.models import Refund, RefundReason, RefundStatus
+from sessions_app.refunds.models import RESERVING_STATUSES, Refund, RefundReason, RefundStatus
 from sessions_app.refunds.state import refund_fail, refund_record, refund_succeed
 from sessions_app.selectors import parse_uuid
 
@@ -42,14 +45,41 @@ def _find(session: PaymentSession, provider: str, report: dict[str, Any]) -> Ref
         if refund is not None:
             return refund
     reference = str(report.get("id") or "")
-    if reference:
-        return Refund.objects.select_for_update().filter(provider=provider, provider_reference=reference,
-                                                         session=session).first()
-    return None
+    if not reference:
+        return None
+    refund = Refund.objects.select_for_update().filter(provider=provider, provider_reference=reference,
+                                                       session=session).first()
+    if refund is None and report.get("charge") and isinstance(report.get("amount_minor"), int):
+        # Recorded from a charge's total before its own event arrived: the same money, now named.
+        amount = currencies.from_minor(report["amount_minor"], session.currency)
+        refund = (Refund.objects.select_for_update()
+                  .filter(provider=provider, session=session, origin=Refund.Origin.PROVIDER, amount=amount,
+                          provider_reference__startswith=f"{report['charge']}@").first())
+        if refund is not None:
+            Refund.objects.filter(pk=refund.pk).update(provider_reference=reference)
+            refund.provider_reference = reference
+    return refund
+
+
+def _from_charge_total(session: PaymentSession, provider: str, report: dict[str, Any]) -> dict[str, Any] | None:
+    """A charge's refunded total without its refunds: what we do not know of yet, as one refund."""
+    total = report.get("charge_total_minor")
+    if not isinstance(total, int) or isinstance(total, bool):
+        return None
+    known = (Refund.objects.filter(session=session, provider=provider, status__in=RESERVING_STATUSES)
+             .aggregate(total=Sum("amount"))["total"] or Decimal(0))
+    missing = total - currencies.to_minor(known, session.currency)
+    if missing <= 0:
+        return None
+    return {"id": f"{report.get('charge')}@{total}", "amount_minor": missing, "status": "succeeded", "reason": ""}
 
 
 def _apply_one(*, session: PaymentSession, provider: str, report: dict[str, Any], actor: str,
                event_id: str) -> Refund | None:
+    if "charge_total_minor" in report:
+        report = _from_charge_total(session, provider, report)
+        if report is None:
+            return None
     status = str(report.get("status") or "")
     reference = str(report.get("id") or "")[:200]
     refund = _find(session, provider, report)
