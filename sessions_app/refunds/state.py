@@ -62,7 +62,7 @@ def refund_record(*, session: PaymentSession, amount: Decimal, reason: str, acto
     if not refundable(session):
         raise errors.Conflict("session_not_refundable", f"A {session.status} session has nothing to refund.")
     available = refundable_amount(session)
-    if available <= 0:
+    if available <= 0 and session.amount_refunded >= session.amount:
         raise errors.Conflict("refund_already_processed", "This session is already refunded in full.")
     if amount > available:
         raise errors.Conflict("refund_exceeds_available",
