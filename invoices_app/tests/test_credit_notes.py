@@ -117,8 +117,9 @@ def test_revoke_key_false_keeps_the_key_and_the_merchant_default_can_be_off(fulf
 
 def test_live_credit_notes_and_invoices_are_numbered_apart_from_test_ones(fulfilled, api, merchant,
                                                                           django_capture_on_commit_callbacks):
-    from keys_app.services import key_issue
     from rest_framework.test import APIClient
+
+    from keys_app.services import key_issue
 
     live_api = APIClient()
     live_api.credentials(HTTP_X_API_KEY=key_issue(account=merchant, mode="live").plaintext)

@@ -10,12 +10,12 @@ import pytest
 
 from sessions_app.models import PaymentSession, Refund, WebhookEvent
 from sessions_app.providers import stripe_provider
-from sessions_app.tests.test_stripe_localstripe import (  # noqa: F401 - fixtures
-    _start_card_payment,
-    _wait_for,
-    localstripe,
-    stripe_setup,
-)
+from sessions_app.tests import test_stripe_localstripe as card
+from sessions_app.tests.test_stripe_localstripe import _start_card_payment, _wait_for
+
+# The localstripe server and its configured client, as in the card payment tests.
+localstripe = card.localstripe
+stripe_setup = card.stripe_setup
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
