@@ -13,7 +13,7 @@ from invoices_app import claims
 from invoices_app.models import AccessLink, CreditNote, Fulfilment, Invoice, KeyReveal
 from keys_app.models import EntitlementKey
 from keys_app.selectors import entitlement_key_current_for_session
-from sessions_app.models import PaymentSession, Status
+from sessions_app.models import PaymentSession, Refund, Status
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,23 @@ def invoices_for_export(*, account_id: int | None):
                          "buyer_email", "buyer_name", "buyer_address", "description", "seller_name",
                          "seller_vat_id", "payment_provider", "payment_reference", "paid_at", "refunded_at",
                          "session_id", "account_id")
+            .iterator(chunk_size=2000))
+
+
+REFUND_EXPORT_COLUMNS = ("refund_id", "created_at", "succeeded_at", "status", "mode", "amount", "currency", "reason",
+                         "origin", "provider", "provider_reference", "credit_note_number", "invoice_number",
+                         "session_id", "merchant_id")
+
+
+def refunds_for_export(*, account_id: int | None, mode: str | None = None):
+    """Refunds with their credit note (empty until one succeeded), newest first, read in chunks."""
+    qs = Refund.objects.all() if account_id is None else Refund.objects.filter(account_id=account_id)
+    if mode:
+        qs = qs.filter(mode=mode)
+    return (qs.order_by("-created_at", "-id")
+            .values_list("id", "created_at", "succeeded_at", "status", "mode", "amount", "currency", "reason",
+                         "origin", "provider", "provider_reference", "credit_note__number",
+                         "credit_note__invoice_number", "session_id", "account_id")
             .iterator(chunk_size=2000))
 
 
