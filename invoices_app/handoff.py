@@ -71,8 +71,23 @@ def late_payment_queue(*, late_payment_id: int) -> bool:
     return True
 
 
+def _run_task_inline(name: str, arg) -> None:
+    try:
+        _task(name).apply(args=[arg])
+    finally:
+        connection.close()
+
+
 def credit_note_queue(*, credit_note_id: int) -> bool:
     """Queue a credit note's PDF and email (in-process without a broker, like fulfilment)."""
+    global _inline_pool
+    if current_app.conf.task_always_eager and settings.FULFILMENT_EAGER_BACKGROUND:
+        # No broker: keep PDF rendering and SMTP out of the web request, as fulfilment does.
+        with _inline_lock:
+            if _inline_pool is None:
+                _inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fulfilment")
+        _inline_pool.submit(_run_task_inline, "deliver_credit_note", credit_note_id)
+        return True
     try:
         _task("deliver_credit_note").delay(credit_note_id)
     except Exception:

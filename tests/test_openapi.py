@@ -11,7 +11,7 @@ from openapi_spec_validator import validate
 # Pages for people, not API operations: the landing page, HTML forms, the admin, the docs themselves.
 NOT_API = {"", "admin/", "checkout", "access", "checkout/<str:session_id>/simulate", "checkout/<str:session_id>/pay/<str:provider>",
            "api/schema/", "api/docs/", "api/redoc/"}
-NOT_API_PREFIXES = ("admin/", "access/", "static/", "media/")
+NOT_API_PREFIXES = ("admin/", "access/", "static/", "media/", "refund-claim/")
 
 
 def _routes(patterns, prefix=""):
