@@ -13,7 +13,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from audit.services import audit_record
-from core import errors
+from core import currencies, errors
 from core.formatting import iso_utc
 from events_app.services import event_emit
 from keys_app.entitlements import entitlement_keys_mark_refunded
@@ -46,7 +46,8 @@ def refundable(session: PaymentSession) -> bool:
 def refund_data(refund: Refund) -> dict[str, Any]:
     """The refund as the API, the events and the audit trail show it."""
     return {
-        "id": str(refund.pk), "object": "refund", "session_id": str(refund.session_id), "amount": str(refund.amount),
+        "id": str(refund.pk), "object": "refund", "session_id": str(refund.session_id),
+        "amount": str(Decimal(refund.amount).quantize(Decimal(1).scaleb(-currencies.exponent(refund.currency)))),
         "currency": refund.currency, "reason": refund.reason, "status": refund.status, "mode": refund.mode,
         "provider": refund.provider, "provider_reference": refund.provider_reference,
         "failure_reason": refund.failure_reason, "origin": refund.origin, "actor": refund.actor,

@@ -23,7 +23,7 @@ def test_a_full_refund_without_an_amount_gives_back_everything_and_the_session_s
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert (body["amount"], body["status"], body["reason"], body["mode"]) == ("100.000", "succeeded",
+    assert (body["amount"], body["status"], body["reason"], body["mode"]) == ("100.00", "succeeded",
                                                                               "requested_by_customer", "test")
     assert body["provider_reference"].startswith("re_simulated_")
     session.refresh_from_db()
@@ -63,7 +63,7 @@ def test_two_partial_refunds_then_a_third_beyond_what_was_paid_is_refused(api, m
     assert (again.status_code, again.json()["error"]["code"]) == (409, "refund_already_processed")
     assert sorted(CreditNote.objects.values_list("sequence", flat=True)) == [1, 2, 3]
     listed = api.get(f"/sessions/{session.pk}/refunds").json()["results"]
-    assert [r["amount"] for r in listed] == ["20.000", "50.000", "30.000"]
+    assert [r["amount"] for r in listed] == ["20.00", "50.00", "30.00"]
 
 
 def test_an_idempotent_retry_returns_the_first_refund_and_refunds_once(api, merchant):
@@ -105,5 +105,5 @@ def test_bad_refund_input_is_a_clear_4xx(api, merchant, other_merchant, make_ses
     assert refund(stranger, session).status_code == 404
     mine = refund(api, session, {"amount": "1.00", "reason": "other"}).json()
     assert stranger.get(f"/refunds/{mine['id']}").status_code == 404
-    assert api.get(f"/refunds/{mine['id']}").json()["amount"] == "1.000"
+    assert api.get(f"/refunds/{mine['id']}").json()["amount"] == "1.00"
     assert api.get("/refunds/not-a-uuid").status_code == 404

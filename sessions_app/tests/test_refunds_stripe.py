@@ -85,7 +85,7 @@ def test_a_refund_stripe_refuses_fails_and_the_amount_can_be_refunded_again(stri
     assert refused["status"] == "failed" and refused["failure_reason"] in ("resource_missing", "provider_error")
     PaymentSession.objects.filter(pk=session.pk).update(provider_reference=intent)
     again = api.post(f"/sessions/{session.pk}/refunds", {"reason": "other"}, format="json").json()
-    assert (again["status"], again["amount"]) == ("succeeded", "42.500")
+    assert (again["status"], again["amount"]) == ("succeeded", "42.50")
 
 
 def test_a_refund_left_pending_by_an_unreachable_stripe_fails_on_stripe_s_refund_failed(
