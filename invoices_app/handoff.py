@@ -16,10 +16,11 @@ from datetime import timedelta
 from celery import Task, current_app
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record
-from invoices_app.models import Fulfilment, KeyReveal
+from invoices_app.models import CreditNote, Fulfilment, KeyReveal
 from invoices_app.selectors import sessions_needing_fulfilment
 from sessions_app.models import PaymentSession
 
@@ -121,6 +122,13 @@ def fulfilment_safety_net(*, now=None, older_than_seconds: int | None = None, li
         audit_record(action="fulfilment.requeued", subject_type="payment_session", subject_id=session_id,
                      account_id=account_id, actor="system:safety_net")
         queued += 1
+    # Credit notes whose PDF or email a lost task left undone.
+    undelivered = (CreditNote.objects.filter(issued_at__lte=now - age)
+                   .filter(Q(pdf_name="") | Q(emailed_at__isnull=True) & ~Q(buyer_email=""))
+                   .values_list("pk", flat=True)[:limit])
+    for note_id in list(undelivered):
+        if not credit_note_queue(credit_note_id=note_id):
+            break
     # A key nobody revealed while its link was valid can never be revealed: drop its ciphertext.
     stale = now - timedelta(seconds=settings.ACCESS_LINK_TTL_SECONDS + 24 * 3600)
     KeyReveal.objects.filter(revealed_at__isnull=True, created_at__lt=stale).exclude(ciphertext="").update(

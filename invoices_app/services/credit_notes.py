@@ -10,7 +10,6 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.text import get_valid_filename
@@ -134,9 +133,3 @@ def credit_note_deliver(*, credit_note_id: int) -> CreditNote | None:
     note.refresh_from_db()
     credit_note_email(note=note)
     return note
-
-
-def credit_notes_undelivered(*, limit: int = 200) -> list[int]:
-    """For the safety net: credit notes whose PDF or email is missing (a lost task, a dead worker)."""
-    with transaction.atomic():
-        return list(CreditNote.objects.filter(pdf_name="").values_list("pk", flat=True)[:limit])

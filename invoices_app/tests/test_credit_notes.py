@@ -137,3 +137,49 @@ def test_live_credit_notes_and_invoices_are_numbered_apart_from_test_ones(fulfil
     assert Invoice.objects.get(session=live_session).number == f"ACME-{year}-00001"
     assert Invoice.objects.get(session=test_session).number == f"TEST-ACME-{year}-00001"
     assert list(CreditNote.objects.values_list("number", flat=True)) == [f"TEST-CN-{year}-00001"]
+
+
+def test_a_key_issued_after_a_full_refund_is_born_refunded(merchant, api, django_capture_on_commit_callbacks):
+    # a test payment refunded before fulfilment reached the key
+    session = paid_session(merchant, amount="10.00")
+    _refund(api, session, django_capture_on_commit_callbacks, {"reason": "duplicate"})
+
+    fulfilment_run(session_id=session.pk)
+
+    assert _verify(api, session) == "refunded"
+
+
+def test_the_safety_net_delivers_a_credit_note_whose_task_was_lost(merchant, api, mailoutbox):
+    from datetime import timedelta
+
+    from invoices_app import handoff
+
+    session = paid_session(merchant, amount="10.00")
+    # the refund commits, and its delivery task is lost (no on-commit callbacks run here)
+    refund(api, session, {"reason": "other"})
+    note = CreditNote.objects.get()
+    assert note.pdf_name == "" and not mailoutbox
+
+    handoff.fulfilment_safety_net(now=timezone.now() + timedelta(hours=1))
+
+    note.refresh_from_db()
+    assert note.pdf_name and note.emailed_at is not None
+    assert [m for m in mailoutbox if note.number in m.subject]
+
+
+def test_succeeded_refunds_are_read_by_account_mode_currency_and_day(merchant, api):
+    from datetime import timedelta
+
+    from sessions_app.refunds.selectors import refunds_succeeded_by_day
+
+    for amount in ("10.00", "5.50"):
+        refund(api, paid_session(merchant, amount=amount), {"reason": "other"})
+    now = timezone.now()
+
+    rows = refunds_succeeded_by_day(account_id=merchant.pk, mode="test", start=now - timedelta(days=1),
+                                    end=now + timedelta(days=1))
+
+    assert [(r["day"], r["currency"], r["amount"], r["count"]) for r in rows] == [
+        (now.date(), "EUR", Decimal("15.500"), 2)]
+    assert refunds_succeeded_by_day(account_id=merchant.pk, mode="live", start=now - timedelta(days=1),
+                                    end=now + timedelta(days=1)) == []

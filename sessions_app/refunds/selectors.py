@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from keys_app.models import Account
@@ -34,4 +34,4 @@ def refunds_succeeded_by_day(*, account_id: int | None, mode: str, start: dateti
     if account_id is not None:
         qs = qs.filter(account_id=account_id)
     return list(qs.annotate(day=TruncDate("succeeded_at")).values("day", "currency")
-                .annotate(amount=Sum("amount"), count=Sum(1)).order_by("day", "currency"))
+                .annotate(amount=Sum("amount"), count=Count("id")).order_by("day", "currency"))

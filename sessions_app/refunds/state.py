@@ -43,6 +43,16 @@ def refundable(session: PaymentSession) -> bool:
     return session.status == Status.FAILED and LatePayment.objects.filter(session=session).exists()
 
 
+def refunded_with_key_revoked(session_id) -> bool:
+    """Refunded in full by a refund that revokes the key: a key issued afterwards (fulfilment
+    ran late) is marked refunded at once. The caller holds the session's lock."""
+    session = PaymentSession.objects.select_related("account").filter(pk=session_id).first()
+    if session is None or session.refund_status != SessionRefundStatus.REFUNDED:
+        return False
+    flags = Refund.objects.filter(session=session, status=RefundStatus.SUCCEEDED).values_list("revoke_key", flat=True)
+    return any(session.account.refund_revokes_key if flag is None else flag for flag in flags)
+
+
 def refund_data(refund: Refund) -> dict[str, Any]:
     """The refund as the API, the events and the audit trail show it."""
     return {
