@@ -66,6 +66,12 @@ def _session_or_404(request, session_id: str):
     return session
 
 
+def _same_mode(request, mode: str) -> None:
+    # Money moves: a test key never refunds a live payment, nor a live key a test one.
+    if request.auth.mode != mode:
+        raise ApiError("mode_mismatch", f"A {request.auth.mode} key cannot refund {mode} payments.", status_code=403)
+
+
 class SessionRefundsApi(APIView):
     class InputSerializer(serializers.Serializer):
         amount = AmountField(required=False, help_text="Decimal string; missing means what is left of the "
@@ -91,11 +97,12 @@ class SessionRefundsApi(APIView):
                                "the payout seen on chain; test sessions paid through the simulator refund at once.",
                    tags=["refunds"], request={"application/json": InputSerializer},
                    parameters=[SESSION_ID, IDEMPOTENCY_KEY, RETRY_AFTER],
-                   responses={201: RefundSerializer, **errors(400, 401, 404, 409, 429)})
+                   responses={201: RefundSerializer, **errors(400, 401, 403, 404, 409, 429)})
     def post(self, request, session_id: str):
         if not isinstance(request.data, dict):
             raise ApiError("body_invalid", "The body must be a JSON object.")
         session = _session_or_404(request, session_id)
+        _same_mode(request, session.mode)
         account, api_key = request.user, request.auth
 
         def produce() -> tuple[int, dict[str, Any]]:
@@ -146,9 +153,10 @@ class RefundCancelApi(APIView):
                    description="The amount is free to refund again. `409 refund_not_pending` once decided; "
                                "`409 refund_in_flight` for a card refund, which Stripe decides.",
                    tags=["refunds"], request=None, parameters=[REFUND_ID, RETRY_AFTER],
-                   responses={200: RefundSerializer, **errors(401, 404, 409, 429)})
+                   responses={200: RefundSerializer, **errors(401, 403, 404, 409, 429)})
     def post(self, request, refund_id: str):
         refund = _refund_or_404(request, refund_id)
+        _same_mode(request, refund.mode)
         refund = refund_cancel_pending(account=request.user, refund_id=refund.pk, actor=f"api_key:{request.auth.pk}")
         return Response(refund_data(refund))
 
@@ -168,9 +176,10 @@ class RefundPayoutApi(APIView):
                    tags=["refunds"], request={"application/json": InputSerializer},
                    parameters=[REFUND_ID, RETRY_AFTER],
                    responses={200: RefundSerializer, 202: RefundSerializer,
-                              **errors(400, 401, 404, 409, 422, 429, 503)})
+                              **errors(400, 401, 403, 404, 409, 422, 429, 503)})
     def post(self, request, refund_id: str):
         refund = _refund_or_404(request, refund_id)
+        _same_mode(request, refund.mode)
         tx_hash = request.data.get("tx_hash") if isinstance(request.data, dict) else None
         if not isinstance(tx_hash, str):
             raise ApiError("tx_hash_required", "Send {\"tx_hash\": \"0x…\"}.", field="tx_hash")

@@ -107,3 +107,12 @@ def test_bad_refund_input_is_a_clear_4xx(api, merchant, other_merchant, make_ses
     assert stranger.get(f"/refunds/{mine['id']}").status_code == 404
     assert api.get(f"/refunds/{mine['id']}").json()["amount"] == "1.00"
     assert api.get("/refunds/not-a-uuid").status_code == 404
+
+
+def test_a_test_key_never_refunds_a_live_payment(api, merchant):
+    live = paid_session(merchant, amount="10.00", mode="live")
+
+    response = refund(api, live)
+
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "mode_mismatch")
+    assert not Refund.objects.exists()
