@@ -124,6 +124,7 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
             "deliveries": list(session.webhook_events.order_by("received_at")),
             "buyer_key": entitlement_key_current_for_session(session_id=session.pk),
             "late_payments": list(selectors.late_payments_of(session=session)),
+            "refunds": list(session.refunds.order_by("created_at")),
         }
 
     @admin.action(description="Fulfil anyway: deliver the selected sessions that were paid after expiry")

@@ -42,6 +42,8 @@ def test_the_refund_action_shows_what_will_happen_and_refunds_only_when_confirme
         "30.000", "dashboard", False, "succeeded")
     assert refund.actor.startswith("admin:")
     assert PaymentSession.objects.get(pk=session.pk).refund_status == "partially_refunded"
+    page = merchant_client.get(f"{SESSIONS}{session.pk}/change/").content.decode()
+    assert 'data-testid="refund"' in page and "Partially refunded" in page
 
 
 def test_the_refund_list_and_csv_are_scoped_per_merchant(merchant, other_merchant, merchant_client, api):
