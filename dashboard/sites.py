@@ -27,6 +27,7 @@ class PaymentsAdminSite(admin.AdminSite):
         extra = [
             path("export/paid-sessions.csv", self.admin_view(views.paid_sessions_csv), name="export-paid-sessions"),
             path("export/invoices.csv", self.admin_view(views.invoices_csv), name="export-invoices"),
+            path("export/refunds.csv", self.admin_view(views.refunds_csv), name="export-refunds"),
         ]
         return extra + super().get_urls()
 

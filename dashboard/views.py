@@ -11,7 +11,12 @@ from django.utils import timezone
 
 from core.admin_scoping import viewer_account_id
 from core.formatting import amount_text
-from invoices_app.selectors import INVOICE_EXPORT_COLUMNS, invoices_for_export
+from invoices_app.selectors import (
+    INVOICE_EXPORT_COLUMNS,
+    REFUND_EXPORT_COLUMNS,
+    invoices_for_export,
+    refunds_for_export,
+)
 from keys_app.models import Mode
 from sessions_app import selectors
 
@@ -66,3 +71,11 @@ def invoices_csv(request: HttpRequest) -> StreamingHttpResponse:
     # net (4), vat (6) and gross (7) in the currency (3) of the invoice
     rows = ((*r[:4], amount_text(r[4], r[3]), r[5], amount_text(r[6], r[3]), amount_text(r[7], r[3]), *r[8:]) for r in rows)
     return _csv_response(stream_csv(INVOICE_EXPORT_COLUMNS, rows), "invoices")
+
+
+def refunds_csv(request: HttpRequest) -> StreamingHttpResponse:
+    mode = request.GET.get("mode")
+    rows = refunds_for_export(account_id=viewer_account_id(request), mode=mode if mode in Mode.values else None)
+    # amount (5) in its currency (6)
+    rows = ((*r[:5], amount_text(r[5], r[6]), *r[6:]) for r in rows)
+    return _csv_response(stream_csv(REFUND_EXPORT_COLUMNS, rows), "refunds")

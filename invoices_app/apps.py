@@ -1,6 +1,6 @@
 from django.apps import AppConfig
 
-from sessions_app.signals import session_late_payment, session_paid, session_refunded
+from sessions_app.signals import refund_claim_requested, refund_succeeded, session_late_payment, session_paid
 
 
 class InvoicesAppConfig(AppConfig):
@@ -14,4 +14,5 @@ class InvoicesAppConfig(AppConfig):
         session_paid.connect(receivers.on_session_paid, dispatch_uid="invoices_app.fulfil_on_paid")
         session_late_payment.connect(receivers.on_session_late_payment,
                                      dispatch_uid="invoices_app.notify_late_payment")
-        session_refunded.connect(receivers.on_session_refunded, dispatch_uid="invoices_app.invoice_refunded")
+        refund_succeeded.connect(receivers.on_refund_succeeded, dispatch_uid="invoices_app.credit_note")
+        refund_claim_requested.connect(receivers.on_refund_claim_requested, dispatch_uid="invoices_app.refund_claim")

@@ -16,10 +16,11 @@ from datetime import timedelta
 from celery import Task, current_app
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record
-from invoices_app.models import Fulfilment, KeyReveal
+from invoices_app.models import CreditNote, Fulfilment, KeyReveal
 from invoices_app.selectors import sessions_needing_fulfilment
 from sessions_app.models import PaymentSession
 
@@ -71,6 +72,41 @@ def late_payment_queue(*, late_payment_id: int) -> bool:
     return True
 
 
+def _run_task_inline(name: str, arg) -> None:
+    try:
+        _task(name).apply(args=[arg])
+    finally:
+        connection.close()
+
+
+def credit_note_queue(*, credit_note_id: int) -> bool:
+    """Queue a credit note's PDF and email (in-process without a broker, like fulfilment)."""
+    global _inline_pool
+    if current_app.conf.task_always_eager and settings.FULFILMENT_EAGER_BACKGROUND:
+        # No broker: keep PDF rendering and SMTP out of the web request, as fulfilment does.
+        with _inline_lock:
+            if _inline_pool is None:
+                _inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fulfilment")
+        _inline_pool.submit(_run_task_inline, "deliver_credit_note", credit_note_id)
+        return True
+    try:
+        _task("deliver_credit_note").delay(credit_note_id)
+    except Exception:
+        logger.exception("could not queue credit note %s; the safety net will retry", credit_note_id)
+        return False
+    return True
+
+
+def refund_claim_queue(*, refund_id) -> bool:
+    """Queue the crypto refund's claim-link email to the customer."""
+    try:
+        _task("email_refund_claim").delay(str(refund_id))
+    except Exception:
+        logger.exception("could not queue the refund claim email %s", refund_id)
+        return False
+    return True
+
+
 def fulfilment_safety_net(*, now=None, older_than_seconds: int | None = None, limit: int = 200) -> int:
     """Re-queue paid sessions whose fulfilment is unfinished (Redis was down, a worker died)."""
     now = now or timezone.now()
@@ -86,6 +122,13 @@ def fulfilment_safety_net(*, now=None, older_than_seconds: int | None = None, li
         audit_record(action="fulfilment.requeued", subject_type="payment_session", subject_id=session_id,
                      account_id=account_id, actor="system:safety_net")
         queued += 1
+    # Credit notes whose PDF or email a lost task left undone.
+    undelivered = (CreditNote.objects.filter(issued_at__lte=now - age)
+                   .filter(Q(pdf_name="") | Q(emailed_at__isnull=True) & ~Q(buyer_email=""))
+                   .values_list("pk", flat=True)[:limit])
+    for note_id in list(undelivered):
+        if not credit_note_queue(credit_note_id=note_id):
+            break
     # A key nobody revealed while its link was valid can never be revealed: drop its ciphertext.
     stale = now - timedelta(seconds=settings.ACCESS_LINK_TTL_SECONDS + 24 * 3600)
     KeyReveal.objects.filter(revealed_at__isnull=True, created_at__lt=stale).exclude(ciphertext="").update(

@@ -11,19 +11,28 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from keys_app.models import Account, EntitlementKey
-from sessions_app.models import PaymentSession
+from keys_app.models import Account, EntitlementKey, Mode
+from sessions_app.models import PaymentSession, Refund
 
 
 class InvoiceCounter(models.Model):
-    """The last invoice number of a merchant in a year; its row is locked to take the next one."""
+    """The last number of a merchant's series (invoices or credit notes) in a mode and a year; its
+    row is locked to take the next one. Test mode has series of its own: a test document never
+    takes a number from the live books."""
+
+    class Series(models.TextChoices):
+        INVOICE = "invoice", "Invoices"
+        CREDIT_NOTE = "credit_note", "Credit notes"
 
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="+")
+    series = models.CharField(max_length=12, choices=Series.choices, default=Series.INVOICE)
+    mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.LIVE)
     year = models.PositiveSmallIntegerField()
     last_number = models.PositiveIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["account", "year"], name="invoice_counter_unique_account_year")]
+        constraints = [models.UniqueConstraint(fields=["account", "series", "mode", "year"],
+                                               name="invoice_counter_unique_series")]
 
     def __str__(self) -> str:
         return f"{self.account_id}/{self.year}: {self.last_number}"
@@ -37,6 +46,8 @@ class Invoice(models.Model):
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="invoices")
     session = models.OneToOneField(PaymentSession, on_delete=models.PROTECT, related_name="invoice")
     number = models.CharField(max_length=40)
+    # Test invoices are numbered in a series of their own (TEST-…) and marked TEST everywhere.
+    mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.LIVE)
     year = models.PositiveSmallIntegerField()
     sequence = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ISSUED)
@@ -68,7 +79,54 @@ class Invoice(models.Model):
         ordering = ["-issued_at"]
         constraints = [
             models.UniqueConstraint(fields=["account", "number"], name="invoice_unique_account_number"),
-            models.UniqueConstraint(fields=["account", "year", "sequence"], name="invoice_unique_account_year_seq"),
+            models.UniqueConstraint(fields=["account", "mode", "year", "sequence"],
+                                    name="invoice_unique_account_mode_year_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class CreditNote(models.Model):
+    """The document of a succeeded refund: it adjusts an issued invoice, which itself never changes.
+
+    Numbered in its own gapless series per merchant, mode and year (CN-2026-00001, TEST-CN-…),
+    taken in the transaction that marks the refund succeeded.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="credit_notes")
+    refund = models.OneToOneField(Refund, on_delete=models.PROTECT, related_name="credit_note")
+    session = models.ForeignKey(PaymentSession, on_delete=models.PROTECT, related_name="credit_notes")
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="credit_notes")
+    mode = models.CharField(max_length=4, choices=Mode.choices)
+    number = models.CharField(max_length=40)
+    year = models.PositiveSmallIntegerField()
+    sequence = models.PositiveIntegerField()
+    issue_date = models.DateField()
+    issued_at = models.DateTimeField(default=timezone.now)
+    # The invoice it adjusts, as numbered when the refund succeeded ("" if none was issued yet).
+    invoice_number = models.CharField(max_length=40, blank=True, default="")
+    seller_name = models.CharField(max_length=200)
+    seller_address = models.TextField(blank=True, default="")
+    seller_vat_id = models.CharField(max_length=32, blank=True, default="")
+    buyer_email = models.EmailField(blank=True, default="")
+    buyer_name = models.CharField(max_length=200, blank=True, default="")
+    reason = models.CharField(max_length=24)
+    currency = models.CharField(max_length=3)
+    vat_rate = models.DecimalField(max_digits=5, decimal_places=2)
+    net = models.DecimalField(max_digits=18, decimal_places=3)
+    vat = models.DecimalField(max_digits=18, decimal_places=3)
+    gross = models.DecimalField(max_digits=18, decimal_places=3)
+    pdf_name = models.CharField(max_length=300, blank=True, default="")
+    pdf_sha256 = models.CharField(max_length=64, blank=True, default="")
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "number"], name="credit_note_unique_account_number"),
+            models.UniqueConstraint(fields=["account", "mode", "year", "sequence"],
+                                    name="credit_note_unique_account_mode_year_seq"),
         ]
 
     def __str__(self) -> str:
@@ -165,6 +223,8 @@ class EmailRecord(models.Model):
         RECEIPT = "receipt", "Receipt to the customer"
         MERCHANT_PAID = "merchant_paid", "Payment received, to the merchant"
         MERCHANT_LATE_PAYMENT = "late_payment", "Paid after the session failed, to the merchant"
+        CREDIT_NOTE = "credit_note", "Credit note to the customer"
+        REFUND_CLAIM = "refund_claim", "Crypto refund claim link to the customer"
 
     session = models.ForeignKey(PaymentSession, on_delete=models.CASCADE, related_name="emails")
     kind = models.CharField(max_length=16, choices=Kind.choices)

@@ -53,3 +53,11 @@ def render_invoice_pdf(data: InvoiceDocument) -> bytes:
     # identifier from its number, so the same invoice always gives the same bytes.
     identifier = hashlib.sha256(f"{data.session_id}:{data.number}".encode()).hexdigest()[:32].encode()
     return document.write_pdf(pdf_identifier=identifier)
+
+
+def render_credit_note_pdf(data) -> bytes:
+    """A credit note (invoices_app.services.credit_notes.CreditNoteDocument), as the invoice."""
+    html = render_to_string("invoices/credit_note_pdf.html", {"note": data})
+    document = HTML(string=html, base_url=str(settings.BASE_DIR)).render(font_config=_FONT_CONFIG)
+    identifier = hashlib.sha256(f"{data.refund_id}:{data.number}".encode()).hexdigest()[:32].encode()
+    return document.write_pdf(pdf_identifier=identifier)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
+
+from django.db import transaction
 
 from invoices_app import handoff
 from invoices_app.relay import relay_active
-from invoices_app.services.numbering import invoice_mark_refunded
+from invoices_app.services.numbering import credit_note_issue, invoice_mark_refunded
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +30,14 @@ def on_session_late_payment(sender, session_id, late_payment_id, **kwargs) -> No
     handoff.late_payment_queue(late_payment_id=late_payment_id)
 
 
-def on_session_refunded(sender, session_id, event_id="", **kwargs) -> None:
-    try:
-        invoice_mark_refunded(session_id=session_id, event_id=event_id)
-    except Exception:
-        logger.exception("could not mark the invoice of session %s refunded", session_id)
+def on_refund_succeeded(sender, refund, **kwargs) -> None:
+    # Inside the transaction that marks the refund succeeded: the credit note and its number
+    # commit with it or not at all. Its PDF and email go to the workers once it has committed.
+    note = credit_note_issue(refund=refund)
+    if refund.session.refund_status == "refunded":
+        invoice_mark_refunded(session_id=refund.session_id, refund_id=str(refund.pk))
+    transaction.on_commit(partial(handoff.credit_note_queue, credit_note_id=note.pk))
+
+
+def on_refund_claim_requested(sender, refund_id, **kwargs) -> None:
+    handoff.refund_claim_queue(refund_id=refund_id)

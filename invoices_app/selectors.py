@@ -10,10 +10,10 @@ from django.db.models import Q, QuerySet
 
 from core.formatting import money
 from invoices_app import claims
-from invoices_app.models import AccessLink, Fulfilment, Invoice, KeyReveal
+from invoices_app.models import AccessLink, CreditNote, Fulfilment, Invoice, KeyReveal
 from keys_app.models import EntitlementKey
 from keys_app.selectors import entitlement_key_current_for_session
-from sessions_app.models import PaymentSession, Status
+from sessions_app.models import PaymentSession, Refund, Status
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class InvoiceDocument:
     payment_reference: str
     paid_at: datetime | None
     session_id: str
+    # Test mode: the page, the PDF and the email carry a visible TEST mark.
+    test: bool = False
 
 
 def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
@@ -62,7 +64,7 @@ def invoice_document(*, invoice: Invoice) -> InvoiceDocument:
         currency=cur, vat_rate=f"{invoice.vat_rate.normalize():f}",
         net=net, vat=money(invoice.vat, cur), gross=money(invoice.gross, cur),
         payment_provider=invoice.payment_provider, payment_reference=invoice.payment_reference,
-        paid_at=invoice.paid_at, session_id=str(invoice.session_id),
+        paid_at=invoice.paid_at, session_id=str(invoice.session_id), test=invoice.mode == "test",
     )
 
 
@@ -82,6 +84,7 @@ class AccessView:
     reveal: KeyReveal | None
     amount: str
     pdf_ready: bool
+    credit_notes: tuple = ()
 
 
 def access_view(*, link: AccessLink) -> AccessView:
@@ -89,7 +92,8 @@ def access_view(*, link: AccessLink) -> AccessView:
     key = entitlement_key_current_for_session(session_id=session.pk)
     reveal = KeyReveal.objects.filter(session_id=session.pk).first()
     return AccessView(link=link, session=session, invoice=link.invoice, key=key, reveal=reveal,
-                      amount=money(link.invoice.gross, link.invoice.currency), pdf_ready=bool(link.invoice.pdf_name))
+                      amount=money(link.invoice.gross, link.invoice.currency), pdf_ready=bool(link.invoice.pdf_name),
+                      credit_notes=tuple(CreditNote.objects.filter(session_id=session.pk).order_by("issued_at", "pk")))
 
 
 def sessions_needing_fulfilment(*, paid_before: datetime, queued_before: datetime, limit: int) -> QuerySet:
@@ -116,6 +120,23 @@ def invoices_for_export(*, account_id: int | None):
                          "buyer_email", "buyer_name", "buyer_address", "description", "seller_name",
                          "seller_vat_id", "payment_provider", "payment_reference", "paid_at", "refunded_at",
                          "session_id", "account_id")
+            .iterator(chunk_size=2000))
+
+
+REFUND_EXPORT_COLUMNS = ("refund_id", "created_at", "succeeded_at", "status", "mode", "amount", "currency", "reason",
+                         "origin", "provider", "provider_reference", "credit_note_number", "invoice_number",
+                         "session_id", "merchant_id")
+
+
+def refunds_for_export(*, account_id: int | None, mode: str | None = None):
+    """Refunds with their credit note (empty until one succeeded), newest first, read in chunks."""
+    qs = Refund.objects.all() if account_id is None else Refund.objects.filter(account_id=account_id)
+    if mode:
+        qs = qs.filter(mode=mode)
+    return (qs.order_by("-created_at", "-id")
+            .values_list("id", "created_at", "succeeded_at", "status", "mode", "amount", "currency", "reason",
+                         "origin", "provider", "provider_reference", "credit_note__number",
+                         "credit_note__invoice_number", "session_id", "account_id")
             .iterator(chunk_size=2000))
 
 

@@ -12,7 +12,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from core.logs import request_id_var
 from invoices_app import handoff
-from invoices_app.services import access, delivery, fulfilment
+from invoices_app.services import access, credit_notes, delivery, fulfilment, refund_claims
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,22 @@ def fulfil_sessions(items: list[dict]) -> None:
 def notify_late_payment(self, late_payment_id: int) -> None:
     try:
         delivery.late_payment_notify(late_payment_id=late_payment_id)
+    except delivery.EmailInFlight as exc:
+        raise self.retry(exc=exc, countdown=max(1, int(exc.retry_in) + 1)) from None
+
+
+@shared_task(**RETRIED)
+def deliver_credit_note(self, credit_note_id: int) -> None:
+    try:
+        credit_notes.credit_note_deliver(credit_note_id=credit_note_id)
+    except delivery.EmailInFlight as exc:
+        raise self.retry(exc=exc, countdown=max(1, int(exc.retry_in) + 1)) from None
+
+
+@shared_task(**RETRIED)
+def email_refund_claim(self, refund_id: str) -> None:
+    try:
+        refund_claims.refund_claim_email(refund_id=refund_id)
     except delivery.EmailInFlight as exc:
         raise self.retry(exc=exc, countdown=max(1, int(exc.retry_in) + 1)) from None
 

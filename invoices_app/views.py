@@ -15,8 +15,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core import errors
 from core.throttling import ACCESS_LINKS_THROTTLES, CHECKOUT_THROTTLES, check_limits, throttle_view
 from invoices_app import selectors, tokens
-from invoices_app.models import AccessLink, AccessLinkUse
+from invoices_app.models import AccessLink, AccessLinkUse, CreditNote
 from invoices_app.services.access import access_link_use_record
+from invoices_app.services.credit_notes import credit_note_pdf_bytes, credit_note_pdf_filename
 from invoices_app.services.documents import invoice_pdf_bytes, invoice_pdf_filename
 from invoices_app.services.keys import key_reveal, key_rotate_by_customer
 from invoices_app.tasks import access_links_email
@@ -88,6 +89,24 @@ def access_invoice_pdf(request: HttpRequest, token: str) -> HttpResponse:
     access_link_use_record(link=link, action=AccessLinkUse.Action.PDF, **_client(request))
     response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="{invoice_pdf_filename(link.invoice)}"'
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@never_cache
+@require_GET
+def access_credit_note_pdf(request: HttpRequest, token: str, number: str) -> HttpResponse:
+    link = _resolve(request, token)
+    if isinstance(link, HttpResponse):
+        return link
+    note = CreditNote.objects.filter(session_id=link.session_id, number=number).first()
+    pdf = credit_note_pdf_bytes(note=note) if note is not None else None
+    if pdf is None:
+        return render(request, "invoices/access_error.html", {
+            "title": "No such credit note", "message": "It may still be being prepared."}, status=404)
+    access_link_use_record(link=link, action=AccessLinkUse.Action.PDF, **_client(request))
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{credit_note_pdf_filename(note)}"'
     response["Referrer-Policy"] = "no-referrer"
     return response
 

@@ -58,7 +58,7 @@ class AccountAdmin(MerchantScopedAdmin):
     search_fields = ("name", "email")
     ordering = ("name", "pk")
     fields = ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "issued_key_mode",
-              "email_key_to_customer", "allowed_origins", "publishable_keys", "created_at")
+              "email_key_to_customer", "refund_revokes_key", "allowed_origins", "publishable_keys", "created_at")
     readonly_fields = ("created_at", "publishable_keys")
     actions = ("rotate_publishable_keys",)
 

@@ -87,7 +87,7 @@ class AccountApi(APIView):
             model = Account
             fields = ["id", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at",
                       "enabled_providers", "web3_xpub", "web3_asset", "issued_key_mode", "email_key_to_customer",
-                      "allowed_origins", "publishable_key"]
+                      "allowed_origins", "publishable_key", "refund_revokes_key"]
 
         def get_publishable_key(self, account: Account) -> str:
             return publishable.publishable_key_ensure(account=account, mode=self.context["mode"]).key
@@ -119,6 +119,10 @@ class AccountApi(APIView):
                 return publishable.allowed_origins_clean(value)
             except domain_errors.DomainError as exc:
                 raise serializers.ValidationError(serializers.ErrorDetail(exc.message, code=exc.code)) from None
+
+        refund_revokes_key = serializers.BooleanField(
+            required=False, help_text="A full refund revokes the buyer's key (on by default; a refund's "
+                                      "`revoke_key` overrides it).")
 
         def validate_enabled_providers(self, value):
             return [name for name in PROVIDERS if name in value]

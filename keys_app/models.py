@@ -50,6 +50,8 @@ class Account(models.Model):
     # Web origins (scheme://host[:port]) whose pages may call POST /create_session with the
     # merchant's publishable key; the browser is told so through CORS, and no other origin is.
     allowed_origins = models.JSONField(default=list, blank=True)
+    # A full refund revokes the buyer's entitlement key unless the refund says otherwise.
+    refund_revokes_key = models.BooleanField(default=True)
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"

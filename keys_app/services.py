@@ -63,7 +63,7 @@ def merchant_create(*, name: str, email: str, live: bool = False, actor: str = "
 
 ACCOUNT_EDITABLE_FIELDS = ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix",
                            "enabled_providers", "web3_xpub", "web3_asset", "issued_key_mode",
-                           "email_key_to_customer", "allowed_origins")
+                           "email_key_to_customer", "allowed_origins", "refund_revokes_key")
 
 
 @transaction.atomic

@@ -12,6 +12,8 @@ from sessions_app import apis as session_apis
 from sessions_app import views as session_views
 from sessions_app.links import apis as link_apis
 from sessions_app.links import views as link_views
+from sessions_app.refunds import apis as refund_apis
+from sessions_app.refunds import views as refund_views
 
 handler400 = "core.http.handler400"
 handler403 = "core.http.handler403"
@@ -38,6 +40,11 @@ urlpatterns = [
     path("sessions/<str:session_id>/expire", session_apis.SessionExpireApi.as_view(), name="session-expire"),
     path("sessions/<str:session_id>/fulfil_anyway", session_apis.SessionFulfilAnywayApi.as_view(),
          name="session-fulfil-anyway"),
+    path("sessions/<str:session_id>/refunds", refund_apis.SessionRefundsApi.as_view(), name="session-refunds"),
+    path("refunds/<str:refund_id>", refund_apis.RefundDetailApi.as_view(), name="refund-detail"),
+    path("refunds/<str:refund_id>/web3_payout", refund_apis.RefundPayoutApi.as_view(), name="refund-web3-payout"),
+    path("refund-claim/<str:token>", refund_views.refund_claim, name="refund-claim"),
+    path("refunds/<str:refund_id>/cancel", refund_apis.RefundCancelApi.as_view(), name="refund-cancel"),
     path("session/<str:session_id>/status", session_apis.SessionStatusApi.as_view(), name="session-status"),
     path("checkout", session_views.checkout, name="checkout"),
     path("checkout/<str:session_id>/simulate", session_views.checkout_simulate, name="checkout-simulate"),
@@ -56,6 +63,8 @@ urlpatterns = [
     path("access", invoice_views.access_links_request, name="access-links"),
     path("access/<str:token>", invoice_views.access_page, name="access"),
     path("access/<str:token>/invoice.pdf", invoice_views.access_invoice_pdf, name="access-invoice-pdf"),
+    path("access/<str:token>/credit-notes/<str:number>.pdf", invoice_views.access_credit_note_pdf,
+         name="access-credit-note-pdf"),
     path("access/<str:token>/reveal-key", invoice_views.access_reveal_key, name="access-reveal-key"),
     path("access/<str:token>/rotate-key", invoice_views.access_rotate_key, name="access-rotate-key"),
     path("webhooks/onecom", session_views.onecom_webhook, name="webhook-onecom"),

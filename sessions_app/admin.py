@@ -15,6 +15,7 @@ from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app import selectors
 from sessions_app.links import admin as link_admin  # noqa: F401 - registers the payment links' pages
 from sessions_app.models import PaymentSession, WebhookEvent
+from sessions_app.refunds.admin import refund_session
 from sessions_app.services import FulfilAnywayRefused, session_fulfil_anyway
 from sessions_app.webhooks import webhook_event_reprocess_stored
 
@@ -74,7 +75,7 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
     list_filter = ("status", LatePaymentFilter, "mode", ProviderFilter, CurrencyFilter,
                    ("created_at", admin.DateFieldListFilter))
     staff_list_filter = ("account",)
-    actions = ("fulfil_anyway",)
+    actions = ("fulfil_anyway", refund_session)
     search_fields = ("customer_email", "client_reference_id", "provider_reference")
     search_help_text = "Session id, customer email, client reference or provider reference"
     date_hierarchy = None
@@ -83,7 +84,8 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
                        "customer_name", "customer_address", "client_reference_id", "provider", "provider_reference",
                        "failure_reason", "created_at", "expires_at", "paid_at", "failed_at",
                        "payment_attempts_failed", "last_payment_error_code", "last_payment_error_message",
-                       "late_payment_at", "fulfil_anyway_at", "fulfil_anyway_by", "success_url",
+                       "late_payment_at", "fulfil_anyway_at", "fulfil_anyway_by", "amount_refunded",
+                       "refund_status", "success_url",
                        "cancel_url", "providers", "metadata_pretty", "payment_link")
     fields = readonly_fields
     change_form_template = "admin/sessions_app/paymentsession/change_form.html"
@@ -123,6 +125,7 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
             "deliveries": list(session.webhook_events.order_by("received_at")),
             "buyer_key": entitlement_key_current_for_session(session_id=session.pk),
             "late_payments": list(selectors.late_payments_of(session=session)),
+            "refunds": list(session.refunds.order_by("created_at")),
         }
 
     @admin.action(description="Fulfil anyway: deliver the selected sessions that were paid after expiry")

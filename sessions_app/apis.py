@@ -92,6 +92,8 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
                           if session.late_payment_at else []),
         "fulfil_anyway": ({"at": iso_utc(session.fulfil_anyway_at), "by": session.fulfil_anyway_by}
                           if session.fulfil_anyway_at else None),
+        "amount_refunded": str(Decimal(session.amount_refunded).quantize(Decimal(1).scaleb(-exp))),
+        "refund_status": session.refund_status,
     }
     if with_web3 and "web3" in session.providers:
 
@@ -313,12 +315,12 @@ class SessionStatusApi(APIView):
         if row is None:
             raise ApiError("session_not_found", "No such session.", status_code=404)
         paid_at = iso_utc(row["paid_at"])
-        etag = '"' + hashlib.sha256(f"{row['status']}|{paid_at}".encode()).hexdigest()[:20] + '"'
+        etag = '"' + hashlib.sha256(f"{row['status']}|{paid_at}|{row['refund_status']}".encode()).hexdigest()[:20] + '"'
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         if etag in request.headers.get("If-None-Match", ""):
             return Response(status=304, headers=headers)
         return Response({"id": str(row["id"]), "session_id": str(row["id"]), "status": row["status"],
-                         "paid_at": paid_at}, headers=headers)
+                         "paid_at": paid_at, "refund_status": row["refund_status"]}, headers=headers)
 
 
 class SessionWeb3TxApi(APIView):

@@ -27,8 +27,10 @@ from sessions_app.attempts import attempt_failed_record, late_payment_record
 from sessions_app.events import Action, Outcome, PaymentEvent, WebhookResult
 from sessions_app.merchant_events import session_emit, session_event, transition_type
 from sessions_app.models import OPEN_STATUSES, PaymentSession, Status, WebhookEvent
+from sessions_app.refunds.state import refundable
+from sessions_app.refunds.webhook import refund_reports_apply
 from sessions_app.selectors import session_get
-from sessions_app.signals import SESSION_PAID_CHANNEL, session_paid, session_refunded
+from sessions_app.signals import SESSION_PAID_CHANNEL, session_paid
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def _decide(session: PaymentSession, event: PaymentEvent) -> tuple[str, str]:
     if event.livemode is not None and event.livemode != (session.mode == "live"):
         return WebhookEvent.Outcome.REJECTED, "livemode_mismatch"
     if event.action == Action.REFUNDED:
-        if session.status != Status.PAID:
+        if not refundable(session):
             return WebhookEvent.Outcome.IGNORED, f"refund for a {session.status} session"
         return WebhookEvent.Outcome.PROCESSED, "refunded"
     if event.action == Action.PAID and session.status == Status.FAILED:
@@ -133,6 +135,8 @@ def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> Web
     """
     actor = actor or f"webhook:{event.provider}"
     session_id = _parse_session_ref(event.session_ref)
+    if session_id is None and event.action == Action.REFUNDED:
+        session_id = _session_of_payment(event)
     if session_id and event.action in one_statement.ACTIONS and one_statement.enabled():
         result = _apply_in_one_statement(event, session_id=session_id, actor=actor)
         if result is not None:
@@ -158,6 +162,14 @@ def payment_event_apply(event: PaymentEvent, *, actor: str | None = None) -> Web
     except Exception as exc:
         _store_failed(event, session_id=session_id, exc=exc)
         raise
+
+
+def _session_of_payment(event: PaymentEvent) -> uuid.UUID | None:
+    """A refund made at the provider names the payment (a PaymentIntent), not our session."""
+    if not event.provider_reference:
+        return None
+    return (PaymentSession.objects.filter(provider=event.provider, provider_reference=event.provider_reference)
+            .values_list("pk", flat=True).first())
 
 
 def _redelivered(event: PaymentEvent, *, actor: str) -> WebhookResult:
@@ -267,12 +279,9 @@ def announce_delivery(session: PaymentSession, *, notified: bool = False) -> Non
 def _transition(session: PaymentSession, event: PaymentEvent, *, actor: str) -> None:
     before = session_state(session)
     if event.action == Action.REFUNDED:
-        audit_record(action="session.refunded", subject_type="payment_session", subject_id=session.pk,
-                     account_id=session.account_id, actor=actor, before=before, after=before,
-                     data={"event_id": event.event_id, "type": event.event_type, "provider": event.provider,
-                           "amount_minor": event.amount_minor})
-        transaction.on_commit(partial(session_refunded.send, sender=PaymentSession, session_id=session.pk,
-                                      event_id=event.event_id))
+        # Each refund the event reports moves on its own (sessions_app.refunds); the session stays paid.
+        refund_reports_apply(session=session, provider=event.provider, reports=event.extra.get("refunds") or [],
+                             actor=actor, event_id=event.event_id)
         return
     if event.action == Action.ATTEMPT_FAILED:
         attempt_failed_record(session, event, actor=actor)

@@ -63,6 +63,10 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
     # The payment link the session was started from (GET /pay/{slug}, or a publishable key).
     payment_link = models.ForeignKey("sessions_app.PaymentLink", null=True, blank=True, on_delete=models.PROTECT,
                                      related_name="sessions", db_index=False)
+    # Derived from the session's succeeded refunds (sessions_app.refunds.state); status stays paid.
+    amount_refunded = models.DecimalField(max_digits=18, decimal_places=3, default=0)
+    refund_status = models.CharField(max_length=20, default="none", choices=[
+        ("none", "None"), ("partially_refunded", "Partially refunded"), ("refunded", "Refunded")])
 
     class Meta:
         ordering = ["-created_at"]
@@ -85,6 +89,9 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
             # The dashboard's "paid after expiry" filter.
             models.Index(fields=["late_payment_at"], name="session_late_payment_idx",
                          condition=models.Q(late_payment_at__isnull=False)),
+            # A refund made at the provider names the payment, not our session.
+            models.Index(fields=["provider_reference"], name="session_provider_ref_idx",
+                         condition=~models.Q(provider_reference="")),
         ]
 
     def __str__(self) -> str:
@@ -344,3 +351,7 @@ class Web3ScanCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chain_id}@{self.block_number}"
+
+
+# The refund model lives with its services; Django finds it through this module.
+from sessions_app.refunds.models import Refund  # noqa: E402, F401

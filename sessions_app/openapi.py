@@ -95,6 +95,9 @@ class SessionSerializer(serializers.Serializer):
         many=True, help_text="Payments that arrived after the session had failed (status stays `failed`).")
     fulfil_anyway = FulfilAnywaySerializer(allow_null=True,
                                            help_text="Set when the merchant chose to deliver a late-paid session.")
+    amount_refunded = serializers.CharField(help_text="What succeeded refunds gave back, a decimal string.")
+    refund_status = serializers.CharField(
+        help_text="`none`, `partially_refunded` or `refunded`, from the succeeded refunds; `status` stays `paid`.")
 
     class Meta:
         ref_name = "Session"
@@ -114,6 +117,7 @@ class SessionStatusSerializer(serializers.Serializer):
     session_id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=Status.choices)
     paid_at = serializers.DateTimeField(allow_null=True)
+    refund_status = serializers.CharField(help_text="`none`, `partially_refunded` or `refunded`.")
 
     class Meta:
         ref_name = "SessionStatus"

@@ -73,7 +73,7 @@ def session_status_get(*, session_id: str) -> dict | None:
     pk = parse_uuid(session_id)
     if pk is None:
         return None
-    return PaymentSession.objects.filter(pk=pk).values("id", "status", "paid_at").first()
+    return PaymentSession.objects.filter(pk=pk).values("id", "status", "paid_at", "refund_status").first()
 
 
 # ---------------------------------------------------------------- dashboard figures

@@ -8,10 +8,14 @@ session_paid = Signal()
 # Sent on commit when a verified payment arrives for a session that had already failed.
 # kwargs: session_id, late_payment_id.
 session_late_payment = Signal()
-# Sent on commit when a provider reports a refund. kwargs: session_id, event_id.
-session_refunded = Signal()
 
 # On PostgreSQL a session to deliver is also announced to other processes, in the transaction
 # that decides it: NOTIFY on this channel, with {"session_id": ..., "request_id": ...} as payload.
 # PostgreSQL delivers it to every listener if and only if the transaction commits.
 SESSION_PAID_CHANNEL = "session_paid"
+
+# Sent inside the transaction that marks a refund succeeded, so that what it issues (the credit
+# note and its number) commits or rolls back with the refund. kwargs: refund.
+refund_succeeded = Signal()
+# Sent on commit when a crypto refund waits for the customer's receiving address. kwargs: refund_id.
+refund_claim_requested = Signal()

@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 NOT_API = {"", "admin/", "checkout", "access", "checkout/<str:session_id>/simulate", "checkout/<str:session_id>/pay/<str:provider>",
            "pay/<str:slug>",
            "api/schema/", "api/docs/", "api/redoc/"}
-NOT_API_PREFIXES = ("admin/", "access/", "static/", "media/")
+NOT_API_PREFIXES = ("admin/", "access/", "static/", "media/", "refund-claim/")
 
 
 def _routes(patterns, prefix=""):

@@ -117,7 +117,8 @@ def _receipt(*, session: PaymentSession, invoice: Invoice, link: AccessLink, to:
                "key": entitlement_key_current_for_session(session_id=session.pk), "plaintext_key": plaintext_key,
                "expires_at": link.expires_at}
     message = EmailMultiAlternatives(
-        subject=_one_line(f"Your receipt {invoice.number} from {invoice.seller_name}"),
+        subject=_one_line(("[TEST] " if invoice.mode == "test" else "")
+                          + f"Your receipt {invoice.number} from {invoice.seller_name}"),
         body=render_to_string("emails/receipt.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL, to=[to],
         # The invoice's seller is the merchant account that sold (a snapshot taken at issue), and

@@ -15,10 +15,11 @@ from invoices_app import secrets_box
 from invoices_app.models import AccessLink, AccessLinkUse, KeyReveal
 from invoices_app.services.access import access_link_use_record
 from invoices_app.services.steps import ACTOR, step_once
-from keys_app.entitlements import entitlement_key_issue, entitlement_key_rotate
+from keys_app.entitlements import entitlement_key_issue, entitlement_key_rotate, entitlement_keys_mark_refunded
 from keys_app.models import EntitlementKey
 from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app.models import PaymentSession
+from sessions_app.refunds.state import refunded_with_key_revoked
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ def _buyer_key_make(session: PaymentSession) -> EntitlementKey:
     audit_record(action="fulfilment.key_issued", subject_type="payment_session", subject_id=session.pk,
                  account_id=session.account_id, actor=ACTOR,
                  data={"key_id": str(issued.key.pk), "key": issued.key.display, "mode": issued.key.mode})
+    if refunded_with_key_revoked(session.pk):
+        # Refunded in full before fulfilment reached the key: it is born refunded.
+        entitlement_keys_mark_refunded(session_id=session.pk, actor=ACTOR)
     return issued.key
 
 

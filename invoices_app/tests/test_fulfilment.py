@@ -52,7 +52,7 @@ def test_a_paid_session_gets_an_invoice_a_pdf_a_key_a_link_and_two_emails(paid_s
     # then every step happened once, and the fulfilment is complete
     assert fulfilment.completed_at is not None
     invoice = Invoice.objects.get(session=session)
-    assert invoice.number == f"ACME-{timezone.now().year}-00001"
+    assert invoice.number == f"TEST-ACME-{timezone.now().year}-00001"
     assert (invoice.net, invoice.vat, invoice.gross) == (Decimal("100.00"), Decimal("19.00"), Decimal("119.00"))
     assert invoice.seller_vat_id == "DE123456789" and invoice.buyer_email == "buyer@example.com"
     assert invoice.payment_reference.startswith("pi_test_")
@@ -101,9 +101,23 @@ def test_invoice_numbers_count_per_merchant_and_year_without_gaps(merchant, othe
     # when each gets its invoice
     numbers = [invoice_issue(session=s).number for s in sessions]
 
-    # then each merchant counts from 1
+    # then each merchant counts from 1, test mode in a series of its own
     year = timezone.now().year
-    assert numbers == [f"INV-{year}-00001", f"INV-{year}-00002", f"INV-{year}-00003", f"INV-{year}-00001"]
+    assert numbers == [f"TEST-INV-{year}-00001", f"TEST-INV-{year}-00002", f"TEST-INV-{year}-00003",
+                       f"TEST-INV-{year}-00001"]
+
+
+def test_test_and_live_invoices_are_numbered_in_separate_series(merchant):
+    from sessions_app.tests.refund_support import paid_session as paid
+
+    order = [paid(merchant, mode=mode) for mode in ("test", "live", "test", "live")]
+
+    numbers = [invoice_issue(session=s).number for s in order]
+
+    year = timezone.now().year
+    # a test invoice never takes a number from the live series
+    assert numbers == [f"TEST-INV-{year}-00001", f"INV-{year}-00001", f"TEST-INV-{year}-00002", f"INV-{year}-00002"]
+    assert list(Invoice.objects.order_by("number").values_list("mode", flat=True)) == ["live", "live", "test", "test"]
 
 
 @pytest.mark.parametrize(("gross", "rate", "currency", "net", "vat"), [
@@ -133,13 +147,16 @@ def test_the_pdf_renders_the_same_bytes_again_on_a4(paid_session):
     assert (round(float(box.width) * 25.4 / 72), round(float(box.height) * 25.4 / 72)) == (210, 297)
 
 
-def test_a_refund_marks_the_invoice_refunded(paid_session):
-    from invoices_app.receivers import on_session_refunded
+def test_a_full_refund_marks_the_invoice_row_refunded_and_leaves_its_pdf_alone(paid_session):
+    from invoices_app.services.numbering import invoice_mark_refunded
 
     session = paid_session()
-    invoice_issue(session=session)
-    on_session_refunded(sender=None, session_id=session.pk, event_id="evt_refund")
-    assert Invoice.objects.get(session=session).status == Invoice.Status.REFUNDED
+    invoice = invoice_issue(session=session)
+    invoice_mark_refunded(session_id=session.pk, refund_id="r1")
+    invoice_mark_refunded(session_id=session.pk, refund_id="r1")
+    refreshed = Invoice.objects.get(session=session)
+    assert refreshed.status == Invoice.Status.REFUNDED
+    assert (refreshed.number, refreshed.pdf_sha256) == (invoice.number, invoice.pdf_sha256)
     assert AuditEvent.objects.filter(action="invoice.refunded").count() == 1
 
 

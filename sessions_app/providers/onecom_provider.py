@@ -37,13 +37,17 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_AMOUNT_CHARS = 40
 # Amounts are numeric(18, 3): 15 digits before the point. No real payment comes near.
 MAX_AMOUNT_MINOR = 10**15 - 1
-EVENT_TYPES = ("payment.processing", "payment.succeeded", "payment.failed", "payment.expired")
+EVENT_TYPES = ("payment.processing", "payment.succeeded", "payment.failed", "payment.expired", "refund.succeeded",
+               "refund.failed")
 _ACTIONS = {
     "payment.processing": Action.PENDING,
     "payment.succeeded": Action.PAID,
     # One declined attempt, unless the callback says the payment cannot be retried (below).
     "payment.failed": Action.ATTEMPT_FAILED,
     "payment.expired": Action.FAILED,
+    # A refund the merchant started here (data.refund_id) or in One.com's panel.
+    "refund.succeeded": Action.REFUNDED,
+    "refund.failed": Action.REFUNDED,
 }
 
 
@@ -92,7 +96,7 @@ def parse(payload: dict[str, Any], *, event_id: str) -> PaymentEvent:
         raise WebhookRejected("event_invalid", 'An event is {"type": "...", "data": {...}}.')
     action = _ACTIONS.get(event_type, Action.NONE)
     amount_minor, currency = None, None
-    if action == Action.PAID:
+    if action in (Action.PAID, Action.REFUNDED):
         currency = data.get("currency")
         if not isinstance(currency, str) or not currencies.is_supported(currency.upper()):
             raise WebhookRejected("currency_invalid", "data.currency must be a supported ISO 4217 code.")
@@ -122,12 +126,18 @@ def parse(payload: dict[str, Any], *, event_id: str) -> PaymentEvent:
         message = str(data.get("message") or "")[:500]
         if data.get("retryable") is False:
             action = Action.FAILED
+    extra: dict[str, Any] = {}
+    if action == Action.REFUNDED:
+        extra["refunds"] = [{"id": str(data.get("refund_reference") or "")[:200], "amount_minor": amount_minor,
+                             "status": "succeeded" if event_type == "refund.succeeded" else "failed",
+                             "refund_id": data.get("refund_id"), "reason": "",
+                             "failure_reason": str(data.get("reason") or "")[:200]}]
     session_ref = data.get("session_id")
     return PaymentEvent(
         provider=NAME, event_id=event_id, event_type=event_type, payload=payload, action=action,
         session_ref=str(session_ref) if session_ref else None,
         provider_reference=str(data.get("payment_id") or "")[:200], amount_minor=amount_minor,
-        currency=currency, failure_reason=reason, failure_message=message,
+        currency=currency, failure_reason=reason, failure_message=message, extra=extra,
     )
 
 
@@ -140,6 +150,18 @@ def test_event(*, session_id: str, event_type: str, amount: Decimal, currency: s
     if event_type == "payment.failed":
         data["reason"] = "card_declined"
     return {"type": event_type, "data": data}
+
+
+def test_refund_event(*, session_id: str, refund_id: str, succeeded: bool, amount: Decimal, currency: str,
+                      refund_reference: str | None = None) -> dict[str, Any]:
+    """A refund callback as One.com sends it once the money went back (or could not)."""
+    exp = currencies.exponent(currency)
+    data: dict[str, Any] = {"session_id": session_id, "refund_id": refund_id,
+                            "refund_reference": refund_reference or "rfd_" + secrets.token_hex(10),
+                            "amount": f"{amount:.{exp}f}", "currency": currency}
+    if not succeeded:
+        data["reason"] = "card_closed"
+    return {"type": "refund.succeeded" if succeeded else "refund.failed", "data": data}
 
 
 def sign(body: str, *, msg_id: str | None = None, secret: str | None = None,

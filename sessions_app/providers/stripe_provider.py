@@ -121,6 +121,7 @@ def parse(body: bytes) -> PaymentEvent:
     livemode = payload.get("livemode") if isinstance(payload.get("livemode"), bool) else None
     currency = obj.get("currency") if isinstance(obj.get("currency"), str) else None
     action, amount, reason, message = Action.NONE, None, "", ""
+    extra: dict[str, Any] = {}
     reference = obj.get("payment_intent") if obj.get("object") == "checkout.session" else obj.get("id")
     if event_type == "payment_intent.processing":
         action = Action.PENDING
@@ -145,17 +146,47 @@ def parse(body: bytes) -> PaymentEvent:
         action, reason = Action.FAILED, "payment_failed"
     elif event_type == "checkout.session.expired":
         action, reason = Action.FAILED, "expired"
-    elif event_type == "charge.refunded":
+    elif event_type in REFUND_EVENT_TYPES:
         action = Action.REFUNDED
-        amount = _int_or_none(obj.get("amount_refunded"))
-        reference = obj.get("payment_intent") or obj.get("id")
+        amount = _int_or_none(obj.get("amount_refunded" if obj.get("object") == "charge" else "amount"))
+        reference = obj.get("payment_intent") or obj.get("charge") or obj.get("id")
+        extra["refunds"] = refund_reports(obj)
     return PaymentEvent(
         provider=NAME, event_id=event_id, event_type=event_type, payload=payload, action=action,
         session_ref=str(session_ref) if session_ref else None,
         provider_reference=str(reference or "")[:200], amount_minor=amount,
         currency=currency if action != Action.REFUNDED else None, livemode=livemode, failure_reason=reason,
-        failure_message=message[:500],
+        failure_message=message[:500], extra=extra,
     )
+
+
+# A charge's refunds (charge.refunded lists them) or one refund (refund.*, charge.refund.updated).
+REFUND_EVENT_TYPES = ("charge.refunded", "refund.created", "refund.updated", "refund.failed",
+                      "charge.refund.updated")
+
+
+def refund_reports(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each refund in a charge or refund object, as sessions_app.refunds.webhook reads it."""
+    if obj.get("object") == "refund":
+        refunds = [obj]
+    else:
+        listed = obj.get("refunds")
+        refunds = listed.get("data") if isinstance(listed, dict) else None
+        if not isinstance(refunds, list):
+            # Recent API versions leave the list out of charge.refunded: only the charge's total is known.
+            total = _int_or_none(obj.get("amount_refunded"))
+            return [{"charge": str(obj.get("id") or ""), "charge_total_minor": total, "status": "succeeded"}] \
+                if total else []
+    reports = []
+    for refund in refunds:
+        if not isinstance(refund, dict) or not isinstance(refund.get("id"), str):
+            continue
+        metadata = refund.get("metadata") if isinstance(refund.get("metadata"), dict) else {}
+        reports.append({"id": refund["id"], "amount_minor": _int_or_none(refund.get("amount")),
+                        "status": str(refund.get("status") or ""), "reason": refund.get("reason") or "",
+                        "failure_reason": str(refund.get("failure_reason") or ""),
+                        "refund_id": metadata.get("refund_id"), "charge": str(refund.get("charge") or "")})
+    return reports
 
 
 def test_event(

@@ -182,7 +182,7 @@ def test_anyone_can_poll_the_status_without_customer_data(anon, make_session, de
     assert body["status"] == "paid"
     assert body["paid_at"].endswith("Z")
     assert "buyer@example.com" not in str(body)
-    assert set(body) == {"id", "session_id", "status", "paid_at"}
+    assert set(body) == {"id", "session_id", "status", "paid_at", "refund_status"}
 
 
 def test_the_status_of_an_unknown_session_is_a_404(anon):
