@@ -77,6 +77,12 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
             # The dashboard's "paid after expiry" filter.
             models.Index(fields=["late_payment_at"], name="session_late_payment_idx",
                          condition=models.Q(late_payment_at__isnull=False)),
+            # Dashboard search by exact reference (the email's trigram index and the BRIN index
+            # on created_at are PostgreSQL-only, made in migration 0009).
+            models.Index(fields=["account", "client_reference_id"], name="session_client_ref_idx",
+                         condition=~models.Q(client_reference_id="")),
+            models.Index(fields=["provider_reference"], name="session_provider_ref_idx",
+                         condition=~models.Q(provider_reference="")),
         ]
 
     def __str__(self) -> str:
@@ -282,3 +288,64 @@ class Web3ScanCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chain_id}@{self.block_number}"
+
+
+class DailySummary(models.Model):
+    """One merchant's sessions of one UTC day, currency and mode, so the dashboard never scans
+    the history. Kept by `summaries.summary_refresh` (a job, outside the payment's transaction):
+
+    - count, gross, refunded, net: payments by the day they were paid, up to
+      `SummaryWatermark.paid_until`;
+    - created, pending, paid, failed: sessions by the day they were made and their status now,
+      up to `SummaryWatermark.created_until` (by then every session has ended).
+
+    Readers add what is newer than the watermarks from the sessions themselves.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    currency = models.CharField(max_length=3)
+    mode = models.CharField(max_length=4, choices=Mode.choices)
+    count = models.PositiveIntegerField(default=0)
+    gross = models.DecimalField(max_digits=24, decimal_places=3, default=0)
+    refunded = models.DecimalField(max_digits=24, decimal_places=3, default=0)
+    net = models.DecimalField(max_digits=24, decimal_places=3, default=0)
+    sessions_created = models.PositiveIntegerField(default=0)
+    sessions_pending = models.PositiveIntegerField(default=0)
+    sessions_paid = models.PositiveIntegerField(default=0)
+    sessions_failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "mode", "day", "currency"],
+                                               name="daily_summary_unique_day")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day} {self.currency} {self.mode}: {self.count} paid, {self.gross}"
+
+
+class DailyFailureReason(models.Model):
+    """Failed sessions per merchant, UTC day (of the failure), mode and reason; kept with DailySummary."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    mode = models.CharField(max_length=4, choices=Mode.choices)
+    reason = models.CharField(max_length=200)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "mode", "day", "reason"],
+                                               name="daily_failure_unique_reason")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day} {self.mode} {self.reason}: {self.count}"
+
+
+class SummaryWatermark(models.Model):
+    """How far the daily summary goes: one row (pk 1), written by the refresh job only."""
+
+    paid_until = models.DateTimeField()
+    created_until = models.DateTimeField()
+    refreshed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"paid until {self.paid_until}, created until {self.created_until}"
