@@ -139,12 +139,19 @@ def paid_sessions_for_export(*, account_id: int | None, mode: str | None = None,
 # COPY writes as an empty unquoted cell, as csv.writer does.
 _TEXT = ("NULLIF(CASE WHEN left({c}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) THEN chr(39) || {c} "
          "ELSE {c} END, '')")
-_UTC_ISO = ("to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
-            "mod(date_part('microseconds', {c})::bigint, 1000000) = 0 THEN '' "
-            "ELSE to_char({c} AT TIME ZONE 'UTC', '.US') END || '+00:00'")
-# The amount at its currency's precision, rounded half to even like Decimal.quantize.
-_MINOR = ("round(CASE WHEN abs(x.v - trunc(x.v)) = 0.5 THEN trunc(x.v) + mod(trunc(x.v)::bigint, 2) * sign(x.v) "
-          "ELSE round(x.v) END / power(10::numeric, x.e), x.e)::text")
+# datetime.isoformat() in UTC: microseconds only when there are any.
+_UTC_ISO = "replace(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), '.000000+', '+')"
+
+
+def _exponent_case(column: str) -> str:
+    """The currency's exponent, as a CASE over the codes whose exponent is not 2."""
+    by_exponent: dict[int, list[str]] = {}
+    for code, e in sorted(currencies.EXPONENTS.items()):
+        if e != 2:
+            by_exponent.setdefault(e, []).append(code)
+    arms = " ".join(f"WHEN {column} IN ({', '.join(repr(c) for c in codes)}) THEN {e}"
+                    for e, codes in sorted(by_exponent.items()))
+    return f"(CASE {arms} ELSE 2 END)"
 
 
 def paid_sessions_export_sql(*, account_id: int | None, mode: str | None = None, start: date | None = None,
@@ -155,17 +162,18 @@ def paid_sessions_export_sql(*, account_id: int | None, mode: str | None = None,
     inner_sql, params = qs.query.sql_with_params()
     where = inner_sql[inner_sql.index(" WHERE "):inner_sql.index(" ORDER BY ")]
     table = connection.ops.quote_name(PaymentSession._meta.db_table)
-    exponents = ", ".join(f"('{code}', {e})" for code, e in sorted(currencies.EXPONENTS.items()))
-    cells = [f"{table}.id::text", _UTC_ISO.format(c=f"{table}.paid_at"), _TEXT.format(c=_MINOR)]
+    # Amounts are positive and stored at their currency's precision (create_session refuses
+    # more decimals), so round() to the exponent writes what Decimal.quantize writes.
+    amount = f"round({table}.amount, {_exponent_case(f'{table}.currency')})::text"
+    cells = [f"{table}.id::text", _UTC_ISO.format(c=f"{table}.paid_at"), amount]
+    # currency, mode and provider are codes of ours (never a formula); the rest is free text.
+    cells += [f"{table}.{name}" for name in ("currency", "mode")]
+    cells.append(f"NULLIF({table}.provider, '')")
     cells += [_TEXT.format(c=f"{table}.{name}") for name in (
-        "currency", "mode", "provider", "provider_reference", "customer_email", "customer_name",
-        "client_reference_id", "description")]
+        "provider_reference", "customer_email", "customer_name", "client_reference_id", "description")]
     cells.append(f"{table}.account_id")
-    sql = (f"SELECT {', '.join(cells)} FROM {table} "  # noqa: S608 - names and exponents are ours
-           f"CROSS JOIN LATERAL (SELECT {table}.amount * power(10::numeric, c.e) AS v, c.e FROM "
-           f"(SELECT COALESCE((SELECT code_e.e FROM (VALUES {exponents}) AS code_e(code, e) "
-           f"WHERE code_e.code = {table}.currency), 2) AS e) AS c) AS x"
-           f"{where} ORDER BY {table}.paid_at, {table}.id")
+    sql = (f"SELECT {', '.join(cells)} FROM {table}{where} "  # noqa: S608 - names and codes are ours
+           f"ORDER BY {table}.paid_at, {table}.id")
     return sql, list(params)
 
 

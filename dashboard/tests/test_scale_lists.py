@@ -34,10 +34,11 @@ def _parse(body: bytes | str) -> list[list[str]]:
 @pytest.fixture
 def awkward_sessions(merchant, other_merchant):
     """Paid sessions whose cells are hard to write: formulas, quotes, new lines, empty fields,
-    amounts at a half of the currency's minor unit, whole-second and fractional times."""
+    currencies of 0, 2 and 3 decimals, whole-second and fractional times."""
     base = datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC)
-    amounts = {"EUR": ("1.005", "1.015", "12.500", "0.000"), "JPY": ("1500.000", "2.500", "3.500"),
-               "KWD": ("1.234", "0.500")}
+    # At each currency's precision, as create_session accepts them.
+    amounts = {"EUR": ("1.00", "1.05", "12.50", "0.01", "999999.99"), "JPY": ("1500", "2", "3"),
+               "KWD": ("1.234", "0.500", "10")}
     i = 0
     for currency, values in amounts.items():
         for amount in values:
