@@ -32,7 +32,7 @@ PAID_MARGIN = timedelta(minutes=5)
 CREATED_MARGIN = timedelta(hours=26)
 # A session fails while it is open (24 h at most); failures are looked for among sessions made
 # this long before the first day recomputed, so the job reads recent rows only.
-FAILURE_LOOK_BACK = timedelta(days=7)
+FAILURE_LOOK_BACK = timedelta(days=2)
 WATERMARK_PK = 1
 # The watermark of a summary never built: every day is computed.
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)
