@@ -19,12 +19,16 @@ from functools import cached_property
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.admin.exceptions import NotRegistered
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 
 
 def is_staff_user(user: Any) -> bool:
@@ -112,6 +116,13 @@ class MerchantScopedAdmin(admin.ModelAdmin):
     show_full_result_count = False  # a second COUNT(*) per page, for nothing
     # No COUNT(*) of the whole list either: exact up to 10,000 rows, estimated beyond.
     paginator = EstimatedCountPaginator
+
+    def action_checkbox(self, obj: Model) -> SafeString:
+        # Django renders this through the CheckboxInput widget's template, once per row: a third of
+        # a 50-row list's time. The same markup, written directly.
+        return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+                           helpers.ACTION_CHECKBOX_NAME, str(obj.pk),
+                           format_html(_("Select this object for an action - {}"), str(obj)))
 
     # ---- rows
     def get_queryset(self, request: HttpRequest) -> QuerySet:
