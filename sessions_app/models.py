@@ -179,11 +179,14 @@ class WebhookEvent(models.Model):
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.RECEIVED)
     error = models.CharField(max_length=500, blank=True, default="")
     session = models.ForeignKey(PaymentSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events")
-    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Indexed with received_at (Meta): the dashboard lists a merchant's deliveries newest first.
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                db_index=False)
 
     class Meta:
         ordering = ["-received_at"]
         constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="webhook_unique_provider_event")]
+        indexes = [models.Index(fields=["account", "-received_at"], name="webhook_account_received_idx")]
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.event_id} {self.event_type} {self.outcome}"
