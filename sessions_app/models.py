@@ -321,6 +321,9 @@ class DailySummary(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "mode", "day", "currency"],
                                                name="daily_summary_unique_day")]
+        # The refresh looks for days still showing open sessions: few, whatever the history.
+        indexes = [models.Index(fields=["day"], name="daily_summary_open_idx",
+                                condition=models.Q(sessions_created__gt=0) | models.Q(sessions_pending__gt=0))]
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.day} {self.currency} {self.mode}: {self.count} paid, {self.gross}"
