@@ -8,7 +8,7 @@ export PUBLIC_BASE_URL ?= http://127.0.0.1:$(PORT)
 run test: export ALLOW_DEBUG ?= 1
 TEST_WORKERS ?= 2
 
-.PHONY: run up test install install-dev lint bench soak clean
+.PHONY: run up test install install-dev lint bench bench-scale soak clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -49,6 +49,11 @@ test: install-dev
 bench: install-dev
 	bench/prepare.sh
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# A year of sales: 1M sessions for one merchant against an empty one (dashboard, exports, API).
+# Keeps its database (payments_scale_bench) between runs; SCALE_ARGS="--fresh --runs 50" etc.
+bench-scale: install-dev
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 # Payments with duplicates, out of order, and the worker SIGKILLed halfway; SOAK_ARGS="--sessions 1000" etc.
 # Needs PostgreSQL and Redis on 127.0.0.1. `make test` runs it at 60 sessions (tests/test_soak.py).

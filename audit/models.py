@@ -32,7 +32,8 @@ class AuditEvent(models.Model):
     action = models.CharField(max_length=100)
     subject_type = models.CharField(max_length=100)
     subject_id = models.CharField(max_length=100)
-    account_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    # Indexed with created_at (Meta): the dashboard lists a merchant's rows newest first.
+    account_id = models.BigIntegerField(null=True, blank=True)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     data = models.JSONField(default=dict, blank=True)
@@ -43,7 +44,8 @@ class AuditEvent(models.Model):
         ordering = ["scope", "seq"]
         constraints = [models.UniqueConstraint(fields=["scope", "seq"], name="audit_unique_scope_seq")]
         # No index on action alone: the dashboard filters actions within a merchant (account_id).
-        indexes = [models.Index(fields=["subject_type", "subject_id"])]
+        indexes = [models.Index(fields=["subject_type", "subject_id"]),
+                   models.Index(fields=["account_id", "-created_at"], name="audit_account_created_idx")]
 
     def __str__(self) -> str:
         return f"{self.action} {self.subject_type}:{self.subject_id}"

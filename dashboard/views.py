@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from django.http import HttpRequest, StreamingHttpResponse
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.utils import timezone
 
 from core.admin_scoping import viewer_account_id
@@ -19,14 +21,6 @@ from invoices_app.selectors import (
 )
 from keys_app.models import Mode
 from sessions_app import selectors
-
-
-class _Echo:
-    """A file-like object whose write() hands the line back, so csv.writer can feed a stream."""
-
-    def write(self, value: str) -> str:
-        return value
-
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -43,31 +37,86 @@ def csv_cell(value) -> str:
     return text
 
 
+# Rows are handed to the server in blocks of about this size: one write per row would cost more
+# than the row.
+BLOCK_BYTES = 256 * 1024
+
+
 def stream_csv(header: Iterable[str], rows: Iterable[Iterable]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(header)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
     for row in rows:
-        yield writer.writerow([csv_cell(v) for v in row])
+        writer.writerow([csv_cell(v) for v in row])
+        if buffer.tell() >= BLOCK_BYTES:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
-def _csv_response(stream: Iterator[str], name: str) -> StreamingHttpResponse:
+def stream_copy(header: Iterable[str], sql: str, params: list) -> Iterator[bytes]:
+    """PostgreSQL writes the CSV itself (COPY ... TO STDOUT): rows stream from the server as they
+    are read, in constant memory, at several times the rate of building them in Python."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(header)
+    block, size = [buffer.getvalue().encode()], 0
+    statement = connection.ops.compose_sql(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params)
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for data in copy:
+            block.append(data)
+            size += len(data)
+            if size >= BLOCK_BYTES:
+                yield b"".join(block)
+                block, size = [], 0
+    yield b"".join(block)
+
+
+def _csv_response(stream: Iterator, name: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(stream, content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{name}-{timezone.now():%Y%m%d}.csv"'
     return response
 
 
-def paid_sessions_csv(request: HttpRequest) -> StreamingHttpResponse:
+def _day(request: HttpRequest, name: str) -> date | None:
+    raw = request.GET.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"date_invalid: {name} must be a date, YYYY-MM-DD.") from None
+
+
+def paid_sessions_csv(request: HttpRequest) -> HttpResponse:
     mode = request.GET.get("mode")
     mode = mode if mode in Mode.values else None
-    rows = selectors.paid_sessions_for_export(account_id=viewer_account_id(request), mode=mode)
-    # amount is column 2, currency column 3
-    rows = ((r[0], r[1], amount_text(r[2], r[3]), *r[3:]) for r in rows)
-    return _csv_response(stream_csv(selectors.PAID_EXPORT_COLUMNS, rows), "paid-sessions")
+    try:
+        start, end = _day(request, "from"), _day(request, "to")
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain")
+    scope = {"account_id": viewer_account_id(request), "mode": mode, "start": start, "end": end}
+    if connection.vendor == "postgresql":
+        response = _csv_response(stream_copy(selectors.PAID_EXPORT_COLUMNS,
+                                             *selectors.paid_sessions_export_sql(**scope)), "paid-sessions")
+    else:
+        rows = selectors.paid_sessions_for_export(**scope)
+        # amount is column 2, currency column 3
+        rows = ((r[0], r[1], amount_text(r[2], r[3]), *r[3:]) for r in rows)
+        response = _csv_response(stream_csv(selectors.PAID_EXPORT_COLUMNS, rows), "paid-sessions")
+    # A size hint for a large export (a streamed response has no length): rows, from the summary.
+    response["X-Export-Rows"] = str(selectors.paid_count(**scope))
+    return response
 
 
-def invoices_csv(request: HttpRequest) -> StreamingHttpResponse:
-
-    rows = invoices_for_export(account_id=viewer_account_id(request))
+def invoices_csv(request: HttpRequest) -> HttpResponse:
+    mode = request.GET.get("mode")
+    mode = mode if mode in Mode.values else None
+    try:
+        start, end = _day(request, "from"), _day(request, "to")
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain")
+    rows = invoices_for_export(account_id=viewer_account_id(request), mode=mode, start=start, end=end)
     # net (4), vat (6) and gross (7) in the currency (3) of the invoice
     rows = ((*r[:4], amount_text(r[4], r[3]), r[5], amount_text(r[6], r[3]), amount_text(r[7], r[3]), *r[8:]) for r in rows)
     return _csv_response(stream_csv(INVOICE_EXPORT_COLUMNS, rows), "invoices")

@@ -11,10 +11,10 @@ from django.utils.html import format_html
 from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
 from core.formatting import money
 from invoices_app.models import AccessLink, Invoice
+from invoices_app.selectors import invoice_search
 from invoices_app.services.access import access_link_revoke
 from invoices_app.services.delivery import ResendRefused, receipt_resend
 from invoices_app.services.documents import invoice_pdf_bytes, invoice_pdf_filename
-from sessions_app.selectors import parse_uuid
 
 
 def _actor(request: HttpRequest) -> str:
@@ -34,7 +34,8 @@ class InvoiceAdmin(MerchantScopedAdmin):
     list_filter = ("status", InvoiceCurrencyFilter, ("issue_date", admin.DateFieldListFilter))
     staff_list_filter = ("account",)
     search_fields = ("number", "buyer_email", "buyer_name", "payment_reference")
-    search_help_text = "Invoice number, customer email or name, payment reference, or a session id"
+    search_help_text = ("An exact invoice number, payment reference or session id (indexed), or the start of "
+                        "the customer's email (prefix index on PostgreSQL)")
     list_select_related = ("account",)
     ordering = ("-issued_at",)
     readonly_fields = ("number", "status", "issue_date", "issued_at", "refunded_at", "account", "session_link",
@@ -63,10 +64,7 @@ class InvoiceAdmin(MerchantScopedAdmin):
                            reverse("admin:invoices_app_invoice_pdf", args=[obj.pk]), obj.number)
 
     def get_search_results(self, request, queryset, search_term):
-        session_id = parse_uuid(search_term.strip())
-        if session_id is not None:
-            return queryset.filter(session_id=session_id), False
-        return super().get_search_results(request, queryset, search_term)
+        return invoice_search(queryset, search_term), False
 
     def get_urls(self):
         wrap = self.admin_site.admin_view

@@ -82,6 +82,13 @@ class Invoice(models.Model):
             models.UniqueConstraint(fields=["account", "mode", "year", "sequence"],
                                     name="invoice_unique_account_mode_year_seq"),
         ]
+        indexes = [
+            # The dashboard's invoice list, newest first, and its search by payment reference
+            # (the number has its unique index; the email's prefix index is in migration 0008).
+            models.Index(fields=["account", "-issued_at"], name="invoice_account_issued_idx"),
+            models.Index(fields=["payment_reference"], name="invoice_payment_ref_idx",
+                         condition=~models.Q(payment_reference="")),
+        ]
 
     def __str__(self) -> str:
         return self.number

@@ -14,6 +14,7 @@ from invoices_app.models import AccessLink, CreditNote, Fulfilment, Invoice, Key
 from keys_app.models import EntitlementKey
 from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app.models import PaymentSession, Refund, Status
+from sessions_app.selectors import parse_uuid
 
 
 @dataclass(frozen=True)
@@ -109,18 +110,38 @@ def sessions_needing_fulfilment(*, paid_before: datetime, queued_before: datetim
 INVOICE_EXPORT_COLUMNS = ("number", "issue_date", "status", "currency", "net", "vat_rate", "vat", "gross",
                           "buyer_email", "buyer_name", "buyer_address", "description", "seller_name",
                           "seller_vat_id", "payment_provider", "payment_reference", "paid_at", "refunded_at",
-                          "session_id", "merchant_id")
+                          "session_id", "merchant_id", "mode")
 
 
-def invoices_for_export(*, account_id: int | None):
-    """Rows for the accounting export in number order, read in chunks."""
+def invoices_for_export(*, account_id: int | None, mode: str | None = None, start: date | None = None,
+                        end: date | None = None):
+    """Rows for the accounting export in number order (issued on days start..end, inclusive), read
+    through a server-side cursor in chunks."""
     qs = Invoice.objects.all() if account_id is None else Invoice.objects.filter(account_id=account_id)
+    if mode:
+        qs = qs.filter(session__mode=mode)
+    if start:
+        qs = qs.filter(issue_date__gte=start)
+    if end:
+        qs = qs.filter(issue_date__lte=end)
     return (qs.order_by("account_id", "year", "sequence")
             .values_list("number", "issue_date", "status", "currency", "net", "vat_rate", "vat", "gross",
                          "buyer_email", "buyer_name", "buyer_address", "description", "seller_name",
                          "seller_vat_id", "payment_provider", "payment_reference", "paid_at", "refunded_at",
-                         "session_id", "account_id")
-            .iterator(chunk_size=2000))
+                         "session_id", "account_id", "session__mode")
+            .iterator(chunk_size=5000))
+
+
+def invoice_search(queryset: QuerySet[Invoice], term: str) -> QuerySet[Invoice]:
+    """Invoices whose number, payment reference or session id is `term`, or whose buyer email
+    starts with it: each through an index."""
+    term = term.strip()
+    if not term:
+        return queryset
+    session_id = parse_uuid(term)
+    if session_id is not None:
+        return queryset.filter(session_id=session_id)
+    return queryset.filter(Q(number=term) | Q(payment_reference=term) | Q(buyer_email__istartswith=term))
 
 
 REFUND_EXPORT_COLUMNS = ("refund_id", "created_at", "succeeded_at", "status", "mode", "amount", "currency", "reason",

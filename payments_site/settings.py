@@ -438,6 +438,8 @@ SESSION_MAX_AMOUNT = Decimal(os.environ.get("SESSION_MAX_AMOUNT", "999999.99"))
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 # How often beat marks open sessions past their expiry as expired.
 SESSION_EXPIRY_INTERVAL_SECONDS = env_int("SESSION_EXPIRY_INTERVAL_SECONDS", 60)
+# How often beat brings the dashboard's daily summary up to date (its lag shows on the dashboard).
+SUMMARY_REFRESH_INTERVAL_SECONDS = env_int("SUMMARY_REFRESH_INTERVAL_SECONDS", 60)
 
 # --------------------------------------------------------------------------- payment providers
 
@@ -577,6 +579,8 @@ CELERY_BEAT_SCHEDULE = {
                               "schedule": float(FULFILMENT_SAFETY_NET_INTERVAL_SECONDS)},
     "sessions-expire-overdue": {"task": "sessions_app.tasks.sessions_expire_overdue",
                                 "schedule": float(SESSION_EXPIRY_INTERVAL_SECONDS)},
+    "sessions-summary-refresh": {"task": "sessions_app.tasks.sessions_summary_refresh",
+                                 "schedule": float(SUMMARY_REFRESH_INTERVAL_SECONDS)},
     "web3-poll-open-sessions": {"task": "sessions_app.crypto.tasks.web3_poll", "schedule": float(WEB3_POLL_SECONDS)},
     # The backstop of the workers' dispatcher (events_app.dispatch), and the 30-day purge.
     "merchant-webhooks-dispatch": {"task": "events_app.tasks.deliveries_dispatch", "schedule": 30.0},

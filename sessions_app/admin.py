@@ -9,10 +9,10 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter
+from core.admin_scoping import MerchantScopedAdmin, ScopedValuesFilter, viewer_account_id
 from core.formatting import money
 from keys_app.selectors import entitlement_key_current_for_session
-from sessions_app import selectors
+from sessions_app import figures, selectors
 from sessions_app.links import admin as link_admin  # noqa: F401 - registers the payment links' pages
 from sessions_app.models import PaymentSession, WebhookEvent
 from sessions_app.refunds.admin import refund_session
@@ -55,6 +55,13 @@ class CurrencyFilter(ScopedValuesFilter):
     parameter_name = "currency"
     field = "currency"
 
+    sample_rows = 500  # the summary knows the history; the sample covers the newest sessions
+
+    def values(self, request, model_admin) -> list[str]:
+        # Every currency of the merchant's history from the daily summary, and its newest sessions'.
+        return sorted(set(super().values(request, model_admin))
+                      | set(figures.summary_currencies(account_id=viewer_account_id(request))))
+
 
 class EventTypeFilter(ScopedValuesFilter):
     title = "event type"
@@ -77,7 +84,8 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
     staff_list_filter = ("account",)
     actions = ("fulfil_anyway", refund_session)
     search_fields = ("customer_email", "client_reference_id", "provider_reference")
-    search_help_text = "Session id, customer email, client reference or provider reference"
+    search_help_text = ("An exact session id, client reference or provider reference (indexed), or any part "
+                        "of the customer's email, 3 characters or more (trigram index on PostgreSQL)")
     date_hierarchy = None
     list_select_related = ("account",)
     readonly_fields = ("id", "account", "status", "amount_display", "mode", "description", "customer_email",
@@ -100,11 +108,9 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
         return _pretty_json(obj.metadata)
 
     def get_search_results(self, request, queryset, search_term):
-        # A pasted session id is an exact primary-key lookup, not a text scan.
-        session_id = selectors.parse_uuid(search_term.strip())
-        if session_id is not None:
-            return queryset.filter(pk=session_id), False
-        return super().get_search_results(request, queryset, search_term)
+        # Every branch reads an index: a pasted session id the primary key, a reference its own
+        # index, a part of an email the trigram index. Nothing scans the merchant's history.
+        return selectors.session_search(queryset, search_term), False
 
     def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):
         session = self.get_object(request, object_id)  # another merchant's session: 404

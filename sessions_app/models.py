@@ -89,7 +89,11 @@ class PaymentSession(ConcurrentTransitionMixin, models.Model):
             # The dashboard's "paid after expiry" filter.
             models.Index(fields=["late_payment_at"], name="session_late_payment_idx",
                          condition=models.Q(late_payment_at__isnull=False)),
-            # A refund made at the provider names the payment, not our session.
+            # Dashboard search by exact reference (the email's trigram index and the BRIN index
+            # on created_at are PostgreSQL-only, made in migration 0011).
+            models.Index(fields=["account", "client_reference_id"], name="session_client_ref_idx",
+                         condition=~models.Q(client_reference_id="")),
+            # A refund made at the provider names the payment, not our session; also searched by.
             models.Index(fields=["provider_reference"], name="session_provider_ref_idx",
                          condition=~models.Q(provider_reference="")),
         ]
@@ -242,11 +246,14 @@ class WebhookEvent(models.Model):
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.RECEIVED)
     error = models.CharField(max_length=500, blank=True, default="")
     session = models.ForeignKey(PaymentSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events")
-    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Indexed with received_at (Meta): the dashboard lists a merchant's deliveries newest first.
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                db_index=False)
 
     class Meta:
         ordering = ["-received_at"]
         constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="webhook_unique_provider_event")]
+        indexes = [models.Index(fields=["account", "-received_at"], name="webhook_account_received_idx")]
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.event_id} {self.event_type} {self.outcome}"
@@ -351,6 +358,70 @@ class Web3ScanCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chain_id}@{self.block_number}"
+
+
+class DailySummary(models.Model):
+    """One merchant's sessions of one UTC day, currency and mode, so the dashboard never scans
+    the history. Kept by `summaries.summary_refresh` (a job, outside the payment's transaction):
+
+    - count, gross, refunded, net: payments by the day they were paid, up to
+      `SummaryWatermark.paid_until`;
+    - created, pending, paid, failed: sessions by the day they were made and their status now,
+      up to `SummaryWatermark.created_until` (by then every session has ended).
+
+    Readers add what is newer than the watermarks from the sessions themselves.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    currency = models.CharField(max_length=3)
+    mode = models.CharField(max_length=4, choices=Mode.choices)
+    count = models.PositiveIntegerField(default=0)
+    gross = models.DecimalField(max_digits=24, decimal_places=3, default=0)
+    refunded = models.DecimalField(max_digits=24, decimal_places=3, default=0)
+    net = models.DecimalField(max_digits=24, decimal_places=3, default=0)
+    sessions_created = models.PositiveIntegerField(default=0)
+    sessions_pending = models.PositiveIntegerField(default=0)
+    sessions_paid = models.PositiveIntegerField(default=0)
+    sessions_failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "mode", "day", "currency"],
+                                               name="daily_summary_unique_day")]
+        # The refresh looks for days still showing open sessions: few, whatever the history.
+        indexes = [models.Index(fields=["day"], name="daily_summary_open_idx",
+                                condition=models.Q(sessions_created__gt=0) | models.Q(sessions_pending__gt=0))]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day} {self.currency} {self.mode}: {self.count} paid, {self.gross}"
+
+
+class DailyFailureReason(models.Model):
+    """Failed sessions per merchant, UTC day (of the failure), mode and reason; kept with DailySummary."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    mode = models.CharField(max_length=4, choices=Mode.choices)
+    reason = models.CharField(max_length=200)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "mode", "day", "reason"],
+                                               name="daily_failure_unique_reason")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.day} {self.mode} {self.reason}: {self.count}"
+
+
+class SummaryWatermark(models.Model):
+    """How far the daily summary goes: one row (pk 1), written by the refresh job only."""
+
+    paid_until = models.DateTimeField()
+    created_until = models.DateTimeField()
+    refreshed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"paid until {self.paid_until}, created until {self.created_until}"
 
 
 # The refund model lives with its services; Django finds it through this module.

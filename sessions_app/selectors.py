@@ -2,19 +2,16 @@ from __future__ import annotations
 
 import functools
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import date, timedelta
 
 from django.db import connection
-from django.db.models import Count, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
-from django.utils import timezone
+from django.db.models import Q, QuerySet, Sum
 
 from audit.models import AuditEvent
-from core import db
+from core import currencies, db
 from keys_app.models import Account
-from sessions_app.models import LatePayment, PaymentSession, Status
+from sessions_app import summaries
+from sessions_app.models import DailySummary, LatePayment, PaymentSession, Status
 
 
 def parse_uuid(value: str | None) -> uuid.UUID | None:
@@ -76,97 +73,108 @@ def session_status_get(*, session_id: str) -> dict | None:
     return PaymentSession.objects.filter(pk=pk).values("id", "status", "paid_at", "refund_status").first()
 
 
-# ---------------------------------------------------------------- dashboard figures
-# Each figure is one aggregate query whatever the number of rows; `account_id=None` means all merchants.
+EMAIL_SEARCH_MIN = 3  # a trigram index needs three characters to narrow anything
 
 
-def _scoped(account_id: int | None, mode: str) -> QuerySet[PaymentSession]:
-    qs = PaymentSession.objects.filter(mode=mode)
-    return qs if account_id is None else qs.filter(account_id=account_id)
+def session_search(queryset: QuerySet[PaymentSession], term: str) -> QuerySet[PaymentSession]:
+    """Sessions whose id, client reference or provider reference is `term`, or whose customer email
+    contains it (3 characters or more)."""
+    term = term.strip()
+    if not term:
+        return queryset
+    session_id = parse_uuid(term)
+    if session_id is not None:
+        return queryset.filter(pk=session_id)
+    match = Q(client_reference_id=term) | Q(provider_reference=term)
+    if len(term) >= EMAIL_SEARCH_MIN:
+        match |= Q(customer_email__icontains=term)
+    return queryset.filter(match)
 
 
-@dataclass(frozen=True)
-class DashboardWindow:
-    start: datetime
-    end: datetime
-    days: list[date]
-
-
-def dashboard_window(*, now: datetime | None = None, days: int = 30) -> DashboardWindow:
-    """The last `days` calendar days (UTC), today included."""
-    now = now or timezone.now()
-    today = now.astimezone(UTC).date()
-    first = today - timedelta(days=days - 1)
-    start = datetime.combine(first, time.min, tzinfo=UTC)
-    return DashboardWindow(start=start, end=now, days=[first + timedelta(days=i) for i in range(days)])
-
-
-def revenue_per_day(*, account_id: int | None, mode: str, window: DashboardWindow) -> dict[str, list[tuple[date, Decimal, int]]]:
-    """Paid revenue per currency and UTC day, every day of the window present (zero when nothing was paid)."""
-    rows = (_scoped(account_id, mode)
-            .filter(status=Status.PAID, paid_at__gte=window.start, paid_at__lte=window.end)
-            .annotate(day=TruncDate("paid_at", tzinfo=UTC))
-            .values("currency", "day").annotate(total=Sum("amount"), count=Count("id"))
-            .order_by("currency", "day"))
-    found: dict[str, dict[date, tuple[Decimal, int]]] = {}
-    for row in rows:
-        found.setdefault(row["currency"], {})[row["day"]] = (row["total"], row["count"])
-    return {
-        currency: [(d, *by_day.get(d, (Decimal("0"), 0))) for d in window.days]
-        for currency, by_day in sorted(found.items())
-    }
-
-
-def sessions_by_status(*, account_id: int | None, mode: str, window: DashboardWindow) -> dict[str, int]:
-    """Sessions created in the window, counted by their current status (every status present)."""
-    rows = (_scoped(account_id, mode).filter(created_at__gte=window.start, created_at__lte=window.end)
-            .order_by().values("status").annotate(n=Count("id")))
-    counts = {status.value: 0 for status in Status}
-    counts.update({row["status"]: row["n"] for row in rows})
-    return counts
-
-
-@dataclass(frozen=True)
-class Conversion:
-    created: int
-    paid: int
-
-    @property
-    def rate(self) -> Decimal:
-        if not self.created:
-            return Decimal("0")
-        return (Decimal(self.paid) * 100 / Decimal(self.created)).quantize(Decimal("0.1"))
-
-
-def conversion(*, account_id: int | None, mode: str, window: DashboardWindow) -> Conversion:
-    """Of the sessions created in the window, how many are paid."""
-    row = (_scoped(account_id, mode).filter(created_at__gte=window.start, created_at__lte=window.end)
-           .aggregate(created=Count("id"), paid=Count("id", filter=Q(status=Status.PAID))))
-    return Conversion(created=row["created"], paid=row["paid"])
-
-
-def top_failure_reasons(*, account_id: int | None, mode: str, window: DashboardWindow, limit: int = 5) -> list[tuple[str, int]]:
-    rows = (_scoped(account_id, mode)
-            .filter(status=Status.FAILED, failed_at__gte=window.start, failed_at__lte=window.end)
-            .values("failure_reason").annotate(n=Count("id")).order_by("-n", "failure_reason")[:limit])
-    return [(row["failure_reason"] or "unknown", row["n"]) for row in rows]
+def paid_count(*, account_id: int | None, mode: str | None, start: date | None = None,
+               end: date | None = None) -> int:
+    """About how many paid sessions an export of these UTC days (inclusive) holds: one read of the
+    daily summary, so the sessions paid in the last minutes are not in it."""
+    days = DailySummary.objects.all()
+    if account_id is not None:
+        days = days.filter(account_id=account_id)
+    if mode:
+        days = days.filter(mode=mode)
+    if start:
+        days = days.filter(day__gte=start)
+    if end:
+        days = days.filter(day__lte=end)
+    return days.aggregate(n=Sum("count"))["n"] or 0
 
 
 PAID_EXPORT_COLUMNS = ("session_id", "paid_at", "amount", "currency", "mode", "provider", "provider_reference",
                        "customer_email", "customer_name", "client_reference_id", "description", "merchant_id")
 
 
-def paid_sessions_for_export(*, account_id: int | None, mode: str | None = None):
-    """Rows for the accounting export, read in chunks: the table may be larger than memory."""
+def _paid_for_export(*, account_id: int | None, mode: str | None, start: date | None, end: date | None):
     qs = PaymentSession.objects.filter(status=Status.PAID)
     if account_id is not None:
         qs = qs.filter(account_id=account_id)
     if mode:
         qs = qs.filter(mode=mode)
-    return (qs.order_by("paid_at", "id")
+    if start:
+        qs = qs.filter(paid_at__gte=summaries.day_start(start))
+    if end:
+        qs = qs.filter(paid_at__lt=summaries.day_start(end + timedelta(days=1)))
+    return qs.order_by("paid_at", "id")
+
+
+def paid_sessions_for_export(*, account_id: int | None, mode: str | None = None, start: date | None = None,
+                             end: date | None = None):
+    """Rows for the accounting export (paid on UTC days start..end, inclusive), read through a
+    server-side cursor in chunks: the table may be larger than memory."""
+    return (_paid_for_export(account_id=account_id, mode=mode, start=start, end=end)
             .values_list("id", "paid_at", "amount", "currency", "mode", "provider", "provider_reference",
                          "customer_email", "customer_name", "client_reference_id", "description", "account_id")
-            .iterator(chunk_size=2000))
+            .iterator(chunk_size=5000))
+
+
+# A cell a spreadsheet would run as a formula gets a leading quote (the rule of the Python
+# export in dashboard/views.py; a test holds the two together). An empty text is NULL, which
+# COPY writes as an empty unquoted cell, as csv.writer does.
+_TEXT = ("NULLIF(CASE WHEN left({c}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) THEN chr(39) || {c} "
+         "ELSE {c} END, '')")
+# datetime.isoformat() in UTC: microseconds only when there are any.
+_UTC_ISO = "replace(to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), '.000000+', '+')"
+
+
+def _exponent_case(column: str) -> str:
+    """The currency's exponent, as a CASE over the codes whose exponent is not 2."""
+    by_exponent: dict[int, list[str]] = {}
+    for code, e in sorted(currencies.EXPONENTS.items()):
+        if e != 2:
+            by_exponent.setdefault(e, []).append(code)
+    arms = " ".join(f"WHEN {column} IN ({', '.join(repr(c) for c in codes)}) THEN {e}"
+                    for e, codes in sorted(by_exponent.items()))
+    return f"(CASE {arms} ELSE 2 END)"
+
+
+def paid_sessions_export_sql(*, account_id: int | None, mode: str | None = None, start: date | None = None,
+                             end: date | None = None) -> tuple[str, list]:
+    """The rows of `paid_sessions_for_export`, formatted as the export writes them, as one
+    PostgreSQL SELECT for `COPY (...) TO STDOUT`: the database streams the CSV."""
+    qs = _paid_for_export(account_id=account_id, mode=mode, start=start, end=end).values("id")
+    inner_sql, params = qs.query.sql_with_params()
+    where = inner_sql[inner_sql.index(" WHERE "):inner_sql.index(" ORDER BY ")]
+    table = connection.ops.quote_name(PaymentSession._meta.db_table)
+    # Amounts are positive and stored at their currency's precision (create_session refuses
+    # more decimals), so round() to the exponent writes what Decimal.quantize writes.
+    amount = f"round({table}.amount, {_exponent_case(f'{table}.currency')})::text"
+    cells = [f"{table}.id::text", _UTC_ISO.format(c=f"{table}.paid_at"), amount]
+    # currency, mode and provider are codes of ours (never a formula); the rest is free text.
+    cells += [f"{table}.{name}" for name in ("currency", "mode")]
+    cells.append(f"NULLIF({table}.provider, '')")
+    cells += [_TEXT.format(c=f"{table}.{name}") for name in (
+        "provider_reference", "customer_email", "customer_name", "client_reference_id", "description")]
+    cells.append(f"{table}.account_id")
+    sql = (f"SELECT {', '.join(cells)} FROM {table}{where} "  # noqa: S608 - names and codes are ours
+           f"ORDER BY {table}.paid_at, {table}.id")
+    return sql, list(params)
 
 
 def session_timeline(*, session_id: uuid.UUID):

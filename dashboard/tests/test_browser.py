@@ -81,7 +81,13 @@ def test_a_merchant_logs_in_sees_its_own_data_and_chart_and_rotates_a_key(live_s
     # when the merchant logs in
     log_in(page, base, login.user.username, login.password)
 
-    # then the dashboard draws its own revenue and nobody else's
+    # then the dashboard opens on live figures (none yet), and shows test figures on request
+    expect(page.locator("#content-main")).to_have_attribute("data-mode", "live")
+    expect(page.locator('[data-testid="revenue-empty"]')).to_be_visible()
+    page.click('[data-testid="mode-test"]')
+    expect(page.locator("#content-main")).to_have_attribute("data-mode", "test")
+
+    # and it draws its own revenue and nobody else's
     bars = page.locator('[data-testid="revenue-EUR"] svg rect.bar')
     expect(bars).to_have_count(30)
     values = [Decimal(v) for v in bars.evaluate_all("els => els.map(e => e.dataset.value)")]

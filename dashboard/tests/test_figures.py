@@ -5,7 +5,7 @@ import pytest
 from django.utils import timezone
 
 from dashboard.tests.conftest import make_session
-from sessions_app import selectors
+from sessions_app import figures
 from sessions_app.models import PaymentSession
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
@@ -13,7 +13,7 @@ NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 
 @pytest.fixture
 def window():
-    return selectors.dashboard_window(now=NOW)
+    return figures.dashboard_window(now=NOW)
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def ledger(merchant, other_merchant):
 
 
 def test_it_sums_paid_revenue_per_day_and_currency(merchant, ledger, window):
-    revenue = selectors.revenue_per_day(account_id=merchant.pk, mode="test", window=window)
+    revenue = figures.revenue_per_day(account_id=merchant.pk, mode="test", window=window)
 
     assert set(revenue) == {"EUR", "USD"}
     eur = {d: (amount, n) for d, amount, n in revenue["EUR"]}
@@ -49,24 +49,24 @@ def test_it_sums_paid_revenue_per_day_and_currency(merchant, ledger, window):
 
 
 def test_the_live_switch_shows_only_live_revenue(merchant, ledger, window):
-    live = selectors.revenue_per_day(account_id=merchant.pk, mode="live", window=window)
+    live = figures.revenue_per_day(account_id=merchant.pk, mode="live", window=window)
 
     assert list(live) == ["EUR"]
     assert sum(amount for _, amount, _ in live["EUR"]) == Decimal("999")
 
 
 def test_all_merchants_add_up_for_staff(merchant, ledger, window):
-    revenue = selectors.revenue_per_day(account_id=None, mode="test", window=window)
+    revenue = figures.revenue_per_day(account_id=None, mode="test", window=window)
 
     assert sum(amount for _, amount, _ in revenue["EUR"]) == Decimal("522.25")
 
 
 def test_it_counts_sessions_by_status_conversion_and_failure_reasons(merchant, ledger, window):
-    assert selectors.sessions_by_status(account_id=merchant.pk, mode="test", window=window) == {
+    assert figures.sessions_by_status(account_id=merchant.pk, mode="test", window=window) == {
         "created": 1, "pending": 1, "paid": 4, "failed": 3}
-    conv = selectors.conversion(account_id=merchant.pk, mode="test", window=window)
+    conv = figures.conversion(account_id=merchant.pk, mode="test", window=window)
     assert (conv.paid, conv.created, conv.rate) == (4, 9, Decimal("44.4"))
-    assert selectors.top_failure_reasons(account_id=merchant.pk, mode="test", window=window) == [
+    assert figures.top_failure_reasons(account_id=merchant.pk, mode="test", window=window) == [
         ("card_declined", 2), ("expired", 1)]
 
 
@@ -88,12 +88,19 @@ def test_the_dashboard_page_shows_the_figures_as_charts_and_a_table(merchant_cli
     assert "<script" not in html.split('id="content-main"')[1].split("</svg>")[0]
 
 
-def test_the_dashboard_opens_on_live_figures_once_there_is_a_live_key(merchant_client, merchant):
-    from keys_app.services import key_upgrade_live
+def test_the_dashboard_shows_live_figures_by_default_and_test_ones_on_request(merchant_client, merchant):
+    # given a live payment and a test payment of today
+    make_session(merchant, amount="30.00", status="paid", mode="live")
+    make_session(merchant, amount="4.00", status="paid", mode="test")
 
-    assert 'data-mode="test"' in merchant_client.get("/admin/").content.decode()
-    key_upgrade_live(account=merchant, actor="test")
-    assert 'data-mode="live"' in merchant_client.get("/admin/").content.decode()
+    # then the dashboard opens on live figures only, even before the merchant has a live key
+    html = merchant_client.get("/admin/").content.decode()
+    assert 'data-mode="live"' in html
+    assert 'data-testid="total-EUR">30.00<' in html
+    # and shows the test figures only when asked
+    html = merchant_client.get("/admin/?mode=test").content.decode()
+    assert 'data-mode="test"' in html and "Viewing test data" in html
+    assert 'data-testid="total-EUR">4.00<' in html
 
 
 def _seed(merchant, rows: int) -> None:
@@ -128,7 +135,8 @@ def test_a_page_costs_the_same_queries_for_few_rows_and_many(merchant_client, me
     _seed(other_merchant, 300)
 
     # then the page makes exactly as many queries, and few of them
-    # (dashboard: session, user, account, live key, four figures)
+    # (dashboard: session, user, account, the summary's watermark, two summary reads and three
+    # reads of the newest sessions, the export's size, the app list's two permission reads)
     assert _queries(merchant_client, url) == few
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(12):
         merchant_client.get(url)
