@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from sessions_app import summaries
 from sessions_app.models import DailyFailureReason, DailySummary, PaymentSession, Status, SummaryWatermark
+from sessions_app.refunds.models import Refund
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ def _summary(model, account_id: int | None, mode: str, window: DashboardWindow) 
 def dashboard_figures(*, account_id: int | None, mode: str, window: DashboardWindow,
                       failure_limit: int = 5) -> DashboardFigures:
     """Every figure of the revenue page: the summary's days up to its watermarks, plus the
-    sessions since (paid_at through its partial index, created_at through the account's)."""
+    sessions since (paid_at through its partial index, created_at through the account's).
+    Revenue is net of refunds, each counted on the day it succeeded."""
     mark = summary_watermark()
     paid_until, created_until = (mark.paid_until, mark.created_until) if mark else (summaries.NEVER,) * 2
 
@@ -84,15 +86,15 @@ def dashboard_figures(*, account_id: int | None, mode: str, window: DashboardWin
     by_status = {status.value: 0 for status in Status}
 
     def add_revenue(currency: str, day: date, total: Decimal, count: int) -> None:
-        if count:
+        if count or total:
             before = revenue.setdefault(currency, {}).get(day, (Decimal("0"), 0))
             revenue[currency][day] = (before[0] + total, before[1] + count)
 
     for row in (_summary(DailySummary, account_id, mode, window).values("currency", "day")
-                .annotate(gross=Sum("gross"), count=Sum("count"), created=Sum("sessions_created"),
+                .annotate(net=Sum("net"), count=Sum("count"), created=Sum("sessions_created"),
                           pending=Sum("sessions_pending"), paid=Sum("sessions_paid"), failed=Sum("sessions_failed"))
                 .order_by()):
-        add_revenue(row["currency"], row["day"], row["gross"], row["count"])
+        add_revenue(row["currency"], row["day"], row["net"], row["count"])
         for status in Status:
             by_status[status.value] += row[status.value]
 
@@ -100,6 +102,11 @@ def dashboard_figures(*, account_id: int | None, mode: str, window: DashboardWin
     recent_paid = _scoped(account_id, mode).filter(paid_at__gte=paid_since, paid_at__lte=window.end)
     for row in summaries.paid_figures(recent_paid):
         add_revenue(row["currency"], row["day"], row["gross"], row["count"])
+    recent_refunds = Refund.objects.filter(mode=mode, succeeded_at__gte=paid_since, succeeded_at__lte=window.end)
+    if account_id is not None:
+        recent_refunds = recent_refunds.filter(account_id=account_id)
+    for row in summaries.refund_figures(recent_refunds):
+        add_revenue(row["currency"], row["day"], -row["refunded"], 0)
 
     created_since = max(created_until, window.start)
     for row in (_scoped(account_id, mode).filter(created_at__gte=created_since, created_at__lte=window.end)

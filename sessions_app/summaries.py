@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet, Sum, Value
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from sessions_app.models import DailyFailureReason, DailySummary, PaymentSession, Status, SummaryWatermark
+from sessions_app.refunds.models import Refund, RefundStatus
 
 PAID_MARGIN = timedelta(minutes=5)
 CREATED_MARGIN = timedelta(hours=26)
@@ -36,7 +36,6 @@ FAILURE_LOOK_BACK = timedelta(days=2)
 WATERMARK_PK = 1
 # The watermark of a summary never built: every day is computed.
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)
-ZERO = Decimal("0")
 
 
 def day_start(day: date) -> datetime:
@@ -44,15 +43,25 @@ def day_start(day: date) -> datetime:
 
 
 def paid_figures(sessions: QuerySet[PaymentSession]) -> QuerySet:
-    """count, gross, refunded and net of paid sessions, per account, mode, currency and paid day.
-
-    The one place the summary's money is worked out: refunds subtract here once they exist
-    (refunded, then net = gross - refunded).
-    """
+    """count and gross of paid sessions, per account, mode, currency and paid day."""
     return (sessions.filter(status=Status.PAID)
             .annotate(day=TruncDate("paid_at", tzinfo=UTC))
             .values("account_id", "mode", "currency", "day")
-            .annotate(count=Count("id"), gross=Sum("amount"), refunded=Value(ZERO))
+            .annotate(count=Count("id"), gross=Sum("amount"))
+            .order_by())
+
+
+def refund_figures(refunds: QuerySet[Refund]) -> QuerySet:
+    """Money given back, per account, mode, currency and the day the refund succeeded.
+
+    A refund counts on its own day, as a payout does on a statement: the day a payment was made
+    keeps its gross, and the days already summed never change after the fact. net = gross -
+    refunded, per day.
+    """
+    return (refunds.filter(status=RefundStatus.SUCCEEDED)
+            .annotate(day=TruncDate("succeeded_at", tzinfo=UTC))
+            .values("account_id", "mode", "currency", "day")
+            .annotate(refunded=Sum("amount"))
             .order_by())
 
 
@@ -130,8 +139,10 @@ def _write_days(*, start: datetime | None, paid_until: datetime, created_until: 
     paid = sessions.filter(paid_at__lt=paid_until)
     made = sessions.filter(created_at__lt=created_until)
     failed = sessions.filter(failed_at__lt=paid_until)
+    refunded = Refund.objects.filter(succeeded_at__lt=paid_until)
     if start is not None:
         paid = paid.filter(paid_at__gte=start)
+        refunded = refunded.filter(succeeded_at__gte=start)
         made = made.filter(created_at__gte=start)
         failed = failed.filter(failed_at__gte=start, created_at__gte=start - FAILURE_LOOK_BACK)
 
@@ -145,8 +156,11 @@ def _write_days(*, start: datetime | None, paid_until: datetime, created_until: 
 
     for r in paid_figures(paid).iterator(chunk_size=5000):
         summary = row(r)
-        summary.count, summary.gross, summary.refunded = r["count"], r["gross"], r["refunded"]
-        summary.net = r["gross"] - r["refunded"]
+        summary.count, summary.gross = r["count"], r["gross"]
+    for r in refund_figures(refunded).iterator(chunk_size=5000):
+        row(r).refunded = r["refunded"]
+    for summary in days.values():
+        summary.net = summary.gross - summary.refunded
     for r in created_figures(made).iterator(chunk_size=5000):
         summary = row(r)
         summary.sessions_created, summary.sessions_pending = r["sessions_created"], r["sessions_pending"]

@@ -138,5 +138,5 @@ def test_a_page_costs_the_same_queries_for_few_rows_and_many(merchant_client, me
     # (dashboard: session, user, account, the summary's watermark, two summary reads and three
     # reads of the newest sessions, the export's size, the app list's two permission reads)
     assert _queries(merchant_client, url) == few
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(13):
         merchant_client.get(url)

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from sessions_app import figures, summaries
-from sessions_app.models import DailyFailureReason, DailySummary, PaymentSession, SummaryWatermark
+from sessions_app.models import DailyFailureReason, DailySummary, PaymentSession, Refund, SummaryWatermark
 from sessions_app.summaries import summary_rebuild, summary_refresh
 from sessions_app.tests.conftest import stripe_event
 
@@ -42,6 +42,24 @@ def _history(accounts, now, n=400, seed=7):
               settle=timedelta(seconds=rnd.randrange(0, 3 * 3600)), reason=rnd.choice(REASONS))
 
 
+def _refund_some(now, seed=11):
+    """Refunds of about a third of the paid sessions: succeeded (some on a later day than the
+    payment, some inside the job's margin), failed and pending ones that must not count."""
+    rnd = random.Random(seed)
+    for session in PaymentSession.objects.filter(status="paid").order_by("id"):
+        if rnd.random() > 0.35:
+            continue
+        status = rnd.choice(("succeeded", "succeeded", "succeeded", "failed", "pending"))
+        at = min(session.paid_at + timedelta(minutes=rnd.randrange(1, 3 * 24 * 60)), now)
+        Refund.objects.create(session=session, account_id=session.account_id, mode=session.mode,
+                              currency=session.currency, amount=(session.amount / 2).quantize(Decimal("0.01")),
+                              status=status, created_at=at, succeeded_at=at if status == "succeeded" else None)
+
+
+def _succeeded_refunds():
+    return Refund.objects.filter(status="succeeded")
+
+
 def _expected_rows(now):
     """The summary's rows, computed in Python from every session and the watermarks."""
     paid_until, created_until = now - summaries.PAID_MARGIN, now - summaries.CREATED_MARGIN
@@ -57,6 +75,9 @@ def _expected_rows(now):
             days[(s.account_id, s.mode, s.created_at.astimezone(UTC).date(), s.currency)][s.status] += 1
         if s.status == "failed" and s.failed_at < paid_until:
             reasons[(s.account_id, s.mode, s.failed_at.astimezone(UTC).date(), s.failure_reason)] += 1
+    for r in _succeeded_refunds():
+        if r.succeeded_at < paid_until:
+            days[(r.account_id, r.mode, r.succeeded_at.astimezone(UTC).date(), r.currency)]["refunded"] += r.amount
     return dict(days), dict(reasons)
 
 
@@ -86,7 +107,11 @@ def _raw_figures(account_id, mode, window):
             by_status[s.status] += 1
         if s.status == "failed" and window.start <= s.failed_at <= window.end:
             failures[s.failure_reason or "unknown"] += 1
-    revenue_days = {c: [(d, amounts[c][d], revenue[c][d]) for d in window.days] for c in sorted(revenue)}
+    for r in _succeeded_refunds().filter(mode=mode):
+        if (account_id is None or r.account_id == account_id) and window.start <= r.succeeded_at <= window.end:
+            amounts[r.currency][r.succeeded_at.astimezone(UTC).date()] -= r.amount
+    revenue_days = {c: [(d, amounts[c][d], revenue[c][d]) for d in window.days]
+                    for c in sorted(set(revenue) | {c for c, by_day in amounts.items() if any(by_day.values())})}
     return revenue_days, dict(by_status), failures
 
 
@@ -105,6 +130,8 @@ def _assert_figures_match(accounts, now):
 def test_a_rebuild_from_the_raw_sessions_equals_them(merchant, other_merchant):
     now = timezone.now()
     _history([merchant, other_merchant], now)
+    _refund_some(now)
+    assert _succeeded_refunds().exists()
 
     run = summary_rebuild(now=now)
 
@@ -128,6 +155,11 @@ def test_refreshes_move_forward_and_equal_a_rebuild(merchant, other_merchant):
             PaymentSession.objects.filter(pk=s.pk).update(status="failed", failed_at=ended, failure_reason="expired")
     for hours in range(0, 48, 3):
         _make(merchant, created=start + timedelta(hours=hours), status="paid", currency="USD")
+    # and refunds succeed after the first run, for payments of days it already summed
+    for i, s in enumerate(PaymentSession.objects.filter(status="paid", paid_at__lt=start).order_by("id")[:40]):
+        at = start + timedelta(hours=1 + i)
+        Refund.objects.create(session=s, account_id=s.account_id, mode=s.mode, currency=s.currency,
+                              amount=Decimal("1.00"), status="succeeded", created_at=at, succeeded_at=at)
     checkpoints = [start + timedelta(hours=h) for h in (1, 7, 30, 49)]
     for when in checkpoints:
         summary_refresh(now=when)
