@@ -16,6 +16,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from audit.services import audit_record
 from core import errors
+from core.modes import ensure_live_allowed
 from keys_app.key_cache import key_cache_forget
 from keys_app.keygen import generate_key, hash_key
 from keys_app.models import Account, ApiKey, Mode
@@ -38,6 +39,8 @@ def _key_summary(key: ApiKey) -> dict[str, Any]:
 
 @transaction.atomic
 def key_issue(*, account: Account, mode: str = Mode.TEST, label: str = "", actor: str = "system") -> IssuedKey:
+    if mode == Mode.LIVE:
+        ensure_live_allowed("API keys")
     plaintext = generate_key(mode)
     key = ApiKey.objects.create(
         account=account,

@@ -74,9 +74,9 @@ def _simulators(session) -> list[str]:
     if session.mode != "test":
         return []
     available = []
-    if "stripe" in session.providers and settings.STRIPE_WEBHOOK_SECRETS:
+    if "stripe" in session.providers and settings.STRIPE_TEST_WEBHOOK_SECRETS:
         available.append("stripe")
-    if "onecom" in session.providers and settings.ONECOM_WEBHOOK_SECRET:
+    if "onecom" in session.providers and settings.ONECOM_TEST_WEBHOOK_SECRET:
         available.append("onecom")
     return available
 
@@ -92,8 +92,8 @@ def _checkout_context(session) -> dict:
         "test_mode": session.mode == "test",
         "simulator_enabled": "stripe" in simulators,
         "onecom_simulator_enabled": "onecom" in simulators,
-        "stripe_enabled": "stripe" in session.providers and get_provider("stripe").is_configured(),
-        "onecom_enabled": "onecom" in session.providers and get_provider("onecom").is_configured(),
+        "stripe_enabled": "stripe" in session.providers and get_provider("stripe").is_configured(session.mode),
+        "onecom_enabled": "onecom" in session.providers and get_provider("onecom").is_configured(session.mode),
         "web3": None,
     }
     if "web3" in session.providers:

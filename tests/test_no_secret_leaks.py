@@ -56,7 +56,8 @@ def secrets_in_play(merchant, extra: dict[str, str]) -> dict[str, str]:
         "merchant API key": merchant.plaintext_key,
         "Django SECRET_KEY": settings.SECRET_KEY,
         "JWT_SECRET_KEY": settings.JWT_SECRET_KEY,
-        **{f"Stripe webhook secret {i}": s for i, s in enumerate(settings.STRIPE_WEBHOOK_SECRETS)},
+        **{f"Stripe webhook secret {i}": s for i, s in enumerate(settings.STRIPE_TEST_WEBHOOK_SECRETS)},
+        "One.com webhook secret": settings.ONECOM_TEST_WEBHOOK_SECRET,
         **extra,
     }
     # The secret part alone, too: a leak may drop a recognisable prefix (sk_test_, whsec_).

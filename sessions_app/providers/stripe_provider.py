@@ -50,6 +50,32 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
     return timestamp, signatures
 
 
+def webhook_secrets(mode: str) -> list[str]:
+    return settings.STRIPE_LIVE_WEBHOOK_SECRETS if mode == "live" else settings.STRIPE_TEST_WEBHOOK_SECRETS
+
+
+def secret_key(mode: str) -> str:
+    """The API key of a session's mode, and only that one: a test session never reaches a live key."""
+    key = settings.STRIPE_LIVE_SECRET_KEY if mode == "live" else settings.STRIPE_TEST_SECRET_KEY
+    # The settings check the prefixes at start; checked again here, as a key set at run time is not.
+    if key and not key.startswith((f"sk_{mode}_", f"rk_{mode}_")):
+        raise PaymentUnavailable("provider_misconfigured", f"The Stripe key configured for {mode} mode is not a {mode} key.")
+    return key
+
+
+def _stated_mode(body: bytes) -> str:
+    """The mode an event says it belongs to (`livemode`), which picks the secrets that verify it.
+
+    Read before verification on purpose: claiming the other mode only means being checked with
+    that mode's secrets. An event without `livemode` (a hand-written one) is a test event.
+    """
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return "test"
+    return "live" if isinstance(payload, dict) and payload.get("livemode") is True else "test"
+
+
 def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None, now: float | None = None) -> None:
     """Accept the body if any current secret signed it within the tolerance, in either direction."""
     if not header:
@@ -60,13 +86,15 @@ def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None
     if abs((now or time.time()) - timestamp) > tolerance:
         raise WebhookRejected("signature_timestamp_out_of_range",
                               f"The signature timestamp is more than {tolerance} s away from our clock.")
-    keys = secrets_ if secrets_ is not None else settings.STRIPE_WEBHOOK_SECRETS
-    if not keys:
-        raise WebhookUnavailable("webhook_not_configured", "STRIPE_WEBHOOK_SECRET is not configured.")
     try:
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
         raise WebhookRejected("body_not_utf8", "The body is not UTF-8.") from None
+    mode = _stated_mode(body)
+    keys = secrets_ if secrets_ is not None else webhook_secrets(mode)
+    if not keys:
+        raise WebhookUnavailable("webhook_not_configured",
+                                 f"STRIPE_{mode.upper()}_WEBHOOK_SECRET is not configured.")
     for secret in keys:
         try:
             stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
@@ -162,21 +190,23 @@ def test_event(
             "created": int(time.time()), "livemode": livemode, "data": {"object": obj}}
 
 
-def sign(body: str, secret: str | None = None, timestamp: int | None = None) -> str:
-    secret = secret or settings.STRIPE_WEBHOOK_SECRETS[0]
+def sign(body: str, secret: str | None = None, timestamp: int | None = None, *, mode: str | None = None) -> str:
+    secret = secret or webhook_secrets(mode or _stated_mode(body.encode()))[0]
     return stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp)
 
 
 # ---------------------------------------------------------------- starting a payment
 
 
-def client() -> stripe.StripeClient:
-    if not settings.STRIPE_SECRET_KEY:
-        raise PaymentUnavailable("provider_not_configured", "Card payments are not configured (STRIPE_SECRET_KEY).")
+def client(mode: str) -> stripe.StripeClient:
+    key = secret_key(mode)
+    if not key:
+        raise PaymentUnavailable("provider_not_configured",
+                                 f"Card payments are not configured (STRIPE_{mode.upper()}_SECRET_KEY).")
     options: dict[str, Any] = {"max_network_retries": 1}
     if settings.STRIPE_API_BASE:
         options["base_addresses"] = {"api": settings.STRIPE_API_BASE}
-    return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **options)
+    return stripe.StripeClient(key, **options)
 
 
 def _checkout_url(session, **query: str) -> str:
@@ -189,8 +219,8 @@ class StripeProvider(Provider):
     label = "Card (Stripe)"
     max_body_bytes = MAX_BODY_BYTES
 
-    def is_configured(self) -> bool:
-        return bool(settings.STRIPE_SECRET_KEY)
+    def is_configured(self, mode: str = "test") -> bool:
+        return bool(secret_key(mode))
 
     def start_payment(self, *, session, params: Mapping[str, str]) -> PaymentStart:
         """A Checkout Session (redirect) or, with STRIPE_CHECKOUT_FLOW=payment_intent, a PaymentIntent.
@@ -211,14 +241,14 @@ class StripeProvider(Provider):
                 intent = None
                 if session.provider == NAME and session.provider_reference.startswith("pi_"):
                     # The customer came back: continue with the intent already made for this session.
-                    intent = client().v1.payment_intents.retrieve(session.provider_reference)
+                    intent = client(session.mode).v1.payment_intents.retrieve(session.provider_reference)
                     if intent["status"] in ("succeeded", "canceled"):
                         intent = None
                     elif params.get("payment_method") and intent["payment_method"] != params["payment_method"]:
-                        intent = client().v1.payment_intents.update(
+                        intent = client(session.mode).v1.payment_intents.update(
                             intent["id"], params={"payment_method": params["payment_method"]})
                 if intent is None:
-                    intent = client().v1.payment_intents.create(params=create, options=options)
+                    intent = client(session.mode).v1.payment_intents.create(params=create, options=options)
                 start = PaymentStart(provider=NAME, provider_reference=intent["id"],
                                      data={"payment_intent": intent["id"], "client_secret": intent["client_secret"],
                                            "status": intent["status"]})
@@ -239,7 +269,7 @@ class StripeProvider(Provider):
                 # Stripe accepts an expiry between 30 min and 24 h ahead; otherwise its 24 h default applies.
                 if timedelta(minutes=31) <= session.expires_at - timezone.now() <= timedelta(hours=24):
                     create["expires_at"] = int(session.expires_at.timestamp())
-                checkout = client().v1.checkout.sessions.create(params=create, options=options)
+                checkout = client(session.mode).v1.checkout.sessions.create(params=create, options=options)
                 start = PaymentStart(provider=NAME, redirect_url=checkout["url"], provider_reference=checkout["id"])
         except stripe.StripeError as exc:
             message = getattr(exc, "user_message", None) or "The card payment could not be started."

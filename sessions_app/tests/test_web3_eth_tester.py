@@ -266,9 +266,10 @@ def test_an_expired_quote_is_shown_by_reads_and_replaced_only_by_the_pay_action(
 
 
 def test_a_node_on_another_chain_is_not_trusted(eth_merchant, api, anon, eth_chain, settings):
+    # given a test session made for chain 5, while the node serves another chain
+    settings.WEB3_TEST_CHAIN_ID = 5
     session = _session(api)
     tx = send_eth(eth_chain, sender=eth_chain.eth.accounts[1], to=merchant_address(0), wei=PRICE_WEI)
-    settings.WEB3_CHAIN_ID = 1
 
     response = _submit(anon, session, tx)
 
@@ -414,7 +415,7 @@ def test_the_poller_runs_on_celery_beat_and_tolerates_a_missing_node(db, setting
 
     entry = settings.CELERY_BEAT_SCHEDULE["web3-poll-open-sessions"]
     assert entry["task"] in app.tasks
-    settings.WEB3_PROVIDER_URL = ""
+    settings.WEB3_TEST_PROVIDER_URL = ""
 
     # with no open web3 session the node is not even asked; with one, a missing node decides nothing
     assert web3_poll() == {"charges": 0, "rechecked": 0, "found": 0}
@@ -424,7 +425,7 @@ def test_without_a_node_an_open_session_stays_open_and_the_poller_does_not_fail(
     session = _session(api)
     from sessions_app.crypto.chain import use_web3
 
-    settings.WEB3_PROVIDER_URL = "http://127.0.0.1:9"
+    settings.WEB3_TEST_PROVIDER_URL = "http://127.0.0.1:9"
     with use_web3(None):
         assert web3_poll() is None
 
