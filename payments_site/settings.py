@@ -508,18 +508,20 @@ def stripe_key_mode(key: str) -> str | None:
 # localstripe). Each key must carry its mode's prefix; STRIPE_SECRET_KEY fills the mode its
 # prefix names.
 _stripe_fallback_key = os.environ.get("STRIPE_SECRET_KEY", "").strip()
-if _stripe_fallback_key and stripe_key_mode(_stripe_fallback_key) is None:
-    raise ImproperlyConfigured("STRIPE_SECRET_KEY must start with sk_test_/rk_test_ or sk_live_/rk_live_.")
-STRIPE_TEST_SECRET_KEY = os.environ.get("STRIPE_TEST_SECRET_KEY", "").strip() or (
-    _stripe_fallback_key if stripe_key_mode(_stripe_fallback_key) == "test" else "")
-STRIPE_LIVE_SECRET_KEY = os.environ.get("STRIPE_LIVE_SECRET_KEY", "").strip() or (
-    _stripe_fallback_key if stripe_key_mode(_stripe_fallback_key) == "live" else "")
-for _mode, _key in (("test", STRIPE_TEST_SECRET_KEY), ("live", STRIPE_LIVE_SECRET_KEY)):
-    if _key and stripe_key_mode(_key) != _mode:
-        raise ImproperlyConfigured(f"STRIPE_{_mode.upper()}_SECRET_KEY is not a {_mode} key: it must start with "
-                                   f"sk_{_mode}_ or rk_{_mode}_.")
+STRIPE_TEST_SECRET_KEY = os.environ.get("STRIPE_TEST_SECRET_KEY", "").strip()
+STRIPE_LIVE_SECRET_KEY = os.environ.get("STRIPE_LIVE_SECRET_KEY", "").strip()
+for _name, _key, _modes in (("STRIPE_SECRET_KEY", _stripe_fallback_key, MODES),
+                            ("STRIPE_TEST_SECRET_KEY", STRIPE_TEST_SECRET_KEY, ("test",)),
+                            ("STRIPE_LIVE_SECRET_KEY", STRIPE_LIVE_SECRET_KEY, ("live",))):
+    if _key and stripe_key_mode(_key) not in _modes:
+        raise ImproperlyConfigured(f"{_name} is not a {' or '.join(_modes)} key: it must start with "
+                                   + " or ".join(f"sk_{m}_/rk_{m}_" for m in _modes) + ".")
     if _key and not ALLOW_DEBUG and _key.lower() in _KNOWN_WEAK:
-        raise ImproperlyConfigured(f"STRIPE_{_mode.upper()}_SECRET_KEY is a published placeholder key.")
+        raise ImproperlyConfigured(f"{_name} is a published placeholder key.")
+STRIPE_TEST_SECRET_KEY = STRIPE_TEST_SECRET_KEY or (
+    _stripe_fallback_key if stripe_key_mode(_stripe_fallback_key) == "test" else "")
+STRIPE_LIVE_SECRET_KEY = STRIPE_LIVE_SECRET_KEY or (
+    _stripe_fallback_key if stripe_key_mode(_stripe_fallback_key) == "live" else "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip()
 # Several secrets, comma-separated, so that a rotation accepts the old and the new at once.
 # An event is verified with the secrets of the mode it states (its `livemode`).
@@ -569,7 +571,7 @@ def _rpc_url(name: str, url: str) -> str:
         return url
     if parts.scheme == "http" and _is_loopback_host(parts.hostname or ""):
         return url
-    raise ImproperlyConfigured(f"{name} (or WEB3_PROVIDER_URL) must be an https:// URL; http:// is allowed only "
+    raise ImproperlyConfigured(f"{name} must be an https:// URL; http:// is allowed only "
                                "for 127.0.0.1, ::1 or localhost.")
 
 
@@ -587,10 +589,11 @@ if WEB3_TEST_CHAIN_ID == MAINNET_CHAIN_ID:
     raise ImproperlyConfigured("WEB3_TEST_CHAIN_ID is 1 (Ethereum mainnet): test mode never takes real coins.")
 if WEB3_LIVE_CHAIN_ID == LOCAL_CHAIN_ID:
     raise ImproperlyConfigured("WEB3_LIVE_CHAIN_ID is 31337 (a local development chain): live mode needs a real chain.")
-WEB3_TEST_PROVIDER_URL = _rpc_url("WEB3_TEST_PROVIDER_URL",
-                                  os.environ.get("WEB3_TEST_PROVIDER_URL", "").strip() or _web3_url_fallback)
-WEB3_LIVE_PROVIDER_URL = _rpc_url("WEB3_LIVE_PROVIDER_URL",
-                                  os.environ.get("WEB3_LIVE_PROVIDER_URL", "").strip() or _web3_url_fallback)
+WEB3_TEST_PROVIDER_URL = os.environ.get("WEB3_TEST_PROVIDER_URL", "").strip()
+WEB3_LIVE_PROVIDER_URL = os.environ.get("WEB3_LIVE_PROVIDER_URL", "").strip()
+_rpc_url("WEB3_PROVIDER_URL", _web3_url_fallback)
+WEB3_TEST_PROVIDER_URL = _rpc_url("WEB3_TEST_PROVIDER_URL", WEB3_TEST_PROVIDER_URL) or _web3_url_fallback
+WEB3_LIVE_PROVIDER_URL = _rpc_url("WEB3_LIVE_PROVIDER_URL", WEB3_LIVE_PROVIDER_URL) or _web3_url_fallback
 # A mode without a chain serves no crypto payments, whatever its URL.
 WEB3_TEST_PROVIDER_URL = WEB3_TEST_PROVIDER_URL if WEB3_TEST_CHAIN_ID else ""
 WEB3_LIVE_PROVIDER_URL = WEB3_LIVE_PROVIDER_URL if WEB3_LIVE_CHAIN_ID else ""

@@ -220,7 +220,10 @@ class StripeProvider(Provider):
     max_body_bytes = MAX_BODY_BYTES
 
     def is_configured(self, mode: str = "test") -> bool:
-        return bool(secret_key(mode))
+        try:
+            return bool(secret_key(mode))
+        except PaymentUnavailable:
+            return False
 
     def start_payment(self, *, session, params: Mapping[str, str]) -> PaymentStart:
         """A Checkout Session (redirect) or, with STRIPE_CHECKOUT_FLOW=payment_intent, a PaymentIntent.
