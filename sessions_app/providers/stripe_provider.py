@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from core import currencies
 from sessions_app.events import Action, PaymentEvent
+from sessions_app.providers import stripe_amounts
 from sessions_app.providers.base import (
     PaymentStart,
     PaymentUnavailable,
@@ -114,6 +115,16 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _service_minor(amount: int | None, currency: str | None) -> int | None:
+    """Stripe's integer in the service's minor units (ISO 4217): 150000 ISK -> 1500."""
+    if amount is None or not currency or not currencies.is_supported(currency.upper()):
+        return amount
+    value = stripe_amounts.from_stripe(amount, currency) * (Decimal(10) ** currencies.exponent(currency.upper()))
+    if value != value.to_integral_value():
+        raise WebhookRejected("amount_invalid", f"The amount is not a whole number of {currency.upper()} minor units.")
+    return int(value)
+
+
 def parse(body: bytes) -> PaymentEvent:
     try:
         payload = json.loads(body)
@@ -158,6 +169,7 @@ def parse(body: bytes) -> PaymentEvent:
         action = Action.REFUNDED
         amount = _int_or_none(obj.get("amount_refunded"))
         reference = obj.get("payment_intent") or obj.get("id")
+    amount = _service_minor(amount, currency)
     return PaymentEvent(
         provider=NAME, event_id=event_id, event_type=event_type, payload=payload, action=action,
         session_ref=str(session_ref) if session_ref else None,
@@ -171,7 +183,7 @@ def test_event(
     *, session_id: str, event_type: str, amount: Decimal, currency: str, livemode: bool = False
 ) -> dict[str, Any]:
     """A Stripe-shaped event for a session, as `stripe trigger` would send it."""
-    minor = currencies.to_minor(amount, currency)
+    minor = stripe_amounts.to_stripe(amount, currency)
     pi = "pi_test_" + secrets.token_hex(12)
     obj: dict[str, Any] = {
         "id": pi, "object": "payment_intent", "amount": minor, "amount_received": minor,
@@ -230,7 +242,7 @@ class StripeProvider(Provider):
 
         Our session id is the idempotency key: a double click returns the same Stripe object.
         """
-        minor = currencies.to_minor(session.amount, session.currency)
+        minor = stripe_amounts.to_stripe(session.amount, session.currency)
         metadata = {"session_id": str(session.pk)}
         if session.client_reference_id:
             metadata["client_reference_id"] = session.client_reference_id
