@@ -48,6 +48,13 @@ class Account(models.Model):
     # Put the plain entitlement key into the receipt email (buyers lose access pages).
     email_key_to_customer = models.BooleanField(default=False)
 
+    class Meta:
+        constraints = [
+            # An xpub's addresses receive one account's payments only (stored in canonical form).
+            models.UniqueConstraint(fields=["web3_xpub"], condition=~models.Q(web3_xpub=""),
+                                    name="account_unique_web3_xpub"),
+        ]
+
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"
 

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
@@ -82,11 +82,24 @@ def account_update(*, account: Account, actor: str, **changes: Any) -> Account:
     if "web3" in (account.enabled_providers or []) and not (account.web3_xpub and account.web3_asset):
         raise errors.DomainError("web3_not_configured", "web3 needs web3_xpub and web3_asset.",
                                  field="enabled_providers")
+    if "web3_xpub" in changes and account.web3_xpub and web3_xpub_taken(xpub=account.web3_xpub, account_id=account.pk):
+        raise errors.Conflict("web3_xpub_taken", "This xpub is already used by another account.", field="web3_xpub")
     account.full_clean()
-    account.save(update_fields=list(changes))
+    try:
+        with transaction.atomic():
+            account.save(update_fields=list(changes))
+    except IntegrityError:
+        # Another account took the same xpub between the check and the write (account_unique_web3_xpub).
+        raise errors.Conflict("web3_xpub_taken", "This xpub is already used by another account.",
+                              field="web3_xpub") from None
     audit_record(action="account.updated", subject_type="account", subject_id=account.pk, account_id=account.pk,
                  actor=actor, before=before, after={f: getattr(account, f) for f in changes})
     return account
+
+
+def web3_xpub_taken(*, xpub: str, account_id: int | None) -> bool:
+    """Whether another account receives on this xpub: its addresses, and so its payments, are that account's."""
+    return Account.objects.filter(web3_xpub=xpub).exclude(pk=account_id).exists()
 
 
 @transaction.atomic

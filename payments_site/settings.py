@@ -67,12 +67,20 @@ def env_decimal(name: str, default: str) -> Decimal:
         raise ImproperlyConfigured(f"{name} must be a decimal number, got {raw!r}") from None
 
 
+def price_base(base: str) -> str:
+    """A price's base: a chain's native coin by symbol (ETH), a token only by its contract address
+    (0x…, lower case), so that no token can borrow another asset's price by its name."""
+    base = base.strip()
+    return base.lower() if base.lower().startswith("0x") else base.upper()
+
+
 def env_rate_table(name: str, default: str) -> dict[tuple[str, str], Decimal]:
-    """"ETH/EUR=3000.00,ETH/USD=3300" -> {("ETH", "EUR"): Decimal("3000.00"), ...}."""
+    """"ETH/EUR=3000.00,0xA0b8…/EUR=1.00" -> {("ETH", "EUR"): Decimal("3000.00"), ("0xa0b8…", "EUR"): …}."""
     table = {}
     for item in env_list(name, default):
         pair, sep, price = item.partition("=")
-        base, slash, quote = pair.strip().upper().partition("/")
+        base, slash, quote = pair.strip().partition("/")
+        base, quote = price_base(base), quote.strip().upper()
         try:
             value = Decimal(price.strip())
         except ArithmeticError:
@@ -614,7 +622,7 @@ if WEB3_RATE_SOURCE not in ("fixed", "chainlink"):
 WEB3_FIXED_RATES = env_rate_table("WEB3_FIXED_RATES", "ETH/EUR=3000.00,ETH/USD=3300.00" if ALLOW_DEBUG else "")
 # Chainlink AggregatorV3 feeds: "ETH/USD=0x5f4e...,ETH/EUR=0x...", and how old an answer may be.
 WEB3_CHAINLINK_FEEDS = dict(
-    (pair.strip().upper(), address.strip())
+    (f"{price_base(pair.partition('/')[0])}/{pair.partition('/')[2].strip().upper()}", address.strip())
     for pair, _, address in (item.partition("=") for item in env_list("WEB3_CHAINLINK_FEEDS"))
 )
 WEB3_CHAINLINK_MAX_AGE_SECONDS = env_int("WEB3_CHAINLINK_MAX_AGE_SECONDS", 3600)

@@ -95,10 +95,17 @@ def charge_create(*, session: PaymentSession) -> Web3Charge:
                                  f"Crypto payments are not configured for {session.mode} mode "
                                  f"(WEB3_{session.mode.upper()}_CHAIN_ID).", field="providers")
     index = web3_address_index_take(account_id=account.pk)
-    charge = Web3Charge.objects.create(
-        session=session, account=account, chain_id=chain_id, address_index=index,
-        address=address_derive(xpub=account.web3_xpub, index=index), asset=account.web3_asset,
-    )
+    try:
+        with transaction.atomic():
+            charge = Web3Charge.objects.create(
+                session=session, account=account, chain_id=chain_id, address_index=index,
+                address=address_derive(xpub=account.web3_xpub, index=index), asset=account.web3_asset,
+            )
+    except IntegrityError:
+        # The address already receives for another charge on this chain (web3_unique_chain_address):
+        # another account holds the same xpub. Never share an address, and so never a payment.
+        raise errors.Conflict("web3_address_taken", "This account's receiving address is already in use on this "
+                              "chain by another account; set a different web3_xpub.", field="providers") from None
     quote_create(charge=charge, session=session)
     return charge
 
