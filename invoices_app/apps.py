@@ -1,6 +1,11 @@
 from django.apps import AppConfig
 
-from sessions_app.signals import session_late_payment, session_paid, session_refunded
+from sessions_app.signals import (
+    session_late_payment,
+    session_paid,
+    session_refunded,
+    test_session_delivery_shown,
+)
 
 
 class InvoicesAppConfig(AppConfig):
@@ -15,3 +20,5 @@ class InvoicesAppConfig(AppConfig):
         session_late_payment.connect(receivers.on_session_late_payment,
                                      dispatch_uid="invoices_app.notify_late_payment")
         session_refunded.connect(receivers.on_session_refunded, dispatch_uid="invoices_app.invoice_refunded")
+        test_session_delivery_shown.connect(receivers.on_test_session_delivery_shown,
+                                            dispatch_uid="invoices_app.test_access_link_shown")

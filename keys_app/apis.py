@@ -17,7 +17,7 @@ from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import RETRY_AFTER, errors
 from keys_app import entitlements, selectors, web3_setup
-from keys_app.models import PROVIDERS, Account, EntitlementKey, Mode
+from keys_app.models import PROVIDERS, TEST_EMAIL_RECIPIENTS_MAX, Account, EntitlementKey, Mode
 from keys_app.openapi import (
     KEY_ID,
     KEY_LIST_PARAMETERS,
@@ -68,7 +68,8 @@ class AccountApi(APIView):
         class Meta:
             model = Account
             fields = ["id", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at",
-                      "enabled_providers", "web3_xpub", "web3_asset", "issued_key_mode", "email_key_to_customer"]
+                      "enabled_providers", "web3_xpub", "web3_asset", "issued_key_mode", "email_key_to_customer",
+                      "test_email_recipients"]
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
@@ -87,6 +88,15 @@ class AccountApi(APIView):
             help_text="The mode of the entitlement keys issued to your buyers from now on (test by default).")
         email_key_to_customer = serializers.BooleanField(
             required=False, help_text="Put the buyer's key itself into the receipt email (off by default).")
+        test_email_recipients = serializers.ListField(
+            child=serializers.EmailField(max_length=254), required=False, allow_empty=True,
+            max_length=TEST_EMAIL_RECIPIENTS_MAX,
+            help_text="Test mode mails customers only at your own email and at these addresses (at most "
+                      f"{TEST_EMAIL_RECIPIENTS_MAX}); mail for anyone else is printed to the log instead.")
+
+        def validate_test_email_recipients(self, value):
+            # One entry per address, compared as mail servers mostly do: without regard to case.
+            return list(dict.fromkeys(address.strip().lower() for address in value))
 
         def validate_enabled_providers(self, value):
             return [name for name in PROVIDERS if name in value]
@@ -125,7 +135,7 @@ class AccountApi(APIView):
 
     @extend_schema(operation_id="update_account", summary="Update your invoice details", tags=["account"],
                    request={"application/json": InputSerializer}, parameters=[RETRY_AFTER],
-                   responses={200: OutputSerializer, **errors(400, 401, 429)})
+                   responses={200: OutputSerializer, **errors(400, 401, 409, 429)})
     def patch(self, request):
         if not isinstance(request.data, dict):
             return Response({"error": {"code": "body_invalid", "message": "Send a JSON object.", "field": None}}, status=400)

@@ -18,6 +18,9 @@ def default_enabled_providers() -> list[str]:
     return ["stripe"]
 
 
+TEST_EMAIL_RECIPIENTS_MAX = 20
+
+
 class Account(models.Model):
     """A merchant. Buyers have no account with us: what they buy is an EntitlementKey of the merchant."""
 
@@ -47,6 +50,9 @@ class Account(models.Model):
     issued_key_mode = models.CharField(max_length=4, choices=Mode.choices, default=Mode.TEST)
     # Put the plain entitlement key into the receipt email (buyers lose access pages).
     email_key_to_customer = models.BooleanField(default=False)
+    # Test mode mails customers only at the merchant's own email and at these addresses (lower case);
+    # anything else is printed to the log (keys_app.selectors.test_mail_allowed).
+    test_email_recipients = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints = [

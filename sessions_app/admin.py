@@ -15,6 +15,7 @@ from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app import selectors
 from sessions_app.models import PaymentSession, WebhookEvent
 from sessions_app.services import FulfilAnywayRefused, session_fulfil_anyway
+from sessions_app.signals import test_session_delivery_shown
 from sessions_app.webhooks import webhook_event_reprocess_stored
 
 # The providers the product speaks: a fixed list, so the filter costs no scan of the table.
@@ -58,6 +59,13 @@ class EventTypeFilter(ScopedValuesFilter):
     title = "event type"
     parameter_name = "event_type"
     field = "event_type"
+
+
+def _test_delivery(session: PaymentSession) -> dict:
+    shown: dict = {}
+    for _, answer in test_session_delivery_shown.send(sender=None, session=session):
+        shown.update(answer or {})
+    return shown
 
 
 def _pretty_json(value) -> str:
@@ -122,6 +130,7 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
             "deliveries": list(session.webhook_events.order_by("received_at")),
             "buyer_key": entitlement_key_current_for_session(session_id=session.pk),
             "late_payments": list(selectors.late_payments_of(session=session)),
+            **(_test_delivery(session) if session.mode == "test" else {}),
         }
 
     @admin.action(description="Fulfil anyway: deliver the selected sessions that were paid after expiry")

@@ -15,3 +15,8 @@ session_refunded = Signal()
 # that decides it: NOTIFY on this channel, with {"session_id": ..., "request_id": ...} as payload.
 # PostgreSQL delivers it to every listener if and only if the transaction commits.
 SESSION_PAID_CHANNEL = "session_paid"
+
+# Asked (send, not on commit) by the checkout page and the dashboard for a paid test session:
+# receivers answer a dict of what to show, e.g. the access link a test-mode receipt would have
+# carried to an address the merchant did not list. kwargs: session.
+test_session_delivery_shown = Signal()
