@@ -142,3 +142,51 @@ def test_the_entropy_estimate():
     assert secret_entropy_bits(secrets.token_urlsafe(43)) >= 256
     assert secret_entropy_bits("whsec_" + "QUJD" * 11) < 256  # 32 bytes decoded, but "ABC" repeated
     assert secret_entropy_bits("a" * 200) == 0
+
+
+def _production_block() -> str:
+    from tests.test_settings_secrets import ROOT
+
+    text = (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+    section = text.split("## The production environment", 1)[1]
+    return section.split("```sh", 1)[1].split("```", 1)[0]
+
+
+def _filled(name: str, value: str) -> str:
+    """The documented value with its `<…>` placeholder replaced by a real-looking one of its kind."""
+    import base64
+    import re
+
+    if "<" not in value:
+        return value
+    if name.startswith("STRIPE_") and name.endswith("_SECRET_KEY"):
+        fill = ("sk_test_" if "TEST" in name else "rk_live_") + secrets.token_hex(16)
+    elif name.startswith("ONECOM_"):
+        fill = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    elif name.startswith("STRIPE_"):
+        fill = "whsec_" + secrets.token_hex(32)
+    else:
+        fill = secrets.token_urlsafe(48)
+    return re.sub(r"<[^>]*>", fill, value)
+
+
+def test_the_documented_production_environment_names_every_variable_and_starts(tmp_path):
+    from tests.test_docs import documented_variables
+
+    block = _production_block()
+    # every variable of configuration.md is in it
+    missing = {name for name in documented_variables() if name not in block}
+    assert not missing, f"add these to docs/deployment.md's production environment: {sorted(missing)}"
+    # and the settings start with exactly what it sets, placeholders filled in
+    env = {}
+    for line in block.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.partition("=")
+        value = value.split("  #", 1)[0].strip()
+        env[name] = _filled(name, value)
+    assert "ALLOW_DEBUG" not in env
+    env["DATA_DIR"] = str(tmp_path)
+    result = _start(tmp_path, **env)
+    assert result.returncode == 0, result.stderr
