@@ -77,6 +77,9 @@ def test_no_secret_appears_in_the_database_logs_audit_or_error_responses(
     merchant, other_merchant, api, django_capture_on_commit_callbacks, every_log_line, settings, mailoutbox, tmp_path
 ):
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    # The buyer's inbox is a test recipient of the merchant, so the test-mode receipt is mailed.
+    merchant.test_email_recipients = ["buyer@example.test"]
+    merchant.save(update_fields=["test_email_recipients"])
     error_bodies: list[str] = []
     client = Client()
 

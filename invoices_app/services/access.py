@@ -4,6 +4,7 @@ renewed and sent again when the buyer asks for their links."""
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,6 +23,8 @@ from keys_app.selectors import test_mail_allowed
 from sessions_app.models import PaymentSession, Status
 
 logger = logging.getLogger(__name__)
+# An access link in a text: its token must not reach a log.
+ACCESS_TOKEN_IN_URL = re.compile(r"/access/[^\s\"'<>]+")
 
 ACCESS_LINKS_MAX = 20
 
@@ -114,5 +117,7 @@ def access_links_send(*, email: str) -> int:
         else:
             logger.warning("test mode: access links for %s not sent (not the merchant's address nor in its "
                            "test_email_recipients); printed here instead.\nSubject: %s\n\n%s",
-                           to, message.subject, message.body, extra={"mode": "test"})
+                           to, message.subject, ACCESS_TOKEN_IN_URL.sub("/access/[access token: see the checkout "
+                                                                         "page or the dashboard]", message.body),
+                           extra={"mode": "test"})
     return len(sendable)

@@ -20,7 +20,7 @@ from audit.services import audit_record
 from core.formatting import money
 from invoices_app import claims
 from invoices_app.models import AccessLink, EmailRecord, Invoice
-from invoices_app.services.access import access_url
+from invoices_app.services.access import ACCESS_TOKEN_IN_URL, access_url
 from invoices_app.services.documents import invoice_pdf_bytes, invoice_pdf_filename
 from invoices_app.services.keys import key_mark_emailed, key_plaintext_for_receipt
 from invoices_app.services.steps import ACTOR, session_lock, step_mark
@@ -40,8 +40,13 @@ def mail_print_instead(message: EmailMultiAlternatives, *, session: PaymentSessi
     logger.warning(
         "test mode: %s for %s not sent (not the merchant's address nor in its test_email_recipients); "
         "printed here instead.\nTo: %s\nSubject: %s\nAttachments: %s\n\n%s",
-        kind, ", ".join(message.to), ", ".join(message.to), message.subject, attachments, message.body,
-        extra={"session_id": str(session.pk), "mode": session.mode})
+        kind, ", ".join(message.to), ", ".join(message.to), message.subject, attachments,
+        without_access_tokens(message.body), extra={"session_id": str(session.pk), "mode": session.mode})
+
+
+def without_access_tokens(text: str) -> str:
+    """Access tokens stay out of logs; the link itself is on the checkout page and in the dashboard."""
+    return ACCESS_TOKEN_IN_URL.sub("/access/[access token: see the checkout page or the dashboard]", text)
 
 
 def mail_allowed(session: PaymentSession, to: str) -> bool:
@@ -170,7 +175,8 @@ def receipt_send(*, session: PaymentSession, invoice: Invoice, link: AccessLink)
 
     def build() -> EmailMultiAlternatives:
         nonlocal emailed_key
-        plaintext = key_plaintext_for_receipt(session)
+        # A receipt that goes to the log never carries the plain key: logs are no place for it.
+        plaintext = key_plaintext_for_receipt(session) if mail_allowed(session, session.customer_email) else None
         emailed_key = plaintext is not None
         pdf = invoice_pdf_bytes(invoice=invoice)
         if pdf is None:

@@ -65,10 +65,9 @@ def secret_key(mode: str) -> str:
 
 
 def _stated_mode(body: bytes) -> str:
-    """The mode an event says it belongs to (`livemode`), which picks the secrets that verify it.
+    """The mode one of our own bodies states (`livemode`), to sign it with that mode's secret.
 
-    Read before verification on purpose: claiming the other mode only means being checked with
-    that mode's secrets. An event without `livemode` (a hand-written one) is a test event.
+    Only for bodies we made (the simulator, the tests): a delivery is never parsed before it verifies.
     """
     try:
         payload = json.loads(body)
@@ -77,8 +76,14 @@ def _stated_mode(body: bytes) -> str:
     return "live" if isinstance(payload, dict) and payload.get("livemode") is True else "test"
 
 
-def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None, now: float | None = None) -> None:
-    """Accept the body if any current secret signed it within the tolerance, in either direction."""
+def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None,
+           now: float | None = None) -> set[str]:
+    """Accept the body if a current secret signed it within the tolerance, in either direction.
+
+    Answers the modes whose secrets verify it ({"test"}, {"live"}, both when the two share a
+    secret); receive_webhook then holds the event's own `livemode` to them, so an event signed
+    with the test secret can never be a live one. Nothing is parsed before a signature verifies.
+    """
     if not header:
         raise WebhookRejected("signature_missing", "The Stripe-Signature header is missing.")
     timestamp, _ = _parse_header(header)
@@ -91,17 +96,24 @@ def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
         raise WebhookRejected("body_not_utf8", "The body is not UTF-8.") from None
-    mode = _stated_mode(body)
-    keys = secrets_ if secrets_ is not None else webhook_secrets(mode)
-    if not keys:
-        raise WebhookUnavailable("webhook_not_configured",
-                                 f"STRIPE_{mode.upper()}_WEBHOOK_SECRET is not configured.")
-    for secret in keys:
-        try:
-            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
-            return
-        except stripe.SignatureVerificationError:
-            continue
+    by_mode = {"given": secrets_} if secrets_ is not None else {mode: webhook_secrets(mode) for mode in ("test", "live")}
+    if not any(by_mode.values()):
+        raise WebhookUnavailable("webhook_not_configured", "STRIPE_TEST_WEBHOOK_SECRET is not configured.")
+    verified = set()
+    for mode, keys in by_mode.items():
+        for secret in keys:
+            try:
+                stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
+            except stripe.SignatureVerificationError:
+                continue
+            verified.add(mode)
+            break
+    if verified:
+        return verified
+    if not all(by_mode.values()):
+        # One mode has no secret: the delivery may be that mode's, which we cannot verify now.
+        missing = next(mode for mode, keys in by_mode.items() if not keys)
+        raise WebhookUnavailable("webhook_not_configured", f"STRIPE_{missing.upper()}_WEBHOOK_SECRET is not configured.")
     raise WebhookRejected("signature_invalid", "No signature matches the payload with a configured secret.")
 
 
@@ -293,8 +305,13 @@ class StripeProvider(Provider):
         return start
 
     def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentEvent:
-        verify(body, headers.get("stripe-signature"))
-        return parse(body)
+        modes = verify(body, headers.get("stripe-signature"))
+        event = parse(body)
+        stated = "live" if event.livemode else "test"
+        if stated not in modes:
+            raise WebhookRejected("signature_invalid",
+                                  f"A {stated}-mode event must be signed with the {stated}-mode secret.")
+        return event
 
 
 provider = StripeProvider()
