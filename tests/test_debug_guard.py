@@ -78,3 +78,16 @@ def test_test_mode_still_works_on_a_development_server(debug_server, db, anon):
     response = anon.post("/create_session", {"amount": "10.00", "currency": "EUR"}, format="json")
 
     assert response.status_code == 201
+
+
+def test_staff_cannot_issue_a_live_key_on_a_development_server(debug_server, merchant, client):
+    from django.contrib.auth import get_user_model
+
+    staff = get_user_model().objects.create_superuser("root", "root@example.test", "correct horse battery")
+    client.force_login(staff)
+
+    response = client.post(f"/admin/keys_app/apikey/{merchant.api_key.pk}/upgrade/")
+
+    assert response.status_code == 200
+    assert "ALLOW_DEBUG" in response.content.decode()
+    assert not ApiKey.objects.filter(mode="live").exists()
