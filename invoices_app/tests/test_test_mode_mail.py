@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from audit.models import AuditEvent
 from invoices_app.models import AccessLink, EmailRecord, Invoice
 from invoices_app.services.access import access_url
-from invoices_app.services.delivery import receipt_resend
+from invoices_app.services.delivery import ResendLogged, receipt_resend
 from invoices_app.services.fulfilment import fulfilment_run
 from invoices_app.tests.conftest import create_session, mark_paid
 from keys_app.services import key_issue
@@ -135,7 +135,7 @@ def test_a_resent_test_receipt_to_an_unlisted_address_goes_to_the_log(shop, smtp
     session = _paid(shop, STRANGER)
     smtp.messages.clear()
 
-    with caplog.at_level(logging.WARNING, logger="invoices_app.services.delivery"):
+    with caplog.at_level(logging.WARNING, logger="invoices_app.services.delivery"), pytest.raises(ResendLogged):
         receipt_resend(invoice=Invoice.objects.get(session=session), actor="staff")
 
     assert not smtp.messages
