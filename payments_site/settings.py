@@ -147,11 +147,12 @@ def secret_entropy_bits(secret: str) -> float:
     distinct = len(set(body))
     if distinct < 8:
         return len(body) * math.log2(max(distinct, 1))
-    if secret.startswith("whsec_"):
+    if secret.startswith("whsec_") and not set(body.lower()) <= set("0123456789abcdef"):
         try:
             return len(base64.b64decode(body + "=" * (-len(body) % 4), validate=True)) * 8.0
         except (ValueError, binascii.Error):
             pass  # not base64 (a Stripe secret may be any string): counted as characters below
+    # Hex (Stripe's CLI secrets, token_hex) is counted as hex below, never as base64.
     alphabet = 10 if any(c.isdigit() for c in body) else 0
     lower = {c for c in body if c.islower()}
     # Lower-case hex carries 4 bits a character, not log2(36).
@@ -161,12 +162,17 @@ def secret_entropy_bits(secret: str) -> float:
     return len(body) * math.log2(alphabet)
 
 
-def env_webhook_secret(name: str) -> str:
-    """A webhook secret: refused when it is a placeholder, or (without ALLOW_DEBUG) under 256 bits."""
+# Stripe issues its signing secrets itself (whsec_ + 32 random letters and digits, about 190 bits):
+# those are held to what Stripe makes; every secret we have an operator generate, to 256 bits.
+STRIPE_ISSUED_SECRET_BITS = 32 * math.log2(62)
+
+
+def env_webhook_secret(name: str, *, min_bits: float = 256) -> str:
+    """A webhook secret: refused when it is a placeholder, or (without ALLOW_DEBUG) under `min_bits`."""
     value = env_secret(name, required=False)
     if not ALLOW_DEBUG and value and os.environ.get(name, "").strip():
         for part in value.split(","):
-            if secret_entropy_bits(part.strip()) < 256:
+            if secret_entropy_bits(part.strip()) < min_bits - 0.01:
                 raise ImproperlyConfigured(
                     f"{name} carries less than 32 bytes of entropy. Generate it with the provider, "
                     "or e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`.")
@@ -533,10 +539,10 @@ STRIPE_LIVE_SECRET_KEY = STRIPE_LIVE_SECRET_KEY or (
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip()
 # Several secrets, comma-separated, so that a rotation accepts the old and the new at once.
 # An event is verified with the secrets of the mode it states (its `livemode`).
-_stripe_webhook_fallback = env_webhook_secret("STRIPE_WEBHOOK_SECRET")
-STRIPE_TEST_WEBHOOK_SECRETS = env_mode_secrets(env_webhook_secret("STRIPE_TEST_WEBHOOK_SECRET")
+_stripe_webhook_fallback = env_webhook_secret("STRIPE_WEBHOOK_SECRET", min_bits=STRIPE_ISSUED_SECRET_BITS)
+STRIPE_TEST_WEBHOOK_SECRETS = env_mode_secrets(env_webhook_secret("STRIPE_TEST_WEBHOOK_SECRET", min_bits=STRIPE_ISSUED_SECRET_BITS)
                                                or _stripe_webhook_fallback)
-STRIPE_LIVE_WEBHOOK_SECRETS = env_mode_secrets(env_webhook_secret("STRIPE_LIVE_WEBHOOK_SECRET")
+STRIPE_LIVE_WEBHOOK_SECRETS = env_mode_secrets(env_webhook_secret("STRIPE_LIVE_WEBHOOK_SECRET", min_bits=STRIPE_ISSUED_SECRET_BITS)
                                                or _stripe_webhook_fallback)
 STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
 STRIPE_CHECKOUT_FLOW = os.environ.get("STRIPE_CHECKOUT_FLOW", "checkout").strip()

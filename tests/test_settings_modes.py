@@ -124,6 +124,15 @@ def test_a_webhook_secret_under_32_bytes_of_entropy_is_refused(tmp_path, variabl
     _refused(tmp_path, variable, **{variable: value})
 
 
+def test_a_signing_secret_as_stripe_issues_it_starts(tmp_path):
+    # Stripe's dashboard secrets are whsec_ + 32 letters and digits: Stripe's choice, not the operator's
+    issued = "whsec_" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+                                for _ in range(32))
+    assert _start(tmp_path, **PRODUCTION, STRIPE_LIVE_WEBHOOK_SECRET=issued).returncode == 0
+    # while a secret of that length the operator makes for One.com or Web3 must carry 256 bits
+    _refused(tmp_path, "WEB3_WEBHOOK_SECRET", WEB3_WEBHOOK_SECRET=issued.removeprefix("whsec_"))
+
+
 def test_strong_per_mode_secrets_start(tmp_path):
     result = _start(tmp_path, **PRODUCTION, STRIPE_TEST_WEBHOOK_SECRET=WHSEC_A, STRIPE_LIVE_WEBHOOK_SECRET=WHSEC_B,
                     STRIPE_TEST_SECRET_KEY="sk_test_" + "A" * 24, STRIPE_LIVE_SECRET_KEY="rk_live_" + "B" * 24,
