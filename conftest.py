@@ -43,6 +43,13 @@ def anon() -> APIClient:
 
 
 @pytest.fixture(autouse=True)
+def _live_mode_as_deployed(settings):
+    """The suite runs with ALLOW_DEBUG for its placeholder secrets, yet exercises live mode as a
+    deployment does; tests/test_debug_guard.py turns the refusal of live keys and sessions back on."""
+    settings.LIVE_MODE_ALLOWED = True
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     """Rate-limit counters live in the cache; each test starts with none."""
     from django.core.cache import cache

@@ -1,25 +1,32 @@
-"""ISO 4217 currencies we accept, with their minor-unit exponent."""
+"""The currencies we accept, with their ISO 4217 minor-unit exponent.
+
+The exponents come from CLDR through babel (`get_currency_precision`), a kept library, not from
+a table of our own. Which currencies we accept is our choice (ACCEPTED); how many decimals each
+has is not. A payment provider that represents amounts differently (Stripe's ISK, for one)
+converts in its own module: these are the service's amounts.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-EXPONENTS: dict[str, int] = {
-    # Zero-decimal currencies.
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
-    "RWF": 0, "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-    # Three-decimal currencies.
-    "BHD": 3, "JOD": 3, "KWD": 3, "OMR": 3, "TND": 3,
-}
-TWO_DECIMAL = (
-    "AED AUD BGN BRL CAD CHF CNY CZK DKK EGP EUR GBP HKD HUF IDR ILS INR MAD MXN MYR NOK NZD PHP PLN "
-    "RON RSD SAR SEK SGD THB TRY TWD UAH USD ZAR"
-).split()
-EXPONENTS.update({code: 2 for code in TWO_DECIMAL})
+from babel.numbers import get_currency_precision, list_currencies
+
+ACCEPTED = frozenset((
+    "AED AUD BGN BHD BIF BRL CAD CHF CLP CNY CZK DJF DKK EGP EUR GBP GNF HKD HUF IDR ILS INR ISK JOD JPY KMF "
+    "KRW KWD MAD MXN MYR NOK NZD OMR PHP PLN PYG RON RSD RWF SAR SEK SGD THB TND TRY TWD UAH UGX USD VND VUV "
+    "XAF XOF XPF ZAR"
+).split())
+# Every accepted code must be one babel knows: for an unknown code it answers its default of 2.
+if not ACCEPTED <= frozenset(list_currencies()):
+    raise RuntimeError(f"babel does not know {sorted(ACCEPTED - frozenset(list_currencies()))}")
+
+# code -> exponent, for the schema's enum and anything else that lists the currencies.
+EXPONENTS: dict[str, int] = {code: get_currency_precision(code) for code in sorted(ACCEPTED)}
 
 
 def is_supported(code: str) -> bool:
-    return code in EXPONENTS
+    return code in ACCEPTED
 
 
 def exponent(code: str) -> int:

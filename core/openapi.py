@@ -172,7 +172,7 @@ _WEB3_HINT = {
     "type": "object",
     "description": "An address-activity notification. Only a hint: the chain is read to see what was paid.",
     "properties": {
-        "chain_id": {"type": "integer", "description": "The chain this server verifies on (WEB3_CHAIN_ID)."},
+        "chain_id": {"type": "integer", "description": "A chain this server verifies on (WEB3_TEST_CHAIN_ID or WEB3_LIVE_CHAIN_ID)."},
         "address": {"type": "string", "pattern": "^0x([0-9a-f]{40}|[0-9A-F]{40})$",
                     "description": "A session's address (an EIP-55 checksummed one is taken too)."},
         "tx_hash": {"type": "string", "nullable": True, "pattern": "^(0x)?[0-9a-fA-F]{64}$",
@@ -228,7 +228,7 @@ WEBHOOK_PATHS: dict[str, dict[str, Any]] = {
         operation_id="receive_onecom_webhook",
         summary="Receive One.com webhook",
         description="One.com calls this with a [Standard Webhooks](https://www.standardwebhooks.com/) signature "
-                    "made with ONECOM_WEBHOOK_SECRET. At most 64 KiB, `Content-Type: application/json`. A timestamp "
+                    "made with the secret of its mode (ONECOM_TEST_WEBHOOK_SECRET or ONECOM_LIVE_WEBHOOK_SECRET). At most 64 KiB, `Content-Type: application/json`. A timestamp "
                     "more than 5 minutes off is refused. The same `webhook-id` is processed once.",
         headers=[
             _header("webhook-id", "The event id; a resend keeps it."),
@@ -244,7 +244,7 @@ WEBHOOK_PATHS: dict[str, dict[str, Any]] = {
         operation_id="receive_web3_webhook",
         summary="Receive a Web3 address-activity notification",
         description="A chain watcher calls this when a session's address sees activity. At most 16 KiB. The "
-                    "notification only makes us read the chain (WEB3_PROVIDER_URL); the outcome is `processed` "
+                    "notification only makes us read the chain (the node of the chain's mode); the outcome is `processed` "
                     "when it named a session's address, else `unmatched`.",
         headers=[_header("Web3-Signature", "`t=<unix time>,v1=<hex HMAC-SHA256(WEB3_WEBHOOK_SECRET, "
                                            "\"<t>.<body>\")>`.")],
@@ -284,8 +284,9 @@ def _web3_chain_id(result: dict[str, Any]) -> None:
     if operation is None:
         return
     chain_id = operation["requestBody"]["content"]["application/json"]["schema"]["properties"]["chain_id"]
-    chain_id["enum"] = [settings.WEB3_CHAIN_ID]
-    chain_id["example"] = settings.WEB3_CHAIN_ID
+    chains = sorted({c for c in (settings.WEB3_TEST_CHAIN_ID, settings.WEB3_LIVE_CHAIN_ID) if c})
+    chain_id["enum"] = chains
+    chain_id["example"] = chains[0] if chains else 1
 
 
 _SESSION_LINKS = {

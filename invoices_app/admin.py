@@ -13,7 +13,7 @@ from core.formatting import money
 from invoices_app.models import AccessLink, Invoice
 from invoices_app.selectors import invoice_search
 from invoices_app.services.access import access_link_revoke
-from invoices_app.services.delivery import ResendRefused, receipt_resend
+from invoices_app.services.delivery import ResendLogged, ResendRefused, receipt_resend
 from invoices_app.services.documents import invoice_pdf_bytes, invoice_pdf_filename
 
 
@@ -111,6 +111,9 @@ class InvoiceAdmin(MerchantScopedAdmin):
             to = receipt_resend(invoice=invoice, actor=_actor(request))
         except ResendRefused as exc:
             self.message_user(request, f"{invoice.number}: {exc}", messages.WARNING)
+            return
+        except ResendLogged as exc:
+            self.message_user(request, f"{invoice.number}: {exc}", messages.INFO)
             return
         except Exception as exc:  # an SMTP failure is reported, not a 500
             self.message_user(request, f"{invoice.number}: sending failed ({type(exc).__name__}).", messages.ERROR)

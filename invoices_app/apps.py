@@ -1,6 +1,12 @@
 from django.apps import AppConfig
 
-from sessions_app.signals import refund_claim_requested, refund_succeeded, session_late_payment, session_paid
+from sessions_app.signals import (
+    refund_claim_requested,
+    refund_succeeded,
+    session_late_payment,
+    session_paid,
+    test_session_delivery_shown,
+)
 
 
 class InvoicesAppConfig(AppConfig):
@@ -16,3 +22,5 @@ class InvoicesAppConfig(AppConfig):
                                      dispatch_uid="invoices_app.notify_late_payment")
         refund_succeeded.connect(receivers.on_refund_succeeded, dispatch_uid="invoices_app.credit_note")
         refund_claim_requested.connect(receivers.on_refund_claim_requested, dispatch_uid="invoices_app.refund_claim")
+        test_session_delivery_shown.connect(receivers.on_test_session_delivery_shown,
+                                            dispatch_uid="invoices_app.test_access_link_shown")

@@ -8,8 +8,11 @@ from functools import partial
 from django.db import transaction
 
 from invoices_app import handoff
+from invoices_app.models import AccessLink
 from invoices_app.relay import relay_active
+from invoices_app.services.access import access_url
 from invoices_app.services.numbering import credit_note_issue, invoice_mark_refunded
+from keys_app.selectors import test_mail_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -41,3 +44,13 @@ def on_refund_succeeded(sender, refund, **kwargs) -> None:
 
 def on_refund_claim_requested(sender, refund_id, **kwargs) -> None:
     handoff.refund_claim_queue(refund_id=refund_id)
+
+
+def on_test_session_delivery_shown(sender, session, **kwargs) -> dict:
+    """A paid test session whose receipt went to the log: its access link, for the page to show."""
+    link = AccessLink.objects.filter(session_id=session.pk, revoked_at__isnull=True).first()
+    if link is None or not session.customer_email:
+        return {}
+    if test_mail_allowed(account=session.account, mode=session.mode, address=session.customer_email):
+        return {}
+    return {"test_receipt_logged": True, "test_access_url": access_url(link)}

@@ -187,7 +187,12 @@ class ApiKeyAdmin(MerchantScopedAdmin):
             raise PermissionDenied
         key = self.get_object(request, object_id)
         if request.method == "POST":
-            issued = services.key_upgrade_live(account=key.account, actor=admin_actor(request))
+            try:
+                issued = services.key_upgrade_live(account=key.account, actor=admin_actor(request))
+            except errors.Forbidden as exc:  # a development server (ALLOW_DEBUG) issues no live keys
+                self.message_user(request, exc.message, messages.ERROR)
+                return self._page(request, "admin/keys_app/apikey/upgrade.html", title=f"Issue a live key for "
+                                  f"{key.account.name}", key=key, original=key)
             return _key_once(request, self, issued=issued, title="Live key issued",
                              note=f"A live key for {key.account.name}. Their test keys keep working.")
         return self._page(request, "admin/keys_app/apikey/upgrade.html", title=f"Issue a live key for "

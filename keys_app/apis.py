@@ -18,7 +18,7 @@ from core.http import ApiError
 from core.openapi import RETRY_AFTER, errors
 from core.pagination import StrictCursorPagination
 from keys_app import entitlements, publishable, selectors, web3_setup
-from keys_app.models import PROVIDERS, Account, EntitlementKey, Mode
+from keys_app.models import PROVIDERS, TEST_EMAIL_RECIPIENTS_MAX, Account, EntitlementKey, Mode
 from keys_app.openapi import (
     KEY_ID,
     KEY_LIST_PARAMETERS,
@@ -87,7 +87,8 @@ class AccountApi(APIView):
             model = Account
             fields = ["id", "name", "email", "address", "vat_id", "vat_rate", "invoice_prefix", "created_at",
                       "enabled_providers", "web3_xpub", "web3_asset", "issued_key_mode", "email_key_to_customer",
-                      "allowed_origins", "publishable_key", "refund_revokes_key"]
+                      "allowed_origins", "publishable_key", "refund_revokes_key",
+                      "test_email_recipients"]
 
         def get_publishable_key(self, account: Account) -> str:
             return publishable.publishable_key_ensure(account=account, mode=self.context["mode"]).key
@@ -123,6 +124,16 @@ class AccountApi(APIView):
         refund_revokes_key = serializers.BooleanField(
             required=False, help_text="A full refund revokes the buyer's key (on by default; a refund's "
                                       "`revoke_key` overrides it).")
+
+        test_email_recipients = serializers.ListField(
+            child=serializers.EmailField(max_length=254), required=False, allow_empty=True,
+            max_length=TEST_EMAIL_RECIPIENTS_MAX,
+            help_text="Test mode mails customers only at your own email and at these addresses (at most "
+                      f"{TEST_EMAIL_RECIPIENTS_MAX}); mail for anyone else is printed to the log instead.")
+
+        def validate_test_email_recipients(self, value):
+            # One entry per address, compared as mail servers mostly do: without regard to case.
+            return list(dict.fromkeys(address.strip().lower() for address in value))
 
         def validate_enabled_providers(self, value):
             return [name for name in PROVIDERS if name in value]
@@ -161,7 +172,7 @@ class AccountApi(APIView):
 
     @extend_schema(operation_id="update_account", summary="Update your invoice details", tags=["account"],
                    request={"application/json": InputSerializer}, parameters=[RETRY_AFTER],
-                   responses={200: OutputSerializer, **errors(400, 401, 429)})
+                   responses={200: OutputSerializer, **errors(400, 401, 409, 429)})
     def patch(self, request):
         if not isinstance(request.data, dict):
             return Response({"error": {"code": "body_invalid", "message": "Send a JSON object.", "field": None}}, status=400)

@@ -18,6 +18,9 @@ def default_enabled_providers() -> list[str]:
     return ["stripe"]
 
 
+TEST_EMAIL_RECIPIENTS_MAX = 20
+
+
 class Account(models.Model):
     """A merchant. Buyers have no account with us: what they buy is an EntitlementKey of the merchant."""
 
@@ -52,6 +55,16 @@ class Account(models.Model):
     allowed_origins = models.JSONField(default=list, blank=True)
     # A full refund revokes the buyer's entitlement key unless the refund says otherwise.
     refund_revokes_key = models.BooleanField(default=True)
+    # Test mode mails customers only at the merchant's own email and at these addresses (lower case);
+    # anything else is printed to the log (keys_app.selectors.test_mail_allowed).
+    test_email_recipients = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [
+            # An xpub's addresses receive one account's payments only (stored in canonical form).
+            models.UniqueConstraint(fields=["web3_xpub"], condition=~models.Q(web3_xpub=""),
+                                    name="account_unique_web3_xpub"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"

@@ -79,3 +79,17 @@ def entitlement_key_current_for_session(*, session_id) -> EntitlementKey | None:
     """The key a session's buyer holds now: the last of its chain of rotations and upgrades."""
     return (EntitlementKey.objects.filter(session_id=session_id, superseded_by__isnull=True)
             .order_by("-created_at").first())
+
+
+def test_mail_allowed(*, account, mode: str, address: str) -> bool:
+    """Whether mail of a `mode` session may go to `address`.
+
+    Live mail goes to whoever the session names. Test mode must never reach a real inbox that did
+    not ask for it (anyone can type any address on a test checkout): only the merchant's own
+    address and the ones it lists in `test_email_recipients`.
+    """
+    if mode != "test":
+        return True
+    address = address.strip().lower()
+    allowed = {account.email.strip().lower(), *(a.strip().lower() for a in account.test_email_recipients or [])}
+    return bool(address) and address in allowed

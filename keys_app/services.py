@@ -9,16 +9,19 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.tokens import default_token_generator
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from audit.services import audit_record
 from core import errors
+from core.modes import ensure_live_allowed
 from keys_app.key_cache import key_cache_forget
 from keys_app.keygen import generate_key, hash_key
-from keys_app.models import Account, ApiKey, Mode
+from keys_app.models import TEST_EMAIL_RECIPIENTS_MAX, Account, ApiKey, Mode
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ def _key_summary(key: ApiKey) -> dict[str, Any]:
 
 @transaction.atomic
 def key_issue(*, account: Account, mode: str = Mode.TEST, label: str = "", actor: str = "system") -> IssuedKey:
+    if mode == Mode.LIVE:
+        ensure_live_allowed("API keys")
     plaintext = generate_key(mode)
     key = ApiKey.objects.create(
         account=account,
@@ -63,7 +68,7 @@ def merchant_create(*, name: str, email: str, live: bool = False, actor: str = "
 
 ACCOUNT_EDITABLE_FIELDS = ("name", "email", "address", "vat_id", "vat_rate", "invoice_prefix",
                            "enabled_providers", "web3_xpub", "web3_asset", "issued_key_mode",
-                           "email_key_to_customer", "allowed_origins", "refund_revokes_key")
+                           "email_key_to_customer", "allowed_origins", "refund_revokes_key", "test_email_recipients")
 
 
 @transaction.atomic
@@ -79,11 +84,46 @@ def account_update(*, account: Account, actor: str, **changes: Any) -> Account:
     if "web3" in (account.enabled_providers or []) and not (account.web3_xpub and account.web3_asset):
         raise errors.DomainError("web3_not_configured", "web3 needs web3_xpub and web3_asset.",
                                  field="enabled_providers")
+    if "test_email_recipients" in changes:
+        account.test_email_recipients = test_email_recipients_clean(account.test_email_recipients)
+    if "web3_xpub" in changes and account.web3_xpub and web3_xpub_taken(xpub=account.web3_xpub, account_id=account.pk):
+        raise errors.Conflict("web3_xpub_taken", "This xpub is already used by another account.", field="web3_xpub")
     account.full_clean()
-    account.save(update_fields=list(changes))
+    try:
+        with transaction.atomic():
+            account.save(update_fields=list(changes))
+    except IntegrityError:
+        # Another account took the same xpub between the check and the write (account_unique_web3_xpub).
+        raise errors.Conflict("web3_xpub_taken", "This xpub is already used by another account.",
+                              field="web3_xpub") from None
     audit_record(action="account.updated", subject_type="account", subject_id=account.pk, account_id=account.pk,
                  actor=actor, before=before, after={f: getattr(account, f) for f in changes})
     return account
+
+
+def test_email_recipients_clean(value: Any) -> list[str]:
+    """At most TEST_EMAIL_RECIPIENTS_MAX valid addresses, lower case, each once (for any caller, not the API alone)."""
+    if not isinstance(value, list | tuple):
+        raise errors.DomainError("test_email_recipients_invalid", "test_email_recipients must be a list of addresses.",
+                                 field="test_email_recipients")
+    addresses = list(dict.fromkeys(str(item).strip().lower() for item in value))
+    if len(addresses) > TEST_EMAIL_RECIPIENTS_MAX:
+        raise errors.DomainError("test_email_recipients_too_many",
+                                 f"At most {TEST_EMAIL_RECIPIENTS_MAX} test_email_recipients.", field="test_email_recipients")
+    for address in addresses:
+        try:
+            if len(address) > 254:
+                raise ValidationError("too long")
+            validate_email(address)
+        except ValidationError:
+            raise errors.DomainError("test_email_recipients_invalid", f"{address!r} is not a valid email address.",
+                                     field="test_email_recipients") from None
+    return addresses
+
+
+def web3_xpub_taken(*, xpub: str, account_id: int | None) -> bool:
+    """Whether another account receives on this xpub: its addresses, and so its payments, are that account's."""
+    return Account.objects.filter(web3_xpub=xpub).exclude(pk=account_id).exists()
 
 
 @transaction.atomic

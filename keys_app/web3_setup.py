@@ -31,7 +31,8 @@ def xpub_validate(value: str) -> str:
         raise SetupInvalid("web3_xpub_private", "This is a private key. Send the extended public key (xpub) only.")
     if node.Level() != Bip44Levels.CHANGE:
         raise SetupInvalid("web3_xpub_depth", "Send the xpub of the external chain m/44'/60'/0'/0 (depth 4).")
-    return value
+    # The canonical serialisation, so that one key written two ways is still one key to compare.
+    return node.PublicKey().ToExtended()
 
 
 def asset_validate(value: Any) -> dict[str, Any] | None:

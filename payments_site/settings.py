@@ -13,10 +13,15 @@ the sections above at their intervals).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
+import math
 import os
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -69,12 +74,20 @@ def env_decimal(name: str, default: str) -> Decimal:
         raise ImproperlyConfigured(f"{name} must be a decimal number, got {raw!r}") from None
 
 
+def price_base(base: str) -> str:
+    """A price's base: a chain's native coin by symbol (ETH), a token only by its contract address
+    (0x…, lower case), so that no token can borrow another asset's price by its name."""
+    base = base.strip()
+    return base.lower() if base.lower().startswith("0x") else base.upper()
+
+
 def env_rate_table(name: str, default: str) -> dict[tuple[str, str], Decimal]:
-    """"ETH/EUR=3000.00,ETH/USD=3300" -> {("ETH", "EUR"): Decimal("3000.00"), ...}."""
+    """"ETH/EUR=3000.00,0xA0b8…/EUR=1.00" -> {("ETH", "EUR"): Decimal("3000.00"), ("0xa0b8…", "EUR"): …}."""
     table = {}
     for item in env_list(name, default):
         pair, sep, price = item.partition("=")
-        base, slash, quote = pair.strip().upper().partition("/")
+        base, slash, quote = pair.strip().partition("/")
+        base, quote = price_base(base), quote.strip().upper()
         try:
             value = Decimal(price.strip())
         except ArithmeticError:
@@ -91,14 +104,28 @@ def env_rate_table(name: str, default: str) -> dict[tuple[str, str], Decimal]:
 
 ALLOW_DEBUG = env_bool("ALLOW_DEBUG")
 DEBUG = ALLOW_DEBUG and env_bool("DJANGO_DEBUG", default=True)
+# Live API keys and live sessions are created only without ALLOW_DEBUG (core.modes).
+LIVE_MODE_ALLOWED = not ALLOW_DEBUG
 
-# Placeholders that make local runs work; never accepted without ALLOW_DEBUG.
+# Placeholders that make local runs work; never accepted without ALLOW_DEBUG. A per-mode name
+# (STRIPE_TEST_WEBHOOK_SECRET, …) has none of its own: it falls back to its single-mode name.
+_DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_insecure_local_stripe_secret"
+_DEV_ONECOM_SECRET = "whsec_ZGV2LWluc2VjdXJlLW9uZWNvbS1zZWNyZXQtMDEyMzQ1"
+_DEV_WEB3_SECRET = "dev-insecure-web3-webhook-secret"
 _DEV_SECRETS = {
     "DJANGO_SECRET_KEY": "dev-insecure-django-secret-key-change-me-0123456789",
     "JWT_SECRET_KEY": "devsecret-for-local-runs-only-never-in-production",
-    "STRIPE_WEBHOOK_SECRET": "whsec_dev_insecure_local_stripe_secret",
+    "STRIPE_WEBHOOK_SECRET": _DEV_STRIPE_WEBHOOK_SECRET,
+    "ONECOM_WEBHOOK_SECRET": _DEV_ONECOM_SECRET,
+    "WEB3_WEBHOOK_SECRET": _DEV_WEB3_SECRET,
 }
-_KNOWN_WEAK = {"", "changeme", "change-me", "secret", "devsecret", "default"} | set(_DEV_SECRETS.values())
+# Values that have been published (in this repository, its docs and its tests) or are guessable.
+_PUBLISHED = {
+    "whsec_local", "whsec_secret", "whsec_localstripe_e2e_secret", "sk_test_local",
+    "sk_test_localstripe0123456789abcdef", "devsecret-for-local-runs-only-never-in-production",
+}
+_KNOWN_WEAK = ({"", "changeme", "change-me", "secret", "devsecret", "default"} | set(_DEV_SECRETS.values())
+               | {value.lower() for value in _PUBLISHED} | {value.lower() for value in _DEV_SECRETS.values()})
 
 
 def env_secret(name: str, *, required: bool = True) -> str:
@@ -113,6 +140,49 @@ def env_secret(name: str, *, required: bool = True) -> str:
     for part in value.split(","):
         if part.strip().lower() in _KNOWN_WEAK:
             raise ImproperlyConfigured(f"{name} is a default or placeholder value. Generate a real secret.")
+    return value
+
+
+def secret_entropy_bits(secret: str) -> float:
+    """A generous upper bound of a secret's entropy, in bits.
+
+    `whsec_<base64>` (Standard Webhooks) counts its decoded bytes; any other string its length
+    times the bits of the character classes it uses. A string of few distinct characters
+    ("aaaa…", "abab…") counts only what those could carry.
+    """
+    body = secret.removeprefix("whsec_")
+    distinct = len(set(body))
+    if distinct < 8:
+        return len(body) * math.log2(max(distinct, 1))
+    if secret.startswith("whsec_") and not set(body.lower()) <= set("0123456789abcdef"):
+        try:
+            return len(base64.b64decode(body + "=" * (-len(body) % 4), validate=True)) * 8.0
+        except (ValueError, binascii.Error):
+            pass  # not base64 (a Stripe secret may be any string): counted as characters below
+    # Hex (Stripe's CLI secrets, token_hex) is counted as hex below, never as base64.
+    alphabet = 10 if any(c.isdigit() for c in body) else 0
+    lower = {c for c in body if c.islower()}
+    # Lower-case hex carries 4 bits a character, not log2(36).
+    alphabet += (6 if lower <= set("abcdef") else 26) if lower else 0
+    alphabet += 26 if any(c.isupper() for c in body) else 0
+    alphabet += 32 if any(not c.isalnum() for c in body) else 0
+    return len(body) * math.log2(alphabet)
+
+
+# Stripe issues its signing secrets itself (whsec_ + 32 random letters and digits, about 190 bits):
+# those are held to what Stripe makes; every secret we have an operator generate, to 256 bits.
+STRIPE_ISSUED_SECRET_BITS = 32 * math.log2(62)
+
+
+def env_webhook_secret(name: str, *, min_bits: float = 256) -> str:
+    """A webhook secret: refused when it is a placeholder, or (without ALLOW_DEBUG) under `min_bits`."""
+    value = env_secret(name, required=False)
+    if not ALLOW_DEBUG and value and os.environ.get(name, "").strip():
+        for part in value.split(","):
+            if secret_entropy_bits(part.strip()) < min_bits - 0.01:
+                raise ImproperlyConfigured(
+                    f"{name} carries less than 32 bytes of entropy. Generate it with the provider, "
+                    "or e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`.")
     return value
 
 
@@ -149,6 +219,13 @@ WHITENOISE_USE_FINDERS = True
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]" if ALLOW_DEBUG else "")
 if not ALLOW_DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS is not set (comma-separated host names).")
+# ALLOW_DEBUG serves placeholder secrets: it answers on loopback only (core.loopback checks the
+# client's address too), so a debug process started on a server is not reachable from outside.
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1", "testserver"}
+if ALLOW_DEBUG and not set(ALLOWED_HOSTS) <= LOOPBACK_HOSTS:
+    raise ImproperlyConfigured(
+        f"ALLOWED_HOSTS may only name loopback hosts ({', '.join(sorted(LOOPBACK_HOSTS))}) with ALLOW_DEBUG; "
+        f"got {', '.join(ALLOWED_HOSTS)}. Unset ALLOW_DEBUG to serve other hosts.")
 PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", PUBLIC_BASE_URL)
 APPEND_SLASH = False
@@ -211,6 +288,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # The request id comes first so every later log line carries it.
     "core.logs.RequestIdMiddleware",
+    # With ALLOW_DEBUG, a request from any address but loopback is refused before anything runs.
+    *(["core.loopback.LoopbackOnlyMiddleware"] if ALLOW_DEBUG else []),
     "django.middleware.security.SecurityMiddleware",
     # CORS for POST /create_session only, for each merchant's allowed_origins (keys_app/receivers.py).
     "corsheaders.middleware.CorsMiddleware",
@@ -443,32 +522,124 @@ SUMMARY_REFRESH_INTERVAL_SECONDS = env_int("SUMMARY_REFRESH_INTERVAL_SECONDS", 6
 
 # --------------------------------------------------------------------------- payment providers
 
+# Every credential exists once per mode (test, live): a test session only ever reaches the
+# test credentials, a live session the live ones. The names of a single-mode deployment
+# (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, ONECOM_*, WEB3_PROVIDER_URL, WEB3_CHAIN_ID) are
+# fallbacks for both modes; a per-mode name always wins over its fallback
+# (docs/configuration.md, "Credentials per mode").
+
+MODES = ("test", "live")
+
+
+def env_mode_secrets(value: str) -> list[str]:
+    """A comma-separated rotation list, as a list."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def stripe_key_mode(key: str) -> str | None:
+    """The mode a Stripe API key belongs to, from its prefix (sk_test_, rk_live_, …)."""
+    for mode in MODES:
+        if key.startswith((f"sk_{mode}_", f"rk_{mode}_")):
+            return mode
+    return None
+
+
 # Stripe. "checkout" redirects to a Stripe Checkout Session; "payment_intent" creates a
 # PaymentIntent for the Payment Element (and for servers without Checkout Sessions, such as
-# localstripe).
-STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "").strip()
+# localstripe). Each key must carry its mode's prefix; STRIPE_SECRET_KEY fills the mode its
+# prefix names.
+_stripe_fallback_key = os.environ.get("STRIPE_SECRET_KEY", "").strip()
+STRIPE_TEST_SECRET_KEY = os.environ.get("STRIPE_TEST_SECRET_KEY", "").strip()
+STRIPE_LIVE_SECRET_KEY = os.environ.get("STRIPE_LIVE_SECRET_KEY", "").strip()
+for _name, _key, _modes in (("STRIPE_SECRET_KEY", _stripe_fallback_key, MODES),
+                            ("STRIPE_TEST_SECRET_KEY", STRIPE_TEST_SECRET_KEY, ("test",)),
+                            ("STRIPE_LIVE_SECRET_KEY", STRIPE_LIVE_SECRET_KEY, ("live",))):
+    if _key and stripe_key_mode(_key) not in _modes:
+        raise ImproperlyConfigured(f"{_name} is not a {' or '.join(_modes)} key: it must start with "
+                                   + " or ".join(f"sk_{m}_/rk_{m}_" for m in _modes) + ".")
+    if _key and not ALLOW_DEBUG and _key.lower() in _KNOWN_WEAK:
+        raise ImproperlyConfigured(f"{_name} is a published placeholder key.")
+STRIPE_TEST_SECRET_KEY = STRIPE_TEST_SECRET_KEY or (
+    _stripe_fallback_key if stripe_key_mode(_stripe_fallback_key) == "test" else "")
+STRIPE_LIVE_SECRET_KEY = STRIPE_LIVE_SECRET_KEY or (
+    _stripe_fallback_key if stripe_key_mode(_stripe_fallback_key) == "live" else "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").strip()
 # Several secrets, comma-separated, so that a rotation accepts the old and the new at once.
-STRIPE_WEBHOOK_SECRETS = [s.strip() for s in env_secret("STRIPE_WEBHOOK_SECRET", required=False).split(",") if s.strip()]
+# An event is verified with the secrets of the mode it states (its `livemode`).
+_stripe_webhook_fallback = env_webhook_secret("STRIPE_WEBHOOK_SECRET", min_bits=STRIPE_ISSUED_SECRET_BITS)
+STRIPE_TEST_WEBHOOK_SECRETS = env_mode_secrets(env_webhook_secret("STRIPE_TEST_WEBHOOK_SECRET", min_bits=STRIPE_ISSUED_SECRET_BITS)
+                                               or _stripe_webhook_fallback)
+STRIPE_LIVE_WEBHOOK_SECRETS = env_mode_secrets(env_webhook_secret("STRIPE_LIVE_WEBHOOK_SECRET", min_bits=STRIPE_ISSUED_SECRET_BITS)
+                                               or _stripe_webhook_fallback)
 STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
 STRIPE_CHECKOUT_FLOW = os.environ.get("STRIPE_CHECKOUT_FLOW", "checkout").strip()
 if STRIPE_CHECKOUT_FLOW not in ("checkout", "payment_intent"):
     raise ImproperlyConfigured("STRIPE_CHECKOUT_FLOW must be 'checkout' or 'payment_intent'.")
 
-# One.com hosted payment page and the Standard Webhooks secret of its callbacks (whsec_ + base64).
-_DEV_ONECOM_SECRET = "whsec_ZGV2LWluc2VjdXJlLW9uZWNvbS1zZWNyZXQtMDEyMzQ1"
-ONECOM_CHECKOUT_URL = os.environ.get("ONECOM_CHECKOUT_URL", "").strip()
-ONECOM_WEBHOOK_SECRET = env_secret("ONECOM_WEBHOOK_SECRET", required=False) or (_DEV_ONECOM_SECRET if ALLOW_DEBUG else "")
-if ONECOM_WEBHOOK_SECRET and not ONECOM_WEBHOOK_SECRET.startswith("whsec_"):
-    raise ImproperlyConfigured("ONECOM_WEBHOOK_SECRET must look like whsec_<base64>.")
+# One.com hosted payment page and the Standard Webhooks secret of its callbacks (whsec_ + base64),
+# per mode. Callbacks come to one URL: the secret that verifies one decides its mode
+# (sessions_app/providers/onecom_provider.py).
+_onecom_url_fallback = os.environ.get("ONECOM_CHECKOUT_URL", "").strip()
+ONECOM_TEST_CHECKOUT_URL = os.environ.get("ONECOM_TEST_CHECKOUT_URL", "").strip() or _onecom_url_fallback
+ONECOM_LIVE_CHECKOUT_URL = os.environ.get("ONECOM_LIVE_CHECKOUT_URL", "").strip() or _onecom_url_fallback
+_onecom_secret_fallback = env_webhook_secret("ONECOM_WEBHOOK_SECRET")
+ONECOM_TEST_WEBHOOK_SECRET = env_webhook_secret("ONECOM_TEST_WEBHOOK_SECRET") or _onecom_secret_fallback
+ONECOM_LIVE_WEBHOOK_SECRET = env_webhook_secret("ONECOM_LIVE_WEBHOOK_SECRET") or _onecom_secret_fallback
+for _name, _secret in (("ONECOM_TEST_WEBHOOK_SECRET", ONECOM_TEST_WEBHOOK_SECRET),
+                       ("ONECOM_LIVE_WEBHOOK_SECRET", ONECOM_LIVE_WEBHOOK_SECRET)):
+    if _secret and not _secret.startswith("whsec_"):
+        raise ImproperlyConfigured(f"{_name} (or ONECOM_WEBHOOK_SECRET) must look like whsec_<base64>.")
 
-# Web3: one chain, read through WEB3_PROVIDER_URL; payments are verified on chain only. The
-# defaults under ALLOW_DEBUG suit a local node (chain 31337, one confirmation).
-WEB3_PROVIDER_URL = os.environ.get("WEB3_PROVIDER_URL", "").strip()
-WEB3_CHAIN_ID = env_int("WEB3_CHAIN_ID", 31337 if ALLOW_DEBUG else 1)
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a DNS name (even "127.example.com") may resolve anywhere
+
+
+def _rpc_url(name: str, url: str) -> str:
+    """A node's URL: https://, or http:// to a loopback address only.
+
+    Everything a node answers decides payments; over plain HTTP anyone on the path could answer.
+    """
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and _is_loopback_host(parts.hostname or ""):
+        return url
+    raise ImproperlyConfigured(f"{name} must be an https:// URL; http:// is allowed only "
+                               "for 127.0.0.1, ::1 or localhost.")
+
+
+# Web3: a chain per mode, read through its node; payments are verified on chain only. The
+# defaults under ALLOW_DEBUG suit a local node (chain 31337, one confirmation). WEB3_CHAIN_ID
+# fills the modes it may serve: never 1 (mainnet) for test, never 31337 (a local node) for live.
+MAINNET_CHAIN_ID, LOCAL_CHAIN_ID = 1, 31337
+_web3_url_fallback = os.environ.get("WEB3_PROVIDER_URL", "").strip()
+_web3_fallback_chain = env_int("WEB3_CHAIN_ID", LOCAL_CHAIN_ID if ALLOW_DEBUG else MAINNET_CHAIN_ID)
+WEB3_TEST_CHAIN_ID = env_int("WEB3_TEST_CHAIN_ID", 0) or (
+    _web3_fallback_chain if _web3_fallback_chain != MAINNET_CHAIN_ID else 0)
+WEB3_LIVE_CHAIN_ID = env_int("WEB3_LIVE_CHAIN_ID", 0) or (
+    _web3_fallback_chain if _web3_fallback_chain != LOCAL_CHAIN_ID else 0)
+if WEB3_TEST_CHAIN_ID == MAINNET_CHAIN_ID:
+    raise ImproperlyConfigured("WEB3_TEST_CHAIN_ID is 1 (Ethereum mainnet): test mode never takes real coins.")
+if WEB3_LIVE_CHAIN_ID == LOCAL_CHAIN_ID:
+    raise ImproperlyConfigured("WEB3_LIVE_CHAIN_ID is 31337 (a local development chain): live mode needs a real chain.")
+WEB3_TEST_PROVIDER_URL = os.environ.get("WEB3_TEST_PROVIDER_URL", "").strip()
+WEB3_LIVE_PROVIDER_URL = os.environ.get("WEB3_LIVE_PROVIDER_URL", "").strip()
+_rpc_url("WEB3_PROVIDER_URL", _web3_url_fallback)
+WEB3_TEST_PROVIDER_URL = _rpc_url("WEB3_TEST_PROVIDER_URL", WEB3_TEST_PROVIDER_URL) or _web3_url_fallback
+WEB3_LIVE_PROVIDER_URL = _rpc_url("WEB3_LIVE_PROVIDER_URL", WEB3_LIVE_PROVIDER_URL) or _web3_url_fallback
+# A mode without a chain serves no crypto payments, whatever its URL.
+WEB3_TEST_PROVIDER_URL = WEB3_TEST_PROVIDER_URL if WEB3_TEST_CHAIN_ID else ""
+WEB3_LIVE_PROVIDER_URL = WEB3_LIVE_PROVIDER_URL if WEB3_LIVE_CHAIN_ID else ""
 WEB3_MIN_CONFIRMATIONS = env_int("WEB3_MIN_CONFIRMATIONS", 1 if ALLOW_DEBUG else 12)
-WEB3_WEBHOOK_SECRET = env_secret("WEB3_WEBHOOK_SECRET", required=False) or (
-    "dev-insecure-web3-webhook-secret" if ALLOW_DEBUG else "")
+WEB3_WEBHOOK_SECRET = env_webhook_secret("WEB3_WEBHOOK_SECRET")
 WEB3_WEBHOOK_TOLERANCE = env_int("WEB3_WEBHOOK_TOLERANCE", 300)
 WEB3_QUOTE_TTL_SECONDS = env_int("WEB3_QUOTE_TTL_SECONDS", 15 * 60)
 WEB3_GRACE_SECONDS = env_int("WEB3_GRACE_SECONDS", 10 * 60)
@@ -484,7 +655,7 @@ if WEB3_RATE_SOURCE not in ("fixed", "chainlink"):
 WEB3_FIXED_RATES = env_rate_table("WEB3_FIXED_RATES", "ETH/EUR=3000.00,ETH/USD=3300.00" if ALLOW_DEBUG else "")
 # Chainlink AggregatorV3 feeds: "ETH/USD=0x5f4e...,ETH/EUR=0x...", and how old an answer may be.
 WEB3_CHAINLINK_FEEDS = dict(
-    (pair.strip().upper(), address.strip())
+    (f"{price_base(pair.partition('/')[0])}/{pair.partition('/')[2].strip().upper()}", address.strip())
     for pair, _, address in (item.partition("=") for item in env_list("WEB3_CHAINLINK_FEEDS"))
 )
 WEB3_CHAINLINK_MAX_AGE_SECONDS = env_int("WEB3_CHAINLINK_MAX_AGE_SECONDS", 3600)

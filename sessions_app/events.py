@@ -62,6 +62,7 @@ class ChainHint:
 
     address: str
     tx_hash: str | None = None
+    chain_id: int | None = None
 
 
 @dataclass(frozen=True)

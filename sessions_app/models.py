@@ -5,6 +5,7 @@ import string
 import uuid
 
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -289,7 +290,12 @@ class Web3Charge(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["account", "address_index"], name="web3_unique_address_index")]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "address_index"], name="web3_unique_address_index"),
+            # One receiving address belongs to one charge on its chain, whatever the account: an account
+            # configured with another's xpub could otherwise claim that account's payments.
+            models.UniqueConstraint(Lower("address"), "chain_id", name="web3_unique_chain_address"),
+        ]
         indexes = [models.Index(fields=["address"])]
 
     def __str__(self) -> str:

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from audit.services import audit_append, audit_event, audit_record
 from core import errors
+from core.modes import Mode, ensure_live_allowed
 from keys_app.models import Account, ApiKey
 from sessions_app import one_statement
 from sessions_app.lifecycle import announce_delivery, session_state
@@ -51,6 +52,8 @@ def session_create(
     mode = mode or api_key.mode
     if mode != api_key.mode:
         raise errors.DomainError("mode_mismatch", f"A {api_key.mode} key cannot create {mode} sessions.", field="mode")
+    if mode == Mode.LIVE:
+        ensure_live_allowed("sessions")
     now = timezone.now()
     session = PaymentSession(
         account=account,

@@ -19,3 +19,7 @@ SESSION_PAID_CHANNEL = "session_paid"
 refund_succeeded = Signal()
 # Sent on commit when a crypto refund waits for the customer's receiving address. kwargs: refund_id.
 refund_claim_requested = Signal()
+# Asked (send, not on commit) by the checkout page and the dashboard for a paid test session:
+# receivers answer a dict of what to show, e.g. the access link a test-mode receipt would have
+# carried to an address the merchant did not list. kwargs: session.
+test_session_delivery_shown = Signal()

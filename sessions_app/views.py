@@ -21,6 +21,7 @@ from sessions_app.crypto import services as crypto
 from sessions_app.inputs import CheckoutCustomerInput
 from sessions_app.lifecycle import session_set_customer
 from sessions_app.providers import PaymentStartError, get_provider, onecom_provider, stripe_provider
+from sessions_app.signals import test_session_delivery_shown
 from sessions_app.webhook_guard import webhook_guard
 from sessions_app.webhooks import stripe_webhook_receive, webhook_receive
 
@@ -73,9 +74,9 @@ def _simulators(session) -> list[str]:
     if session.mode != "test":
         return []
     available = []
-    if "stripe" in session.providers and settings.STRIPE_WEBHOOK_SECRETS:
+    if "stripe" in session.providers and settings.STRIPE_TEST_WEBHOOK_SECRETS:
         available.append("stripe")
-    if "onecom" in session.providers and settings.ONECOM_WEBHOOK_SECRET:
+    if "onecom" in session.providers and settings.ONECOM_TEST_WEBHOOK_SECRET:
         available.append("onecom")
     return available
 
@@ -91,13 +92,23 @@ def _checkout_context(session) -> dict:
         "test_mode": session.mode == "test",
         "simulator_enabled": "stripe" in simulators,
         "onecom_simulator_enabled": "onecom" in simulators,
-        "stripe_enabled": "stripe" in session.providers and get_provider("stripe").is_configured(),
-        "onecom_enabled": "onecom" in session.providers and get_provider("onecom").is_configured(),
+        "stripe_enabled": "stripe" in session.providers and get_provider("stripe").is_configured(session.mode),
+        "onecom_enabled": "onecom" in session.providers and get_provider("onecom").is_configured(session.mode),
         "web3": None,
     }
     if "web3" in session.providers:
         context["web3"] = _web3_context(session)
+    if session.mode == "test" and session.status == "paid":
+        context.update(_test_delivery(session))
     return context
+
+
+def _test_delivery(session) -> dict:
+    """What a test session's receipt would have shown when it went to the log instead (fulfilment answers)."""
+    shown: dict = {}
+    for _, answer in test_session_delivery_shown.send(sender=None, session=session):
+        shown.update(answer or {})
+    return shown
 
 
 def _web3_context(session) -> dict:

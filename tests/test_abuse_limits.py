@@ -49,7 +49,7 @@ def test_create_session_is_limited_per_ip_across_keys(api, other_merchant, anon,
     # when a third request comes from the same address with any key
     _assert_rate_limited(_create(api))
     # then another address still gets through
-    assert _create(api, REMOTE_ADDR="10.1.2.3").status_code == 201
+    assert _create(api, REMOTE_ADDR="127.1.2.3").status_code == 201
 
 
 def test_status_polling_is_limited_per_ip(api, anon, rates):
@@ -58,7 +58,7 @@ def test_status_polling_is_limited_per_ip(api, anon, rates):
     for _ in range(3):
         assert anon.get(f"/session/{session_id}/status").status_code == 200
     _assert_rate_limited(anon.get(f"/session/{session_id}/status"))
-    assert anon.get(f"/session/{session_id}/status", REMOTE_ADDR="10.9.9.9").status_code == 200
+    assert anon.get(f"/session/{session_id}/status", REMOTE_ADDR="127.9.9.9").status_code == 200
 
 
 def test_other_api_calls_are_limited_per_key(api, rates):
@@ -87,7 +87,7 @@ def test_the_checkout_simulator_is_limited_per_session(api, client, rates):
     rates(checkout_session="1/min")
     assert client.post(f"/checkout/{session_id}/simulate", {"outcome": "nonsense"}).status_code == 400
     _assert_rate_limited(client.post(f"/checkout/{session_id}/simulate", {"outcome": "failure"},
-                                     REMOTE_ADDR="10.0.0.7"))
+                                     REMOTE_ADDR="127.0.0.7"))
 
 
 @pytest.mark.integration
@@ -233,7 +233,7 @@ def test_admin_login_locks_an_address_out_after_repeated_failures(client, settin
     assert "_auth_user_id" not in client.session
     # while the owner, from another address, can still log in
     other = client.post("/admin/login/", {"username": "root", "password": "correct horse battery"},
-                        REMOTE_ADDR="10.20.30.40")
+                        REMOTE_ADDR="127.20.30.40")
     assert other.status_code == 302
 
 

@@ -25,7 +25,7 @@ def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "payments_site.settings",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "JWT_SECRET_KEY": secrets.token_urlsafe(48),
-        "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(24),
+        "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(32),
         "ALLOWED_HOSTS": "pay.example.com",
         "PUBLIC_BASE_URL": "https://pay.example.com",
         "DATA_DIR": str(tmp_path / "data"),

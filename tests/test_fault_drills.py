@@ -197,13 +197,16 @@ def test_a_stale_delivery_then_a_fresh_retry_pays_once(api, client, paid_signals
 
 @pytest.mark.integration
 def test_a_payment_goes_through_with_redis_down_and_fulfilment_catches_up(
-        api, own_redis, settings, tmp_path, mailoutbox, django_capture_on_commit_callbacks):  # noqa: F811
+        api, merchant, own_redis, settings, tmp_path, mailoutbox, django_capture_on_commit_callbacks):  # noqa: F811
     # given production wiring: Redis is both the cache (rate limits) and the Celery broker
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                                    "LOCATION": own_redis.url, "OPTIONS": {"socket_connect_timeout": 1,
                                                                          "socket_timeout": 1}}}
     use_broker(own_redis.url)
+    # The buyer's inbox is a test recipient of the merchant: test mode mails no one else.
+    merchant.test_email_recipients = ["buyer@example.test"]
+    merchant.save(update_fields=["test_email_recipients"])
     # and Redis goes down just before the customer pays
     own_redis.stop()
 
@@ -245,6 +248,9 @@ def test_mail_is_sent_once_when_the_smtp_server_comes_back(merchant, workers, cl
     # given a worker whose SMTP server is down (nothing listens on its port)
     port = free_port()
     workers(EMAIL_PORT=str(port))
+    # The buyer's inbox is a test recipient of the merchant: test mode mails no one else.
+    merchant.test_email_recipients = ["buyer@example.com"]
+    merchant.save(update_fields=["test_email_recipients"])
     session = create_session(merchant, email="buyer@example.com")
 
     # when the session is paid

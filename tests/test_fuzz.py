@@ -212,7 +212,7 @@ def test_odd_web3_setups_are_refused_with_their_field(api, body, code, field, sa
 
 def test_a_web3_transaction_without_a_configured_chain_is_a_503_in_the_error_shape(api, anon, settings):
     # given a merchant taking crypto, and no node configured
-    settings.WEB3_PROVIDER_URL = ""
+    settings.WEB3_TEST_PROVIDER_URL = ""
     xpub = ("xpub6DyUKdwoLWmUJ4Tn9Bbsdtx7B5Ws18mEN19e5HT52ikE53FiUheSQXrZUNPovqfyKmw4579A1Mm3GXXKM39N64uooBfJ4tN"
             "AzFsEbodRTx4")
     assert api.patch("/account", {"web3_xpub": xpub, "web3_asset": {"type": "native", "symbol": "ETH", "decimals": 18},
@@ -222,5 +222,5 @@ def test_a_web3_transaction_without_a_configured_chain_is_a_503_in_the_error_sha
     response = anon.post(f"/session/{session['session_id']}/web3/tx", {"tx_hash": "0x" + "ab" * 32}, format="json")
     # then the answer says the chain is unavailable, in the one error shape
     assert response.status_code == 503
-    assert response.json() == {"error": {"code": "chain_unavailable", "message": "WEB3_PROVIDER_URL is not set.",
+    assert response.json() == {"error": {"code": "chain_unavailable", "message": "WEB3_TEST_PROVIDER_URL is not set.",
                                          "field": None}}

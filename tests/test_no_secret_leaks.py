@@ -56,7 +56,8 @@ def secrets_in_play(merchant, extra: dict[str, str]) -> dict[str, str]:
         "merchant API key": merchant.plaintext_key,
         "Django SECRET_KEY": settings.SECRET_KEY,
         "JWT_SECRET_KEY": settings.JWT_SECRET_KEY,
-        **{f"Stripe webhook secret {i}": s for i, s in enumerate(settings.STRIPE_WEBHOOK_SECRETS)},
+        **{f"Stripe webhook secret {i}": s for i, s in enumerate(settings.STRIPE_TEST_WEBHOOK_SECRETS)},
+        "One.com webhook secret": settings.ONECOM_TEST_WEBHOOK_SECRET,
         **extra,
     }
     # The secret part alone, too: a leak may drop a recognisable prefix (sk_test_, whsec_).
@@ -76,6 +77,9 @@ def test_no_secret_appears_in_the_database_logs_audit_or_error_responses(
     merchant, other_merchant, api, django_capture_on_commit_callbacks, every_log_line, settings, mailoutbox, tmp_path
 ):
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    # The buyer's inbox is a test recipient of the merchant, so the test-mode receipt is mailed.
+    merchant.test_email_recipients = ["buyer@example.test"]
+    merchant.save(update_fields=["test_email_recipients"])
     error_bodies: list[str] = []
     client = Client()
 

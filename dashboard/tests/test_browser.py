@@ -200,6 +200,8 @@ def test_the_customer_opens_the_emailed_access_link_and_downloads_the_pdf(live_s
     # given a customer who paid on the checkout page (fulfilment runs when the payment commits)
     base = live_server.url
     mail.outbox.clear()
+    merchant.test_email_recipients = ["reader@buyer.test"]  # test mode mails only listed inboxes
+    merchant.save(update_fields=["test_email_recipients"])
     session_id = pay_on_checkout(page, base, merchant, email="reader@buyer.test")
     invoice = Invoice.objects.get(session_id=session_id)
 

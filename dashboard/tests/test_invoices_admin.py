@@ -34,6 +34,10 @@ def paid_and_fulfilled(account, *, amount: str, email: str) -> Invoice:
 def invoices(merchant, other_merchant):
     other_merchant.invoice_prefix = "OTH"
     other_merchant.save(update_fields=["invoice_prefix"])
+    # The buyers' inboxes are test recipients of their merchants: test mode mails no one else.
+    merchant.test_email_recipients, other_merchant.test_email_recipients = ["buyer@acme.test"], ["buyer@other.test"]
+    merchant.save(update_fields=["test_email_recipients"])
+    other_merchant.save(update_fields=["test_email_recipients"])
     mine = paid_and_fulfilled(merchant, amount="49.00", email="buyer@acme.test")
     theirs = paid_and_fulfilled(other_merchant, amount="77.00", email="buyer@other.test")
     mail.outbox.clear()

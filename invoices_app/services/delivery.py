@@ -4,6 +4,7 @@ receipt sent again on staff's request."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -19,12 +20,37 @@ from audit.services import audit_record
 from core.formatting import money
 from invoices_app import claims
 from invoices_app.models import AccessLink, EmailRecord, Invoice
-from invoices_app.services.access import access_url
+from invoices_app.services.access import ACCESS_TOKEN_IN_URL, access_url
 from invoices_app.services.documents import invoice_pdf_bytes, invoice_pdf_filename
 from invoices_app.services.keys import key_mark_emailed, key_plaintext_for_receipt
 from invoices_app.services.steps import ACTOR, session_lock, step_mark
-from keys_app.selectors import entitlement_key_current_for_session
+from keys_app.selectors import entitlement_key_current_for_session, test_mail_allowed
 from sessions_app.models import LatePayment, PaymentSession
+
+logger = logging.getLogger(__name__)
+
+
+def mail_print_instead(message: EmailMultiAlternatives, *, session: PaymentSession, kind: str) -> None:
+    """Test mode, a recipient the merchant did not list: the mail goes to the log, not to the inbox.
+
+    As Stripe does with test-mode receipts. The checkout page and the dashboard show the access
+    link the mail carried.
+    """
+    attachments = ", ".join(f"{name} ({len(content)} bytes)" for name, content, _ in message.attachments) or "none"
+    logger.warning(
+        "test mode: %s for %s not sent (not the merchant's address nor in its test_email_recipients); "
+        "printed here instead.\nTo: %s\nSubject: %s\nAttachments: %s\n\n%s",
+        kind, ", ".join(message.to), ", ".join(message.to), message.subject, attachments,
+        without_access_tokens(message.body), extra={"session_id": str(session.pk), "mode": session.mode})
+
+
+def without_access_tokens(text: str) -> str:
+    """Access tokens stay out of logs; the link itself is on the checkout page and in the dashboard."""
+    return ACCESS_TOKEN_IN_URL.sub("/access/[access token: see the checkout page or the dashboard]", text)
+
+
+def mail_allowed(session: PaymentSession, to: str) -> bool:
+    return test_mail_allowed(account=session.account, mode=session.mode, address=to)
 
 
 class EmailInFlight(Exception):
@@ -37,6 +63,10 @@ class EmailInFlight(Exception):
 
 class ResendRefused(Exception):
     pass
+
+
+class ResendLogged(Exception):
+    """Test mode: the resent receipt went to the log, its address being no test recipient of the account."""
 
 
 def _email_once(*, session: PaymentSession, kind: str, to: str, step: str | None,
@@ -64,6 +94,18 @@ def _email_once(*, session: PaymentSession, kind: str, to: str, step: str | None
             raise EmailInFlight((record.claimed_at + lease - now).total_seconds())
         EmailRecord.objects.filter(pk=record.pk).update(claimed_at=now, attempts=F("attempts") + 1, to=to)
     message = build()
+    if not mail_allowed(session, to):
+        mail_print_instead(message, session=session, kind=kind)
+        with transaction.atomic():
+            EmailRecord.objects.filter(pk=record.pk).update(sent_at=timezone.now(), subject=message.subject[:300],
+                                                            message_id="", last_error="")
+            if step:
+                step_mark(session.pk, step)
+            audit_record(action=f"email.{kind}.logged", subject_type="payment_session", subject_id=session.pk,
+                         account_id=session.account_id, actor=ACTOR,
+                         data={"to": to, "subject": message.subject, "reason": "test_mode_recipient_not_listed"})
+        record.refresh_from_db()
+        return record
     # The connection is ours to close: the send is recorded before the goodbye to the server
     # (QUIT), and before the audit row waits for the merchant's chain, so that the window in
     # which a crash sends the mail twice is one UPDATE long.
@@ -138,7 +180,8 @@ def receipt_send(*, session: PaymentSession, invoice: Invoice, link: AccessLink)
 
     def build() -> EmailMultiAlternatives:
         nonlocal emailed_key
-        plaintext = key_plaintext_for_receipt(session)
+        # A receipt that goes to the log never carries the plain key: logs are no place for it.
+        plaintext = key_plaintext_for_receipt(session) if mail_allowed(session, session.customer_email) else None
         emailed_key = plaintext is not None
         pdf = invoice_pdf_bytes(invoice=invoice)
         if pdf is None:
@@ -172,8 +215,16 @@ def receipt_resend(*, invoice: Invoice, actor: str) -> str:
         raise ResendRefused(f"The PDF of {invoice.number} is not ready yet.")
     # A resend never carries the plain key: it exists only until it was revealed or emailed once.
     message_id = make_msgid(idstring=f"receipt-resend.{session.pk}", domain=_mail_domain())
-    _receipt(session=session, invoice=invoice, link=link, to=invoice.buyer_email, message_id=message_id,
-             pdf=pdf).send()
+    message = _receipt(session=session, invoice=invoice, link=link, to=invoice.buyer_email, message_id=message_id,
+                       pdf=pdf)
+    if not mail_allowed(session, invoice.buyer_email):
+        mail_print_instead(message, session=session, kind="receipt (resent)")
+        audit_record(action="email.receipt.logged", subject_type="invoice", subject_id=invoice.pk,
+                     account_id=invoice.account_id, actor=actor,
+                     data={"to": invoice.buyer_email, "reason": "test_mode_recipient_not_listed"})
+        raise ResendLogged(f"test mode: printed to the log, not mailed to {invoice.buyer_email} (neither the "
+                           "account's email nor one of its test_email_recipients); the session's page shows the link.")
+    message.send()
     audit_record(action="email.receipt.resent", subject_type="invoice", subject_id=invoice.pk,
                  account_id=invoice.account_id, actor=actor, data={"to": invoice.buyer_email,
                                                                     "message_id": message_id})

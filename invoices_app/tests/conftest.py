@@ -44,6 +44,18 @@ def wait_until(predicate, *, timeout: float = 30.0, interval: float = 0.05, mess
 
 # ---------------------------------------------------------------- sessions
 
+# The inboxes these tests read. Test mode mails a customer only at the merchant's own address or
+# at one it lists (test_email_recipients); tests of that rule are in test_test_mode_mail.py.
+TEST_INBOXES = ["buyer@example.com", "buyer@example.test", "on@example.com", "off@example.com", "ann@example.com",
+                "third@example.com", "someone@example.com", "other@example.com"]
+
+
+@pytest.fixture
+def merchant(merchant):
+    merchant.test_email_recipients = TEST_INBOXES
+    merchant.save(update_fields=["test_email_recipients"])
+    return merchant
+
 
 def create_session(merchant, *, amount: str = "99.99", currency: str = "EUR", email: str = "buyer@example.com",
                    description: str = "Pro plan, 1 year", **extra):

@@ -1,4 +1,9 @@
-"""The one way to reach the chain: web3.py on WEB3_PROVIDER_URL, after checking its chain id."""
+"""The one way to reach a chain: web3.py on the node of a mode, after checking its chain id.
+
+Each mode has its chain (WEB3_TEST_CHAIN_ID on WEB3_TEST_PROVIDER_URL, WEB3_LIVE_CHAIN_ID on
+WEB3_LIVE_PROVIDER_URL): a test session is served only on the test chain, a live one only on
+the live chain, and every charge records the chain it was made for.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ class ChainUnavailable(Exception):
 
 
 class ChainMismatch(Exception):
-    """The node serves another chain than WEB3_CHAIN_ID: trusting it could accept testnet coins."""
+    """The node serves another chain than configured: trusting it could accept testnet coins."""
 
 
 _override: Web3 | None = None
@@ -33,23 +38,51 @@ def use_web3(w3: Web3) -> Iterator[Web3]:
         _override = previous
 
 
-def web3_client() -> Web3:
+def chain_id_for(mode: str) -> int:
+    """The chain a session of `mode` is served on; 0 when that mode has none."""
+    return settings.WEB3_LIVE_CHAIN_ID if mode == "live" else settings.WEB3_TEST_CHAIN_ID
+
+
+def _url_for(chain_id: int) -> tuple[str, str]:
+    for mode in ("live", "test"):
+        if chain_id and chain_id == chain_id_for(mode):
+            return mode, getattr(settings, f"WEB3_{mode.upper()}_PROVIDER_URL")
+    return "", ""
+
+
+def configured_chains() -> list[int]:
+    """The chain ids served here (one or two; the same one when both modes share a chain)."""
+    ids = [settings.WEB3_TEST_CHAIN_ID, settings.WEB3_LIVE_CHAIN_ID]
+    return sorted({i for i in ids if i and (_override is not None or _url_for(i)[1])})
+
+
+def default_chain_id() -> int:
+    """For reads that belong to no session (price feeds): the live chain, else the test chain."""
+    return settings.WEB3_LIVE_CHAIN_ID or settings.WEB3_TEST_CHAIN_ID
+
+
+def web3_client(chain_id: int | None = None) -> Web3:
     if _override is not None:
         return _override
-    url = settings.WEB3_PROVIDER_URL
+    chain_id = default_chain_id() if chain_id is None else chain_id
+    mode, url = _url_for(chain_id)
     if not url:
-        raise ChainUnavailable("WEB3_PROVIDER_URL is not set.")
+        raise ChainUnavailable(f"WEB3_{(mode or 'TEST').upper()}_PROVIDER_URL is not set.")
     if url not in _clients:
         _clients[url] = Web3(HTTPProvider(url, request_kwargs={"timeout": 10}))
     return _clients[url]
 
 
-def checked_web3() -> Web3:
-    w3 = web3_client()
+def checked_web3(chain_id: int | None = None) -> Web3:
+    chain_id = default_chain_id() if chain_id is None else chain_id
+    if not _url_for(chain_id)[0]:
+        # A charge made for a chain this deployment no longer serves for its mode: nothing is read.
+        raise ChainUnavailable(f"Chain {chain_id} is not configured for any mode (WEB3_TEST_CHAIN_ID, WEB3_LIVE_CHAIN_ID).")
+    w3 = web3_client(chain_id)
     try:
-        chain_id = w3.eth.chain_id
+        served = w3.eth.chain_id
     except Exception as exc:  # noqa: BLE001 - connection errors come in many types
-        raise ChainUnavailable(f"The node at WEB3_PROVIDER_URL did not answer: {type(exc).__name__}.") from None
-    if chain_id != settings.WEB3_CHAIN_ID:
-        raise ChainMismatch(f"The node serves chain {chain_id}, WEB3_CHAIN_ID is {settings.WEB3_CHAIN_ID}.")
+        raise ChainUnavailable(f"The node of chain {chain_id} did not answer: {type(exc).__name__}.") from None
+    if served != chain_id:
+        raise ChainMismatch(f"The node serves chain {served}, the configured chain is {chain_id}.")
     return w3

@@ -14,7 +14,7 @@ from django.utils import timezone
 from eth_utils import to_checksum_address
 
 from core import errors
-from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable, checked_web3
+from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable, checked_web3, configured_chains
 from sessions_app.crypto.services import TRANSFER_TOPIC, TxRejected, hex_string, tx_verify
 from sessions_app.events import ChainHint, Outcome, WebhookResult
 from sessions_app.models import OPEN_STATUSES, Status, Web3Charge, Web3ScanCursor, Web3Transfer
@@ -26,13 +26,13 @@ HINT_SCAN_BLOCKS = 100
 
 
 
-def _watched_charges(*, addresses: set[str] | None = None) -> list[Web3Charge]:
+def _watched_charges(*, chain_id: int, addresses: set[str] | None = None) -> list[Web3Charge]:
     """Charges of open sessions, and of sessions that failed lately: a transfer to one of those
     is money that arrived late, to be kept as a late payment, never ignored."""
     since = timezone.now() - timedelta(seconds=settings.WEB3_LATE_PAYMENT_WATCH_SECONDS)
     qs = Web3Charge.objects.filter(Q(session__status__in=OPEN_STATUSES)
                                    | Q(session__status=Status.FAILED, session__failed_at__gte=since),
-                                   chain_id=settings.WEB3_CHAIN_ID)
+                                   chain_id=chain_id)
     charges = list(qs.select_related("session"))
     if addresses is not None:
         charges = [c for c in charges if c.address.lower() in addresses]
@@ -82,21 +82,32 @@ def _discover(w3, charges: list[Web3Charge], start: int, end: int, actor: str) -
 
 
 def web3_poll(*, actor: str = "system:web3_poller") -> dict[str, int]:
-    """The safety net: recheck seen transfers and scan new blocks, so a missed hint loses nothing."""
-    charges = _watched_charges()
+    """The safety net: recheck seen transfers and scan new blocks, so a missed hint loses nothing.
+
+    Each configured chain (the test chain, the live chain) is polled for its own charges.
+    """
+    totals = {"charges": 0, "rechecked": 0, "found": 0}
+    for chain_id in configured_chains():
+        for key, value in _poll_chain(chain_id=chain_id, actor=actor).items():
+            totals[key] += value
+    return totals
+
+
+def _poll_chain(*, chain_id: int, actor: str) -> dict[str, int]:
+    charges = _watched_charges(chain_id=chain_id)
     if not charges:
         return {"charges": 0, "rechecked": 0, "found": 0}
-    w3 = checked_web3()
+    w3 = checked_web3(chain_id)
     rechecked = sum(_recheck(c, actor) for c in charges)
     latest = int(w3.eth.block_number)
-    cursor = Web3ScanCursor.objects.filter(chain_id=settings.WEB3_CHAIN_ID).first()
+    cursor = Web3ScanCursor.objects.filter(chain_id=chain_id).first()
     start = cursor.block_number + 1 if cursor else max(0, latest - settings.WEB3_SCAN_MAX_BLOCKS + 1)
     # A backlog is worked off over several runs rather than skipped: every block gets looked at.
     end = min(latest, start + settings.WEB3_SCAN_MAX_BLOCKS - 1)
     found = 0
     if start <= end:
-        found = _discover(w3, _watched_charges(), start, end, actor)
-        Web3ScanCursor.objects.update_or_create(chain_id=settings.WEB3_CHAIN_ID,
+        found = _discover(w3, _watched_charges(chain_id=chain_id), start, end, actor)
+        Web3ScanCursor.objects.update_or_create(chain_id=chain_id,
                                                 defaults={"block_number": end, "updated_at": timezone.now()})
     return {"charges": len(charges), "rechecked": rechecked, "found": found}
 
@@ -104,7 +115,7 @@ def web3_poll(*, actor: str = "system:web3_poller") -> dict[str, int]:
 def web3_hint_receive(*, hint: ChainHint, actor: str) -> WebhookResult:
     """Apply a verified address-activity notification: read the chain for the sessions it names."""
     try:
-        outcome = web3_hint(address=hint.address, tx_hash=hint.tx_hash, actor=actor)
+        outcome = web3_hint(address=hint.address, tx_hash=hint.tx_hash, actor=actor, chain_id=hint.chain_id)
     except (ChainUnavailable, ChainMismatch) as exc:
         # The sender may retry; the poller looks anyway.
         raise errors.Unavailable("chain_unavailable", str(exc)) from None
@@ -112,9 +123,11 @@ def web3_hint_receive(*, hint: ChainHint, actor: str) -> WebhookResult:
                          f"checked {outcome['checked']} transaction(s) for {outcome['charges']} session(s)")
 
 
-def web3_hint(*, address: str, tx_hash: str | None, actor: str = "webhook:web3") -> dict[str, Any]:
+def web3_hint(*, address: str, tx_hash: str | None, actor: str = "webhook:web3",
+              chain_id: int | None = None) -> dict[str, Any]:
     """A signed address-activity notification: only a reason to look at the chain ourselves."""
-    charges = _watched_charges(addresses={address.lower()})
+    chain_id = chain_id or (configured_chains() or [0])[0]
+    charges = _watched_charges(chain_id=chain_id, addresses={address.lower()})
     if not charges:
         return {"charges": 0, "checked": 0}
     if tx_hash:
@@ -126,7 +139,7 @@ def web3_hint(*, address: str, tx_hash: str | None, actor: str = "webhook:web3")
             except TxRejected:
                 pass
         return {"charges": len(charges), "checked": checked}
-    w3 = checked_web3()
+    w3 = checked_web3(chain_id)
     latest = int(w3.eth.block_number)
     for charge in charges:
         _recheck(charge, actor)

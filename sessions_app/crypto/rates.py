@@ -16,11 +16,24 @@ class RateUnavailable(Exception):
     pass
 
 
+def _norm(base: str) -> str:
+    return base.lower() if base.lower().startswith("0x") else base.upper()
+
+
+def price_key(asset: dict[str, Any]) -> str:
+    """What an asset's price is looked up by: the native coin by its symbol, a token by its
+    contract address only. A token named "ETH" is never priced as ETH."""
+    if asset.get("type") == "erc20":
+        return asset["address"].lower()
+    return asset["symbol"].upper()
+
+
 class RateSource(Protocol):
     name: str
 
     def price(self, base: str, quote: str) -> Decimal:
-        """How many units of `quote` (a currency) one `base` (an asset symbol) is worth."""
+        """How many units of `quote` (a currency) one `base` is worth (price_key: a native symbol
+        or a token's contract address)."""
 
 
 class FixedRates:
@@ -33,7 +46,7 @@ class FixedRates:
 
     def price(self, base: str, quote: str) -> Decimal:
         try:
-            return self.table[(base.upper(), quote.upper())]
+            return self.table[(_norm(base), quote.upper())]
         except KeyError:
             raise RateUnavailable(f"No fixed rate for {base}/{quote} in WEB3_FIXED_RATES.") from None
 
@@ -59,7 +72,7 @@ class ChainlinkRates:
 
     def price(self, base: str, quote: str) -> Decimal:
 
-        pair = f"{base.upper()}/{quote.upper()}"
+        pair = f"{_norm(base)}/{quote.upper()}"
         address = self.feeds.get(pair)
         if not address:
             raise RateUnavailable(f"No Chainlink feed for {pair} in WEB3_CHAINLINK_FEEDS.")
@@ -90,4 +103,4 @@ def asset_price(*, asset: dict[str, Any], currency: str, source: RateSource | No
             raise RateUnavailable(f"{asset['symbol']} is priced in {asset['currency']}, the session in {currency}.")
         return Decimal(1), "stablecoin"
     source = source or rate_source()
-    return source.price(asset["symbol"], currency), source.name
+    return source.price(price_key(asset), currency), source.name

@@ -27,7 +27,7 @@ from core.formatting import iso_utc
 from keys_app.services import web3_address_index_take
 from sessions_app.crypto import rates
 from sessions_app.crypto.addresses import address_derive
-from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable, checked_web3
+from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable, chain_id_for, checked_web3
 from sessions_app.events import Action, PaymentEvent, WebhookResult
 from sessions_app.lifecycle import payment_event_apply, session_set_customer
 from sessions_app.models import (
@@ -89,11 +89,23 @@ def charge_create(*, session: PaymentSession) -> Web3Charge:
     if not (account.web3_xpub and account.web3_asset):
         raise errors.DomainError("web3_not_configured", "Set web3_xpub and web3_asset on the account first (PATCH /account).",
                        field="providers")
+    chain_id = chain_id_for(session.mode)
+    if not chain_id:
+        raise errors.DomainError("web3_not_configured",
+                                 f"Crypto payments are not configured for {session.mode} mode "
+                                 f"(WEB3_{session.mode.upper()}_CHAIN_ID).", field="providers")
     index = web3_address_index_take(account_id=account.pk)
-    charge = Web3Charge.objects.create(
-        session=session, account=account, chain_id=settings.WEB3_CHAIN_ID, address_index=index,
-        address=address_derive(xpub=account.web3_xpub, index=index), asset=account.web3_asset,
-    )
+    try:
+        with transaction.atomic():
+            charge = Web3Charge.objects.create(
+                session=session, account=account, chain_id=chain_id, address_index=index,
+                address=address_derive(xpub=account.web3_xpub, index=index), asset=account.web3_asset,
+            )
+    except IntegrityError:
+        # The address already receives for another charge on this chain (web3_unique_chain_address):
+        # another account holds the same xpub. Never share an address, and so never a payment.
+        raise errors.Conflict("web3_address_taken", "This account's receiving address is already in use on this "
+                              "chain by another account; set a different web3_xpub.", field="providers") from None
     quote_create(charge=charge, session=session)
     return charge
 
@@ -230,7 +242,7 @@ def tx_verify(*, charge: Web3Charge, tx_hash: str, actor: str = "system:web3", e
     mined and transfers to this charge, and before it can settle the session.
     """
     tx_hash = normalize_tx_hash(tx_hash)
-    w3 = checked_web3()
+    w3 = checked_web3(charge.chain_id)
     try:
         receipt = w3.eth.get_transaction_receipt(tx_hash)
     except TransactionNotFound:

@@ -55,8 +55,8 @@ class Provider:
     # Whether the checkout needs the receipt address before starting (Web3 sends it with the tx).
     needs_email_to_start: ClassVar[bool] = True
 
-    def is_configured(self) -> bool:
-        """Whether real (non-simulated) payments can be started with the current settings."""
+    def is_configured(self, mode: str = "test") -> bool:
+        """Whether real (non-simulated) payments can be started in `mode` with the current settings."""
         return True
 
     def prepare_session(self, *, session: PaymentSession) -> None:

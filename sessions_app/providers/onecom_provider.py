@@ -1,7 +1,7 @@
 """One.com: a hosted-payment redirect out, Standard Webhooks callbacks in.
 
 One.com publishes no payments API, so this adapter defines the contract (docs/providers/onecom.md):
-the customer is sent to ONECOM_CHECKOUT_URL with the session reference, amount, currency and
+the customer is sent to ONECOM_<MODE>_CHECKOUT_URL with the session reference, amount, currency and
 return URL; the result comes back as a Standard-Webhooks-signed callback to /webhooks/onecom.
 """
 
@@ -51,25 +51,32 @@ _ACTIONS = {
 }
 
 
-def _webhook(secret: str | None = None) -> Webhook:
-    secret = secret or settings.ONECOM_WEBHOOK_SECRET
+def webhook_secret(mode: str) -> str:
+    return settings.ONECOM_LIVE_WEBHOOK_SECRET if mode == "live" else settings.ONECOM_TEST_WEBHOOK_SECRET
+
+
+def checkout_url(mode: str) -> str:
+    return settings.ONECOM_LIVE_CHECKOUT_URL if mode == "live" else settings.ONECOM_TEST_CHECKOUT_URL
+
+
+def _webhook(secret: str) -> Webhook:
     if not secret:
-        raise WebhookUnavailable("webhook_not_configured", "ONECOM_WEBHOOK_SECRET is not configured.")
+        raise WebhookUnavailable("webhook_not_configured", "ONECOM_TEST_WEBHOOK_SECRET is not configured.")
     return Webhook(secret)
 
 
-def _secret_bytes() -> bytes:
-    return base64.b64decode(settings.ONECOM_WEBHOOK_SECRET.removeprefix("whsec_") + "==")
+def _secret_bytes(mode: str) -> bytes:
+    return base64.b64decode(webhook_secret(mode).removeprefix("whsec_") + "==")
 
 
-def redirect_signature(query: Mapping[str, str]) -> str:
+def redirect_signature(query: Mapping[str, str], *, mode: str = "test") -> str:
     """HMAC of the redirect parameters, so the hosted page can tell that we sent the amount."""
     message = "&".join(f"{k}={query[k]}" for k in sorted(query))
-    digest = hmac.new(_secret_bytes(), message.encode(), hashlib.sha256).digest()
+    digest = hmac.new(_secret_bytes(mode), message.encode(), hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
 
-def verify(body: bytes, headers: Mapping[str, str], *, secret: str | None = None) -> dict[str, Any]:
+def _verify_with(body: bytes, headers: Mapping[str, str], secret: str) -> dict[str, Any]:
     try:
         _webhook(secret).verify(body, dict(headers), json_parse=False)
     except WebhookVerificationError as exc:
@@ -89,7 +96,41 @@ def verify(body: bytes, headers: Mapping[str, str], *, secret: str | None = None
     return payload
 
 
-def parse(payload: dict[str, Any], *, event_id: str) -> PaymentEvent:
+def verify(body: bytes, headers: Mapping[str, str], *, secret: str | None = None) -> dict[str, Any]:
+    payload, _ = verify_with_mode(body, headers, secret=secret)
+    return payload
+
+
+def verify_with_mode(body: bytes, headers: Mapping[str, str], *,
+                     secret: str | None = None) -> tuple[dict[str, Any], bool | None]:
+    """Verify a callback and tell its mode: the mode whose secret verifies it (None if both would).
+
+    One.com's callbacks carry no mode and come to one URL, so the secret decides: a callback
+    signed with the test secret can only ever move a test session. With one secret for both
+    modes (ONECOM_WEBHOOK_SECRET alone) the mode cannot be told and the session's own stands.
+    """
+    if secret is not None:
+        return _verify_with(body, headers, secret), None
+    test, live = settings.ONECOM_TEST_WEBHOOK_SECRET, settings.ONECOM_LIVE_WEBHOOK_SECRET
+    if not (test or live):
+        raise WebhookUnavailable("webhook_not_configured", "ONECOM_TEST_WEBHOOK_SECRET is not configured.")
+    first_error: WebhookRejected | None = None
+    for candidate, livemode in ((test, False), (live, True)):
+        if not candidate:
+            continue
+        try:
+            payload = _verify_with(body, headers, candidate)
+        except WebhookUnavailable:
+            raise
+        except WebhookRejected as exc:
+            first_error = first_error or exc
+            continue
+        return payload, (None if test == live else livemode)
+    assert first_error is not None  # noqa: S101 - one secret at least was tried
+    raise first_error
+
+
+def parse(payload: dict[str, Any], *, event_id: str, livemode: bool | None = None) -> PaymentEvent:
     event_type = payload.get("type")
     data = payload.get("data")
     if not isinstance(event_type, str) or not isinstance(data, dict):
@@ -137,7 +178,7 @@ def parse(payload: dict[str, Any], *, event_id: str) -> PaymentEvent:
         provider=NAME, event_id=event_id, event_type=event_type, payload=payload, action=action,
         session_ref=str(session_ref) if session_ref else None,
         provider_reference=str(data.get("payment_id") or "")[:200], amount_minor=amount_minor,
-        currency=currency, failure_reason=reason, failure_message=message, extra=extra,
+        currency=currency, failure_reason=reason, failure_message=message, livemode=livemode, extra=extra,
     )
 
 
@@ -169,7 +210,7 @@ def sign(body: str, *, msg_id: str | None = None, secret: str | None = None,
     """Standard Webhooks headers for a body, as One.com would send them."""
     msg_id = msg_id or "msg_" + secrets.token_hex(12)
     timestamp = timestamp or datetime.now(tz=UTC)
-    signature = _webhook(secret).sign(msg_id, timestamp, body)
+    signature = _webhook(secret or webhook_secret("test")).sign(msg_id, timestamp, body)
     return {"webhook-id": msg_id, "webhook-timestamp": str(int(timestamp.timestamp())),
             "webhook-signature": signature}
 
@@ -179,13 +220,13 @@ class OnecomProvider(Provider):
     label = "One.com"
     max_body_bytes = MAX_BODY_BYTES
 
-    def is_configured(self) -> bool:
-        return bool(settings.ONECOM_CHECKOUT_URL and settings.ONECOM_WEBHOOK_SECRET)
+    def is_configured(self, mode: str = "test") -> bool:
+        return bool(checkout_url(mode) and webhook_secret(mode))
 
     def start_payment(self, *, session, params: Mapping[str, str]) -> PaymentStart:
-        if not self.is_configured():
-            raise PaymentUnavailable("provider_not_configured",
-                                    "One.com payments are not configured (ONECOM_CHECKOUT_URL).")
+        if not self.is_configured(session.mode):
+            raise PaymentUnavailable("provider_not_configured", "One.com payments are not configured "
+                                     f"(ONECOM_{session.mode.upper()}_CHECKOUT_URL).")
         base = settings.PUBLIC_BASE_URL
         query = {
             "reference": str(session.pk),
@@ -197,16 +238,17 @@ class OnecomProvider(Provider):
         }
         if session.customer_email:
             query["email"] = session.customer_email
-        query["signature"] = redirect_signature(query)
-        separator = "&" if "?" in settings.ONECOM_CHECKOUT_URL else "?"
+        query["signature"] = redirect_signature(query, mode=session.mode)
+        page = checkout_url(session.mode)
+        separator = "&" if "?" in page else "?"
         session_set_provider_reference(session_id=session.pk, provider=NAME, reference=str(session.pk))
-        return PaymentStart(provider=NAME, redirect_url=settings.ONECOM_CHECKOUT_URL + separator + urlencode(query),
+        return PaymentStart(provider=NAME, redirect_url=page + separator + urlencode(query),
                             provider_reference=str(session.pk))
 
     def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentEvent:
-        payload = verify(body, headers)
+        payload, livemode = verify_with_mode(body, headers)
         # The webhook-id header is the event id: One.com resends a message with the same id.
-        return parse(payload, event_id=headers["webhook-id"])
+        return parse(payload, event_id=headers["webhook-id"], livemode=livemode)
 
 
 def dumps(payload: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from core import currencies, safe_json
 from sessions_app.events import Action, PaymentEvent
+from sessions_app.providers import stripe_amounts
 from sessions_app.providers.base import (
     PaymentStart,
     PaymentUnavailable,
@@ -59,8 +61,39 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
     return timestamp, signatures
 
 
-def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None, now: float | None = None) -> None:
-    """Accept the body if any current secret signed it within the tolerance, in either direction."""
+def webhook_secrets(mode: str) -> list[str]:
+    return settings.STRIPE_LIVE_WEBHOOK_SECRETS if mode == "live" else settings.STRIPE_TEST_WEBHOOK_SECRETS
+
+
+def secret_key(mode: str) -> str:
+    """The API key of a session's mode, and only that one: a test session never reaches a live key."""
+    key = settings.STRIPE_LIVE_SECRET_KEY if mode == "live" else settings.STRIPE_TEST_SECRET_KEY
+    # The settings check the prefixes at start; checked again here, as a key set at run time is not.
+    if key and not key.startswith((f"sk_{mode}_", f"rk_{mode}_")):
+        raise PaymentUnavailable("provider_misconfigured", f"The Stripe key configured for {mode} mode is not a {mode} key.")
+    return key
+
+
+def _stated_mode(body: bytes) -> str:
+    """The mode one of our own bodies states (`livemode`), to sign it with that mode's secret.
+
+    Only for bodies we made (the simulator, the tests): a delivery is never parsed before it verifies.
+    """
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return "test"
+    return "live" if isinstance(payload, dict) and payload.get("livemode") is True else "test"
+
+
+def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None,
+           now: float | None = None) -> set[str]:
+    """Accept the body if a current secret signed it within the tolerance, in either direction.
+
+    Answers the modes whose secrets verify it ({"test"}, {"live"}, both when the two share a
+    secret); receive_webhook then holds the event's own `livemode` to them, so an event signed
+    with the test secret can never be a live one. Nothing is parsed before a signature verifies.
+    """
     if not header:
         raise WebhookRejected("signature_missing", "The Stripe-Signature header is missing.")
     timestamp, _ = _parse_header(header)
@@ -69,19 +102,28 @@ def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None
     if abs((now or time.time()) - timestamp) > tolerance:
         raise WebhookRejected("signature_timestamp_out_of_range",
                               f"The signature timestamp is more than {tolerance} s away from our clock.")
-    keys = secrets_ if secrets_ is not None else settings.STRIPE_WEBHOOK_SECRETS
-    if not keys:
-        raise WebhookUnavailable("webhook_not_configured", "STRIPE_WEBHOOK_SECRET is not configured.")
     try:
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
         raise WebhookRejected("body_not_utf8", "The body is not UTF-8.") from None
-    for secret in keys:
-        try:
-            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
-            return
-        except stripe.SignatureVerificationError:
-            continue
+    by_mode = {"given": secrets_} if secrets_ is not None else {mode: webhook_secrets(mode) for mode in ("test", "live")}
+    if not any(by_mode.values()):
+        raise WebhookUnavailable("webhook_not_configured", "STRIPE_TEST_WEBHOOK_SECRET is not configured.")
+    verified = set()
+    for mode, keys in by_mode.items():
+        for secret in keys:
+            try:
+                stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
+            except stripe.SignatureVerificationError:
+                continue
+            verified.add(mode)
+            break
+    if verified:
+        return verified
+    if not all(by_mode.values()):
+        # One mode has no secret: the delivery may be that mode's, which we cannot verify now.
+        missing = next(mode for mode, keys in by_mode.items() if not keys)
+        raise WebhookUnavailable("webhook_not_configured", f"STRIPE_{missing.upper()}_WEBHOOK_SECRET is not configured.")
     raise WebhookRejected("signature_invalid", "No signature matches the payload with a configured secret.")
 
 
@@ -99,6 +141,16 @@ def _int_or_none(value: Any) -> int | None:
     if not 0 <= value < 10**15:
         raise WebhookRejected("amount_invalid", "The event's amount is out of range.")
     return value
+
+
+def _service_minor(amount: int | None, currency: str | None) -> int | None:
+    """Stripe's integer in the service's minor units (ISO 4217): 150000 ISK -> 1500."""
+    if amount is None or not currency or not currencies.is_supported(currency.upper()):
+        return amount
+    value = stripe_amounts.from_stripe(amount, currency) * (Decimal(10) ** currencies.exponent(currency.upper()))
+    if value != value.to_integral_value():
+        raise WebhookRejected("amount_invalid", f"The amount is not a whole number of {currency.upper()} minor units.")
+    return int(value)
 
 
 def parse(body: bytes) -> PaymentEvent:
@@ -151,6 +203,7 @@ def parse(body: bytes) -> PaymentEvent:
         amount = _int_or_none(obj.get("amount_refunded" if obj.get("object") == "charge" else "amount"))
         reference = obj.get("payment_intent") or obj.get("charge") or obj.get("id")
         extra["refunds"] = refund_reports(obj)
+    amount = _service_minor(amount, currency)
     return PaymentEvent(
         provider=NAME, event_id=event_id, event_type=event_type, payload=payload, action=action,
         session_ref=str(session_ref) if session_ref else None,
@@ -193,7 +246,7 @@ def test_event(
     *, session_id: str, event_type: str, amount: Decimal, currency: str, livemode: bool = False
 ) -> dict[str, Any]:
     """A Stripe-shaped event for a session, as `stripe trigger` would send it."""
-    minor = currencies.to_minor(amount, currency)
+    minor = stripe_amounts.to_stripe(amount, currency)
     pi = "pi_test_" + secrets.token_hex(12)
     obj: dict[str, Any] = {
         "id": pi, "object": "payment_intent", "amount": minor, "amount_received": minor,
@@ -212,21 +265,23 @@ def test_event(
             "created": int(time.time()), "livemode": livemode, "data": {"object": obj}}
 
 
-def sign(body: str, secret: str | None = None, timestamp: int | None = None) -> str:
-    secret = secret or settings.STRIPE_WEBHOOK_SECRETS[0]
+def sign(body: str, secret: str | None = None, timestamp: int | None = None, *, mode: str | None = None) -> str:
+    secret = secret or webhook_secrets(mode or _stated_mode(body.encode()))[0]
     return stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp)
 
 
 # ---------------------------------------------------------------- starting a payment
 
 
-def client() -> stripe.StripeClient:
-    if not settings.STRIPE_SECRET_KEY:
-        raise PaymentUnavailable("provider_not_configured", "Card payments are not configured (STRIPE_SECRET_KEY).")
+def client(mode: str) -> stripe.StripeClient:
+    key = secret_key(mode)
+    if not key:
+        raise PaymentUnavailable("provider_not_configured",
+                                 f"Card payments are not configured (STRIPE_{mode.upper()}_SECRET_KEY).")
     options: dict[str, Any] = {"max_network_retries": 1}
     if settings.STRIPE_API_BASE:
         options["base_addresses"] = {"api": settings.STRIPE_API_BASE}
-    return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **options)
+    return stripe.StripeClient(key, **options)
 
 
 def _checkout_url(session, **query: str) -> str:
@@ -239,15 +294,18 @@ class StripeProvider(Provider):
     label = "Card (Stripe)"
     max_body_bytes = MAX_BODY_BYTES
 
-    def is_configured(self) -> bool:
-        return bool(settings.STRIPE_SECRET_KEY)
+    def is_configured(self, mode: str = "test") -> bool:
+        try:
+            return bool(secret_key(mode))
+        except PaymentUnavailable:
+            return False
 
     def start_payment(self, *, session, params: Mapping[str, str]) -> PaymentStart:
         """A Checkout Session (redirect) or, with STRIPE_CHECKOUT_FLOW=payment_intent, a PaymentIntent.
 
         Our session id is the idempotency key: a double click returns the same Stripe object.
         """
-        minor = currencies.to_minor(session.amount, session.currency)
+        minor = stripe_amounts.to_stripe(session.amount, session.currency)
         metadata = {"session_id": str(session.pk)}
         if session.client_reference_id:
             metadata["client_reference_id"] = session.client_reference_id
@@ -261,14 +319,14 @@ class StripeProvider(Provider):
                 intent = None
                 if session.provider == NAME and session.provider_reference.startswith("pi_"):
                     # The customer came back: continue with the intent already made for this session.
-                    intent = client().v1.payment_intents.retrieve(session.provider_reference)
+                    intent = client(session.mode).v1.payment_intents.retrieve(session.provider_reference)
                     if intent["status"] in ("succeeded", "canceled"):
                         intent = None
                     elif params.get("payment_method") and intent["payment_method"] != params["payment_method"]:
-                        intent = client().v1.payment_intents.update(
+                        intent = client(session.mode).v1.payment_intents.update(
                             intent["id"], params={"payment_method": params["payment_method"]})
                 if intent is None:
-                    intent = client().v1.payment_intents.create(params=create, options=options)
+                    intent = client(session.mode).v1.payment_intents.create(params=create, options=options)
                 start = PaymentStart(provider=NAME, provider_reference=intent["id"],
                                      data={"payment_intent": intent["id"], "client_secret": intent["client_secret"],
                                            "status": intent["status"]})
@@ -289,7 +347,7 @@ class StripeProvider(Provider):
                 # Stripe accepts an expiry between 30 min and 24 h ahead; otherwise its 24 h default applies.
                 if timedelta(minutes=31) <= session.expires_at - timezone.now() <= timedelta(hours=24):
                     create["expires_at"] = int(session.expires_at.timestamp())
-                checkout = client().v1.checkout.sessions.create(params=create, options=options)
+                checkout = client(session.mode).v1.checkout.sessions.create(params=create, options=options)
                 start = PaymentStart(provider=NAME, redirect_url=checkout["url"], provider_reference=checkout["id"])
         except stripe.StripeError as exc:
             message = getattr(exc, "user_message", None) or "The card payment could not be started."
@@ -298,8 +356,13 @@ class StripeProvider(Provider):
         return start
 
     def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> PaymentEvent:
-        verify(body, headers.get("stripe-signature"))
-        return parse(body)
+        modes = verify(body, headers.get("stripe-signature"))
+        event = parse(body)
+        stated = "live" if event.livemode else "test"
+        if stated not in modes:
+            raise WebhookRejected("signature_invalid",
+                                  f"A {stated}-mode event must be signed with the {stated}-mode secret.")
+        return event
 
 
 provider = StripeProvider()

@@ -20,6 +20,7 @@ from eth_utils import is_address
 
 from core import safe_json
 from sessions_app.crypto import services as crypto
+from sessions_app.crypto.chain import chain_id_for, configured_chains
 from sessions_app.events import ChainHint
 from sessions_app.providers.base import PaymentStart, Provider, WebhookRejected, WebhookUnavailable
 
@@ -74,8 +75,8 @@ class Web3Provider(Provider):
     label = "Crypto (wallet)"
     max_body_bytes = MAX_BODY_BYTES
 
-    def is_configured(self) -> bool:
-        return bool(settings.WEB3_PROVIDER_URL)
+    def is_configured(self, mode: str = "test") -> bool:
+        return bool(getattr(settings, f"WEB3_{mode.upper()}_PROVIDER_URL") and chain_id_for(mode))
 
     prepares_sessions = True
     needs_email_to_start = False
@@ -100,8 +101,10 @@ class Web3Provider(Provider):
         if not isinstance(payload, dict):
             raise WebhookRejected("event_invalid", "A notification is a JSON object.")
         address, tx_hash = payload.get("address"), payload.get("tx_hash")
-        if payload.get("chain_id") != settings.WEB3_CHAIN_ID:
-            raise WebhookRejected("chain_mismatch", f"chain_id must be {settings.WEB3_CHAIN_ID}.")
+        chains = configured_chains()
+        chain_id = payload.get("chain_id")
+        if isinstance(chain_id, bool) or chain_id not in chains:
+            raise WebhookRejected("chain_mismatch", f"chain_id must be one of {chains or 'the configured chains'}.")
         if not isinstance(address, str) or not is_address(address):
             raise WebhookRejected("address_invalid", "address must be a 0x-prefixed address.")
         if tx_hash is not None:
@@ -109,7 +112,7 @@ class Web3Provider(Provider):
                 tx_hash = crypto.normalize_tx_hash(tx_hash)
             except crypto.TxRejected as exc:
                 raise WebhookRejected(exc.code, exc.message) from None
-        return ChainHint(address=address, tx_hash=tx_hash)
+        return ChainHint(address=address, tx_hash=tx_hash, chain_id=chain_id)
 
 
 provider = Web3Provider()

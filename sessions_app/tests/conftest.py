@@ -85,7 +85,7 @@ def eth_chain(settings):
     from sessions_app.crypto.chain import use_web3
 
     w3 = Web3(EthereumTesterProvider())
-    settings.WEB3_CHAIN_ID = w3.eth.chain_id
+    settings.WEB3_TEST_CHAIN_ID = w3.eth.chain_id
     settings.WEB3_MIN_CONFIRMATIONS = 1
     settings.WEB3_FIXED_RATES = {("ETH", "EUR"): __import__("decimal").Decimal("3000.00")}
     settings.WEB3_RATE_SOURCE = "fixed"
@@ -95,14 +95,14 @@ def eth_chain(settings):
 
 @pytest.fixture
 def anvil_node(settings):
-    """anvil on 127.0.0.1; the service reaches it over HTTP through WEB3_PROVIDER_URL, as in production."""
+    """anvil on 127.0.0.1; the service reaches it over HTTP through WEB3_TEST_PROVIDER_URL, as in production."""
     from decimal import Decimal
 
     from sessions_app.tests.web3_support import Anvil
 
     node = Anvil()
-    settings.WEB3_PROVIDER_URL = node.url
-    settings.WEB3_CHAIN_ID = node.chain_id
+    settings.WEB3_TEST_PROVIDER_URL = node.url
+    settings.WEB3_TEST_CHAIN_ID = node.chain_id
     settings.WEB3_MIN_CONFIRMATIONS = 1
     settings.WEB3_FIXED_RATES = {("ETH", "EUR"): Decimal("3000.00")}
     settings.WEB3_RATE_SOURCE = "fixed"

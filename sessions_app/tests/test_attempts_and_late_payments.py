@@ -144,8 +144,10 @@ def test_a_second_different_payment_is_a_second_late_payment(make_session, deliv
     assert EmailRecord.objects.filter(session=session, kind="late_payment").count() == 2
 
 
-def test_fulfil_anyway_delivers_once_and_records_who_decided(make_session, deliver, api, mailoutbox):
-    # given a late-paid session
+def test_fulfil_anyway_delivers_once_and_records_who_decided(make_session, deliver, api, mailoutbox, merchant):
+    # given a late-paid session, whose buyer's inbox is a test recipient of the merchant
+    merchant.test_email_recipients = ["buyer@example.com"]
+    merchant.save(update_fields=["test_email_recipients"])
     session, success = _late_paid(make_session, deliver)
     mailoutbox.clear()
 

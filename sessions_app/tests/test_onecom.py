@@ -178,7 +178,7 @@ def test_an_unknown_event_type_is_stored_and_ignored(onecom_merchant, api, clien
 
 def test_pay_redirects_to_the_hosted_page_with_reference_amount_currency_and_return_url(
         onecom_merchant, api, client, settings):
-    settings.ONECOM_CHECKOUT_URL = "https://pay.one.test/checkout"
+    settings.ONECOM_TEST_CHECKOUT_URL = "https://pay.one.test/checkout"
     session = _session(api, customer_email="buyer@example.test")
 
     response = client.post(f"/checkout/{session.pk}/pay/onecom")
@@ -222,11 +222,11 @@ def test_the_checkout_page_offers_one_com_only_when_the_session_allows_it(onecom
 def test_end_to_end_the_customer_pays_on_the_hosted_page_and_the_callback_pays_the_session(
         onecom_merchant, api, live_server, settings, tmp_path):
     # given One.com's hosted page, played by a separate process on 127.0.0.1 that shares our secret
-    page = subprocess.Popen([sys.executable, str(FAKE_PAGE), settings.ONECOM_WEBHOOK_SECRET],  # noqa: S603
+    page = subprocess.Popen([sys.executable, str(FAKE_PAGE), settings.ONECOM_TEST_WEBHOOK_SECRET],  # noqa: S603
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         port = int(page.stdout.readline())
-        settings.ONECOM_CHECKOUT_URL = f"http://127.0.0.1:{port}/pay"
+        settings.ONECOM_TEST_CHECKOUT_URL = f"http://127.0.0.1:{port}/pay"
         settings.PUBLIC_BASE_URL = live_server.url
         session = _session(api)
         browser = requests.Session()

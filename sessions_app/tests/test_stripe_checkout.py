@@ -28,10 +28,10 @@ class FakeClient:
 
 @pytest.fixture
 def fake_stripe(monkeypatch, settings):
-    settings.STRIPE_SECRET_KEY = "sk_test_" + "x" * 24
+    settings.STRIPE_TEST_SECRET_KEY = "sk_test_" + "x" * 24
     settings.STRIPE_CHECKOUT_FLOW = "checkout"
     fake = FakeClient()
-    monkeypatch.setattr(stripe_provider, "client", lambda: fake)
+    monkeypatch.setattr(stripe_provider, "client", lambda mode: fake)
     return fake.sessions
 
 
@@ -68,7 +68,7 @@ def test_pay_with_card_redirects_to_a_checkout_session_keyed_by_our_session(fake
 
 
 def test_pay_with_card_without_a_secret_key_says_so(api, client, settings):
-    settings.STRIPE_SECRET_KEY = ""
+    settings.STRIPE_TEST_SECRET_KEY = ""
     session = _session(api, customer_email="buyer@example.test")
 
     response = client.post(f"/checkout/{session.pk}/pay/stripe", HTTP_ACCEPT="application/json")
@@ -79,9 +79,9 @@ def test_pay_with_card_without_a_secret_key_says_so(api, client, settings):
 
 def test_the_card_button_shows_only_when_stripe_is_configured(api, client, settings):
     session = _session(api)
-    settings.STRIPE_SECRET_KEY = ""
+    settings.STRIPE_TEST_SECRET_KEY = ""
     assert "Pay with card" not in client.get(f"/checkout?session={session.pk}").text
-    settings.STRIPE_SECRET_KEY = "sk_test_" + "x" * 24
+    settings.STRIPE_TEST_SECRET_KEY = "sk_test_" + "x" * 24
     assert "Pay with card" in client.get(f"/checkout?session={session.pk}").text
 
 

@@ -62,10 +62,10 @@ def _wait_until_quiet(*, quiet_for: float = 1.0, timeout: float = 15.0) -> None:
 
 @pytest.fixture
 def stripe_setup(localstripe, live_server, settings, merchant):
-    settings.STRIPE_SECRET_KEY = API_KEY
+    settings.STRIPE_TEST_SECRET_KEY = API_KEY
     settings.STRIPE_API_BASE = localstripe
     settings.STRIPE_CHECKOUT_FLOW = "payment_intent"
-    settings.STRIPE_WEBHOOK_SECRETS = [WEBHOOK_SECRET]
+    settings.STRIPE_TEST_WEBHOOK_SECRETS = [WEBHOOK_SECRET]
     settings.PUBLIC_BASE_URL = live_server.url
     form = urllib.parse.urlencode({"url": f"{live_server.url}/webhooks/stripe", "secret": WEBHOOK_SECRET}).encode()
     with urllib.request.urlopen(f"{localstripe}/_config/webhooks/payments", data=form, timeout=10) as response:  # noqa: S310
@@ -152,7 +152,7 @@ def test_starting_twice_returns_the_same_payment_intent(stripe_setup, api, clien
 
 
 def test_an_unreachable_stripe_gives_a_clear_error_not_a_500(settings, api, client, merchant):
-    settings.STRIPE_SECRET_KEY = API_KEY
+    settings.STRIPE_TEST_SECRET_KEY = API_KEY
     settings.STRIPE_API_BASE = "http://127.0.0.1:9"
     settings.STRIPE_CHECKOUT_FLOW = "payment_intent"
     created = api.post("/create_session", {"amount": "5.00", "customer_email": "b@example.test"}, format="json")

@@ -21,6 +21,7 @@ from sessions_app.tests.web3_support import (
     configure_merchant,
     deploy_token,
     merchant_address,
+    merchant_xpub,
     mine,
     send_eth,
     send_token,
@@ -28,6 +29,7 @@ from sessions_app.tests.web3_support import (
 )
 
 PRICE_WEI = 10**16  # 30.00 EUR at 3000 EUR/ETH
+OTHER_MNEMONIC = "test test test test test test test test test test test junk"
 
 
 def _session(api, amount="30.00", currency="EUR") -> PaymentSession:
@@ -159,28 +161,18 @@ def test_a_payment_within_the_tolerance_pays(eth_merchant, api, anon, eth_chain,
     assert response.json()["status"] == Status.PAID
 
 
-def test_one_transaction_cannot_pay_two_sessions(merchant, other_merchant, api, anon, eth_chain):
-    # given two merchants who (carelessly) share one xpub, so both first sessions share an address
+def test_two_merchants_never_share_an_xpub_so_never_an_address(merchant, other_merchant, api, eth_chain):
+    # given a merchant receiving on an xpub, with a session at its first address
     configure_merchant(merchant, asset=NATIVE_ETH)
-    configure_merchant(other_merchant, asset=NATIVE_ETH)
     first = _session(api)
-    from rest_framework.test import APIClient
-    other_api = APIClient()
-    other_api.credentials(HTTP_X_API_KEY=other_merchant.plaintext_key)
-    second = _session(other_api)
-    assert first.web3_charge.address == Web3Charge.objects.get(session=second).address
-    tx = send_eth(eth_chain, sender=eth_chain.eth.accounts[1], to=merchant_address(0), wei=PRICE_WEI)
 
-    # when the same transaction is submitted for both
-    paid = _submit(anon, first, tx)
-    again = _submit(anon, second, tx)
-
-    # then it pays the first only
-    assert paid.json()["status"] == Status.PAID
-    assert again.status_code == 422
-    assert again.json()["error"]["code"] == "tx_already_used"
-    second.refresh_from_db()
-    assert second.status == Status.CREATED
+    # when another merchant is configured with the same xpub, the database refuses it
+    with pytest.raises(IntegrityError), transaction.atomic():
+        configure_merchant(other_merchant, asset=NATIVE_ETH)
+    # and no charge of another account can take the same address on the same chain
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Web3Charge.objects.create(session=_session(api), account=other_merchant, chain_id=first.web3_charge.chain_id,
+                                  address_index=0, address=first.web3_charge.address.lower(), asset=NATIVE_ETH)
 
 
 def test_the_database_refuses_a_second_record_of_the_same_transfer(eth_merchant, api, anon, eth_chain):
@@ -266,9 +258,10 @@ def test_an_expired_quote_is_shown_by_reads_and_replaced_only_by_the_pay_action(
 
 
 def test_a_node_on_another_chain_is_not_trusted(eth_merchant, api, anon, eth_chain, settings):
+    # given a test session made for chain 5, while the node serves another chain
+    settings.WEB3_TEST_CHAIN_ID = 5
     session = _session(api)
     tx = send_eth(eth_chain, sender=eth_chain.eth.accounts[1], to=merchant_address(0), wei=PRICE_WEI)
-    settings.WEB3_CHAIN_ID = 1
 
     response = _submit(anon, session, tx)
 
@@ -386,7 +379,7 @@ def test_eip681_uris_name_the_chain_the_address_and_the_amount(eth_merchant, tok
 
 
 def test_each_merchant_allocates_address_indexes_independently(eth_merchant, other_merchant, api):
-    configure_merchant(other_merchant, asset=NATIVE_ETH)
+    configure_merchant(other_merchant, asset=NATIVE_ETH, xpub=merchant_xpub(OTHER_MNEMONIC))
     _session(api)
     _session(api)
     from rest_framework.test import APIClient
@@ -414,7 +407,7 @@ def test_the_poller_runs_on_celery_beat_and_tolerates_a_missing_node(db, setting
 
     entry = settings.CELERY_BEAT_SCHEDULE["web3-poll-open-sessions"]
     assert entry["task"] in app.tasks
-    settings.WEB3_PROVIDER_URL = ""
+    settings.WEB3_TEST_PROVIDER_URL = ""
 
     # with no open web3 session the node is not even asked; with one, a missing node decides nothing
     assert web3_poll() == {"charges": 0, "rechecked": 0, "found": 0}
@@ -424,7 +417,7 @@ def test_without_a_node_an_open_session_stays_open_and_the_poller_does_not_fail(
     session = _session(api)
     from sessions_app.crypto.chain import use_web3
 
-    settings.WEB3_PROVIDER_URL = "http://127.0.0.1:9"
+    settings.WEB3_TEST_PROVIDER_URL = "http://127.0.0.1:9"
     with use_web3(None):
         assert web3_poll() is None
 

@@ -110,7 +110,7 @@ def test_it_rejects_a_well_formed_header_whose_signature_is_wrong(session, deliv
 
 def test_it_accepts_the_old_and_the_new_secret_during_a_rotation(session, make_session, deliver, settings):
     # given two secrets configured (STRIPE_WEBHOOK_SECRET=new,old)
-    settings.STRIPE_WEBHOOK_SECRETS = [NEW_SECRET, OLD_SECRET]
+    settings.STRIPE_TEST_WEBHOOK_SECRETS = [NEW_SECRET, OLD_SECRET]
     other = make_session()
 
     # when one event is signed with the old secret and one with the new
@@ -124,7 +124,7 @@ def test_it_accepts_the_old_and_the_new_secret_during_a_rotation(session, make_s
 
 def test_it_accepts_a_header_carrying_several_signatures(session, deliver, settings):
     # given Stripe signing with both secrets during its own rotation
-    settings.STRIPE_WEBHOOK_SECRETS = [NEW_SECRET]
+    settings.STRIPE_TEST_WEBHOOK_SECRETS = [NEW_SECRET]
     body = json.dumps(stripe_event(session))
     ts = int(time.time())
     old = stripe_provider.sign(body, OLD_SECRET, ts).split(",")[1]
@@ -137,7 +137,7 @@ def test_it_accepts_a_header_carrying_several_signatures(session, deliver, setti
 
 def test_it_rejects_a_secret_once_it_is_removed(session, deliver, settings, nothing_stored):
     # given the rotation finished: only the new secret is configured
-    settings.STRIPE_WEBHOOK_SECRETS = [NEW_SECRET]
+    settings.STRIPE_TEST_WEBHOOK_SECRETS = [NEW_SECRET]
 
     response = deliver(stripe_event(session), secret=OLD_SECRET)
 
@@ -145,7 +145,7 @@ def test_it_rejects_a_secret_once_it_is_removed(session, deliver, settings, noth
 
 
 def test_it_answers_503_when_no_secret_is_configured(session, deliver, settings, nothing_stored):
-    settings.STRIPE_WEBHOOK_SECRETS = []
+    settings.STRIPE_TEST_WEBHOOK_SECRETS = []
 
     response = deliver(stripe_event(session), secret=NEW_SECRET)
 

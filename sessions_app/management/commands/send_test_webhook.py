@@ -34,17 +34,18 @@ class Command(BaseCommand):
             event = event or "payment.succeeded"
             if event not in ONECOM_EVENT_TYPES:
                 raise CommandError(f"One.com events are {', '.join(ONECOM_EVENT_TYPES)}")
-            if not settings.ONECOM_WEBHOOK_SECRET:
-                raise CommandError("ONECOM_WEBHOOK_SECRET is not set")
+            secret = onecom_provider.webhook_secret(session.mode)
+            if not secret:
+                raise CommandError(f"ONECOM_{session.mode.upper()}_WEBHOOK_SECRET is not set")
             body = onecom_provider.dumps(onecom_provider.test_event(
                 session_id=str(session.pk), event_type=event, amount=session.amount, currency=session.currency))
-            headers = onecom_provider.sign(body)
+            headers = onecom_provider.sign(body, secret=secret)
         else:
             event = event or "payment_intent.succeeded"
             if event not in EVENT_TYPES:
                 raise CommandError(f"Stripe events are {', '.join(EVENT_TYPES)}")
-            if not settings.STRIPE_WEBHOOK_SECRETS:
-                raise CommandError("STRIPE_WEBHOOK_SECRET is not set")
+            if not stripe_provider.webhook_secrets(session.mode):
+                raise CommandError(f"STRIPE_{session.mode.upper()}_WEBHOOK_SECRET is not set")
             payload = stripe_provider.test_event(session_id=str(session.pk), event_type=event, amount=session.amount,
                                                  currency=session.currency, livemode=session.mode == "live")
             body = json.dumps(payload)
