@@ -219,7 +219,9 @@ REFUND_EVENT_TYPES = ("charge.refunded", "refund.created", "refund.updated", "re
 
 
 def refund_reports(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each refund in a charge or refund object, as sessions_app.refunds.webhook reads it."""
+    """Each refund in a charge or refund object, as sessions_app.refunds.webhook reads it, with
+    amounts in the service's minor units (Stripe's own rules undone, as for payments)."""
+    currency = obj.get("currency") if isinstance(obj.get("currency"), str) else None
     if obj.get("object") == "refund":
         refunds = [obj]
     else:
@@ -227,7 +229,7 @@ def refund_reports(obj: dict[str, Any]) -> list[dict[str, Any]]:
         refunds = listed.get("data") if isinstance(listed, dict) else None
         if not isinstance(refunds, list):
             # Recent API versions leave the list out of charge.refunded: only the charge's total is known.
-            total = _int_or_none(obj.get("amount_refunded"))
+            total = _service_minor(_int_or_none(obj.get("amount_refunded")), currency)
             return [{"charge": str(obj.get("id") or ""), "charge_total_minor": total, "status": "succeeded"}] \
                 if total else []
     reports = []
@@ -235,7 +237,10 @@ def refund_reports(obj: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(refund, dict) or not isinstance(refund.get("id"), str):
             continue
         metadata = refund.get("metadata") if isinstance(refund.get("metadata"), dict) else {}
-        reports.append({"id": refund["id"], "amount_minor": _int_or_none(refund.get("amount")),
+        reports.append({"id": refund["id"],
+                        "amount_minor": _service_minor(_int_or_none(refund.get("amount")),
+                                                       refund.get("currency") if isinstance(refund.get("currency"), str)
+                                                       else currency),
                         "status": str(refund.get("status") or ""), "reason": refund.get("reason") or "",
                         "failure_reason": str(refund.get("failure_reason") or ""),
                         "refund_id": metadata.get("refund_id"), "charge": str(refund.get("charge") or "")})

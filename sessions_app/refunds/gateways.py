@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import stripe
 from django.conf import settings
 
-from core import currencies
 from sessions_app.models import PaymentSession
-from sessions_app.providers import stripe_provider
+from sessions_app.providers import onecom_provider, stripe_amounts, stripe_provider
 from sessions_app.providers.base import PaymentUnavailable
 from sessions_app.refunds.models import Refund
 
@@ -45,9 +44,9 @@ def simulated(session: PaymentSession) -> bool:
         return False
     if session.provider == "stripe":
         # The simulator and `send_test_webhook` make PaymentIntent ids of their own (pi_test_…).
-        return not settings.STRIPE_SECRET_KEY or session.provider_reference.startswith("pi_test_")
+        return not settings.STRIPE_TEST_SECRET_KEY or session.provider_reference.startswith("pi_test_")
     if session.provider == "onecom":
-        return not settings.ONECOM_CHECKOUT_URL
+        return not onecom_provider.checkout_url("test")
     return session.provider == ""
 
 
@@ -75,7 +74,7 @@ def _stripe_refund(*, refund: Refund, session: PaymentSession) -> RefundStart:
             return RefundStart("failed", failure_reason="payment_reference_unknown")
         # Stripe's `reason` is kept in the metadata too: every Stripe-compatible server takes metadata.
         created = stripe_provider.client().v1.refunds.create(
-            params={"payment_intent": intent, "amount": currencies.to_minor(refund.amount, refund.currency),
+            params={"payment_intent": intent, "amount": stripe_amounts.to_stripe(refund.amount, refund.currency),
                     "metadata": {"refund_id": str(refund.pk), "session_id": str(session.pk),
                                  "reason": refund.reason}},
             options={"idempotency_key": f"refund:{refund.pk}"})

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def onecom_paid(merchant, api, client, settings):
     # A configured One.com: its refunds are decided by its callbacks, not by the simulator.
-    settings.ONECOM_CHECKOUT_URL = "https://checkout.onecom.test/pay"
+    settings.ONECOM_TEST_CHECKOUT_URL = "https://checkout.onecom.test/pay"
     merchant.enabled_providers = ["stripe", "onecom"]
     merchant.save(update_fields=["enabled_providers"])
     session = _session(api)

@@ -127,3 +127,17 @@ def test_a_kwd_amount_stripe_cannot_charge_is_a_clear_4xx(api, client, fake_stri
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "amount_not_chargeable"
     assert fake_stripe == []
+
+
+@pytest.mark.parametrize(("currency", "stripe_minor", "ours"), [("ISK", 150000, 1500), ("EUR", 2050, 2050),
+                                                                ("JPY", 500, 500), ("HUF", 150000, 1500)])
+def test_refunds_reported_by_stripe_are_read_in_the_services_minor_units(currency, stripe_minor, ours):
+    # A charge with its refunds listed, and one without the list (only the charge's total).
+    listed = {"object": "charge", "id": "ch_1", "currency": currency.lower(),
+              "refunds": {"data": [{"id": "re_1", "object": "refund", "amount": stripe_minor, "status": "succeeded",
+                                    "currency": currency.lower(), "charge": "ch_1", "metadata": {}}]}}
+    total_only = {"object": "charge", "id": "ch_1", "currency": currency.lower(), "amount_refunded": stripe_minor}
+
+    assert stripe_provider.refund_reports(listed)[0]["amount_minor"] == ours
+    assert stripe_provider.refund_reports(total_only)[0]["charge_total_minor"] == ours
+
