@@ -18,9 +18,10 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from core.formatting import money
+from core.logs import redact
 from invoices_app import claims
 from invoices_app.models import AccessLink, EmailRecord, Invoice
-from invoices_app.services.access import ACCESS_TOKEN_IN_URL, access_url
+from invoices_app.services.access import access_url
 from invoices_app.services.documents import invoice_pdf_bytes, invoice_pdf_filename
 from invoices_app.services.keys import key_mark_emailed, key_plaintext_for_receipt
 from invoices_app.services.steps import ACTOR, session_lock, step_mark
@@ -41,12 +42,7 @@ def mail_print_instead(message: EmailMultiAlternatives, *, session: PaymentSessi
         "test mode: %s for %s not sent (not the merchant's address nor in its test_email_recipients); "
         "printed here instead.\nTo: %s\nSubject: %s\nAttachments: %s\n\n%s",
         kind, ", ".join(message.to), ", ".join(message.to), message.subject, attachments,
-        without_access_tokens(message.body), extra={"session_id": str(session.pk), "mode": session.mode})
-
-
-def without_access_tokens(text: str) -> str:
-    """Access tokens stay out of logs; the link itself is on the checkout page and in the dashboard."""
-    return ACCESS_TOKEN_IN_URL.sub("/access/[access token: see the checkout page or the dashboard]", text)
+        redact(message.body), extra={"session_id": str(session.pk), "mode": session.mode})
 
 
 def mail_allowed(session: PaymentSession, to: str) -> bool:

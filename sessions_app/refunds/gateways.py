@@ -62,7 +62,7 @@ def refund_start(*, refund: Refund, session: PaymentSession) -> RefundStart:
 def _payment_intent(session: PaymentSession) -> str:
     reference = session.provider_reference
     if reference.startswith("cs_"):
-        checkout = stripe_provider.client().v1.checkout.sessions.retrieve(reference)
+        checkout = stripe_provider.client(session.mode).v1.checkout.sessions.retrieve(reference)
         reference = checkout["payment_intent"] or ""
     return reference
 
@@ -73,7 +73,7 @@ def _stripe_refund(*, refund: Refund, session: PaymentSession) -> RefundStart:
         if not intent.startswith("pi_"):
             return RefundStart("failed", failure_reason="payment_reference_unknown")
         # Stripe's `reason` is kept in the metadata too: every Stripe-compatible server takes metadata.
-        created = stripe_provider.client().v1.refunds.create(
+        created = stripe_provider.client(session.mode).v1.refunds.create(
             params={"payment_intent": intent, "amount": stripe_amounts.to_stripe(refund.amount, refund.currency),
                     "metadata": {"refund_id": str(refund.pk), "session_id": str(session.pk),
                                  "reason": refund.reason}},

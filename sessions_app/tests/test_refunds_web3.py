@@ -20,6 +20,9 @@ PRICE_WEI = 10**16  # 30.00 EUR at 3000 EUR/ETH
 @pytest.fixture
 def paid_in_eth(anvil_node, merchant, api, anon):
     configure_merchant(merchant, asset=NATIVE_ETH)
+    # Test mode mails customers only at addresses the merchant lists.
+    merchant.test_email_recipients = ["buyer@example.test"]
+    merchant.save(update_fields=["test_email_recipients"])
     created = api.post("/create_session", {"amount": "30.00", "providers": ["web3"],
                                            "customer_email": "buyer@example.test"}, format="json").json()
     w3 = anvil_node.w3
