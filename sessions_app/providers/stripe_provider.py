@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Mapping
@@ -80,8 +79,8 @@ def _stated_mode(body: bytes) -> str:
     Only for bodies we made (the simulator, the tests): a delivery is never parsed before it verifies.
     """
     try:
-        payload = json.loads(body)
-    except ValueError:
+        payload = safe_json.loads(body)
+    except (safe_json.JsonRefused, ValueError):
         return "test"
     return "live" if isinstance(payload, dict) and payload.get("livemode") is True else "test"
 
