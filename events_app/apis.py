@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.fields import JsonBooleanField
 from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import RETRY_AFTER, errors
+from core.pagination import LIMIT_SCHEMA, StrictCursorPagination
 from events_app import selectors, services
 from events_app.models import Delivery, Event, WebhookEndpoint
 
@@ -55,7 +57,8 @@ def endpoint_payload(endpoint: WebhookEndpoint, *, secret: str | None = None) ->
 
 class EventSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="evt_…, also the webhook-id header of its deliveries.")
-    type = serializers.ChoiceField(choices=services.EVENT_TYPES)
+    # `ping` only in the answer of POST /webhook_endpoints/{id}/test; GET /events leaves it out.
+    type = serializers.ChoiceField(choices=[*services.EVENT_TYPES, "ping"])
     created = serializers.DateTimeField()
     livemode = serializers.BooleanField()
     object_id = serializers.CharField(allow_null=True)
@@ -123,21 +126,14 @@ class EndpointUpdateSerializer(serializers.Serializer):
     event_types = serializers.ListField(child=serializers.CharField(max_length=64), min_length=1, max_length=50,
                                         required=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
-    enabled = serializers.BooleanField(required=False, help_text="true re-enables a disabled endpoint.")
+    enabled = JsonBooleanField(required=False, help_text="true re-enables a disabled endpoint.")
 
     def validate(self, attrs):
         return _strict(self, attrs)
 
 
-class _Pagination(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 20
-    page_size_query_param = "limit"
-    max_page_size = 100
-
-
 def _page(view: APIView, request, queryset, payload) -> Response:
-    paginator = _Pagination()
+    paginator = StrictCursorPagination()
     try:
         page = paginator.paginate_queryset(queryset, request, view)
     except NotFound:
@@ -154,12 +150,19 @@ def _body(request) -> dict:
 
 ENDPOINT_ID = OpenApiParameter("endpoint_id", str, OpenApiParameter.PATH, description="we_…")
 EVENT_ID = OpenApiParameter("event_id", str, OpenApiParameter.PATH, description="evt_…")
-EVENT_LIST_PARAMETERS = [
-    OpenApiParameter("type", str, description="Only events of this type."),
-    OpenApiParameter("created_gte", str, description="Only events created at or after this ISO 8601 time."),
-    OpenApiParameter("created_lt", str, description="Only events created before this ISO 8601 time."),
-    OpenApiParameter("limit", int, description="Page size, 1 to 100 (default 20)."),
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", LIMIT_SCHEMA, description="Page size, 1 to 100 (default 20); anything else is "
+                                                        "`400 limit_invalid`."),
     OpenApiParameter("cursor", str, description="The opaque cursor from `next` or `previous`."),
+]
+_TIME_SCHEMA = {"type": "string", "format": "date-time"}
+EVENT_LIST_PARAMETERS = [
+    OpenApiParameter("type", {"type": "string", "enum": list(services.EVENT_TYPES)},
+                     description="Only events of this type; another value is `400 type_invalid`."),
+    OpenApiParameter("created_gte", _TIME_SCHEMA, description="Only events created at or after this RFC 3339 time "
+                                                              "(with its offset, e.g. `2026-01-31T12:00:00Z`)."),
+    OpenApiParameter("created_lt", _TIME_SCHEMA, description="Only events created before this RFC 3339 time."),
+    *PAGE_PARAMETERS,
 ]
 
 
@@ -170,17 +173,28 @@ def _endpoint_or_404(request, endpoint_id: str) -> WebhookEndpoint:
     return endpoint
 
 
+# RFC 3339 date-time, what the schema's `format: date-time` means: Django's parser alone also takes
+# a space for the T, a missing offset or the basic format, none of which the schema allows.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})", re.IGNORECASE | re.ASCII)
+
+
 def _time(request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
-    if not raw:
+    if raw is None:
         return None
     try:
-        value = parse_datetime(raw)
+        value = parse_datetime(raw.upper()) if _RFC3339.fullmatch(raw) else None
     except ValueError:
         value = None
-    if value is None or value.tzinfo is None:
-        raise ApiError(f"{name}_invalid", f"{name} must be an ISO 8601 time with a zone.", field=name)
-    return value
+    if value is None:
+        raise ApiError(f"{name}_invalid", f"{name} must be an RFC 3339 time with its offset, e.g. "
+                       "2026-01-31T12:00:00Z.", field=name)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+05:00 is before the first UTC instant a datetime holds (and the
+        # other way round at 9999): the bound then excludes nothing.
+        return datetime.min.replace(tzinfo=UTC) if value.year == 1 else datetime.max.replace(tzinfo=UTC)
 
 
 class EventListApi(APIView):
@@ -189,7 +203,7 @@ class EventListApi(APIView):
                    tags=["events"], parameters=[*EVENT_LIST_PARAMETERS, RETRY_AFTER],
                    responses={200: EventPageSerializer, **errors(400, 401, 429)})
     def get(self, request):
-        type_ = request.query_params.get("type") or None
+        type_ = request.query_params.get("type")
         if type_ is not None and type_ not in services.EVENT_TYPES:
             raise ApiError("type_invalid", "type is not an event type.", field="type")
         events = selectors.events_list(account_id=request.user.pk, mode=request.auth.mode, type=type_,
@@ -210,7 +224,7 @@ class EventDetailApi(APIView):
 
 class EndpointListApi(APIView):
     @extend_schema(operation_id="list_webhook_endpoints", summary="List your webhook endpoints of the key's mode",
-                   tags=["webhook endpoints"], parameters=[RETRY_AFTER],
+                   tags=["webhook endpoints"], parameters=[*PAGE_PARAMETERS, RETRY_AFTER],
                    responses={200: EndpointPageSerializer, **errors(400, 401, 429)})
     def get(self, request):
         return _page(self, request, selectors.endpoints_list(account_id=request.user.pk, mode=request.auth.mode),

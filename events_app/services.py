@@ -23,6 +23,7 @@ from events_app.models import Delivery, Event, WebhookEndpoint
 EVENT_TYPES = (
     "session.created", "session.pending", "session.payment_attempt_failed", "session.paid", "session.failed",
     "session.expired", "session.late_payment", "invoice.issued", "key.issued", "key.revoked", "key.rotated",
+    "refund.created", "refund.succeeded", "refund.failed", "payment_link.created", "payment_link.updated",
 )
 ROTATION_OVERLAP = timedelta(hours=24)
 

@@ -478,6 +478,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "core.openapi.add_webhook_paths",
         "sessions_app.openapi.refine_schema",
+        "events_app.openapi.refine_webhook_schema",
     ],
 }
 

@@ -239,7 +239,8 @@ class SessionListApi(APIView):
                    responses={200: SessionPageSerializer, **errors(400, 401, 429)})
     def get(self, request):
         status = request.query_params.get("status")
-        if status and status not in Status.values:
+        # `status=` (empty) is not a status either: a 400, as the schema's enum says, not an unfiltered list.
+        if status is not None and status not in Status.values:
             raise ApiError("status_invalid", f"status must be one of {', '.join(Status.values)}.", field="status")
         paginator = SessionPagination()
         try:

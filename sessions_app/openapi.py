@@ -155,9 +155,40 @@ LIST_PARAMETERS = [
 ]
 
 
+_METADATA_SCHEMA = {
+    "type": "object", "maxProperties": 50,
+    "additionalProperties": {"oneOf": [{"type": "string", "maxLength": 500}, {"type": "number"},
+                                       {"type": "boolean"}]},
+    "description": "Up to 50 keys of at most 40 characters; values are strings, numbers or booleans.",
+}
+
+
+def _amount_maximum(amount: dict) -> None:
+    """A JSON-number amount above SESSION_MAX_AMOUNT is `400 amount_too_large`."""
+    for alternative in amount.get("oneOf", []):
+        if alternative.get("type") == "number":
+            alternative["maximum"] = float(settings.SESSION_MAX_AMOUNT)
+    amount["description"] = amount.get("description", "") + f" At most {settings.SESSION_MAX_AMOUNT}."
+
+
+def _price_fields(props: dict) -> None:
+    """What create_session and create_payment_link check alike: the currency, the amount's ceiling,
+    a non-empty provider list, flat metadata and http(s) return URLs."""
+    props["currency"]["enum"] = sorted(currencies.EXPONENTS)
+    props["currency"]["description"] = "ISO 4217 code (case-insensitive); the amount's decimals follow it."
+    _amount_maximum(props["amount"])
+    props["providers"]["minItems"] = 1
+    for name in ("success_url", "cancel_url"):
+        # oneOf, or anyOf once core.openapi has seen the blank alternative.
+        for alternative in props[name].get("oneOf", props[name].get("anyOf", [])):
+            if alternative.get("format") == "uri":
+                alternative["pattern"] = "^[hH][tT][tT][pP][sS]?://"
+    props["metadata"] = dict(_METADATA_SCHEMA)
+
+
 def refine_schema(result, generator, request, public):
-    """drf-spectacular postprocessing hook: say in the schema what the create_session validation
-    enforces, so that a client (and the fuzzer) can build a valid request from the schema alone."""
+    """drf-spectacular postprocessing hook: say in the schema what the create_session and payment link
+    validation enforces, so that a client (and the fuzzer) can build a valid request from the schema alone."""
 
 
     created = result.get("paths", {}).get("/create_session", {}).get("post", {}).get("responses", {}).get("201")
@@ -167,30 +198,20 @@ def refine_schema(result, generator, request, public):
         content["schema"] = {"anyOf": [content["schema"], PUBLISHABLE_SESSION_SCHEMA]}
     schemas = result.get("components", {}).get("schemas", {})
     # Bodies whose unknown fields are answered `400 parameter_unknown`.
-    for name in ("CreateSessionInputRequest", "PatchedAccountInputRequest"):
+    for name in ("CreateSessionInputRequest", "PatchedAccountInputRequest", "PaymentLinkCreateRequest",
+                 "PatchedPaymentLinkUpdateRequest"):
         if name in schemas:
             schemas[name]["additionalProperties"] = False
+    link = schemas.get("PaymentLinkCreateRequest")
+    if link is not None:
+        _price_fields(link["properties"])
+        for name in ("min", "max", "preset"):
+            _amount_maximum(schemas["CustomAmountRequest"]["properties"][name])
     body = schemas.get("CreateSessionInputRequest")
     if body is None:
         return result
     props = body["properties"]
-    props["currency"]["enum"] = sorted(currencies.EXPONENTS)
-    props["currency"]["description"] = "ISO 4217 code (case-insensitive); the amount's decimals follow it."
-    for alternative in props["amount"]["oneOf"]:
-        if alternative["type"] == "number":
-            alternative["maximum"] = float(settings.SESSION_MAX_AMOUNT)
-    props["amount"]["description"] += f" At most {settings.SESSION_MAX_AMOUNT}."
-    props["providers"]["minItems"] = 1
-    for name in ("success_url", "cancel_url"):
-        for alternative in props[name].get("oneOf", []):
-            if alternative.get("format") == "uri":
-                alternative["pattern"] = "^https?://"
-    props["metadata"] = {
-        "type": "object", "maxProperties": 50,
-        "additionalProperties": {"oneOf": [{"type": "string", "maxLength": 500}, {"type": "number"},
-                                           {"type": "boolean"}]},
-        "description": "Up to 50 keys of at most 40 characters; values are strings, numbers or booleans.",
-    }
+    _price_fields(props)
     props["expires_at"] = {
         "oneOf": [{"type": "integer", "description": "Unix time"},
                   {"type": "string", "format": "date-time"}],

@@ -170,6 +170,43 @@ def test_events_api_lists_filters_and_pages(api, merchant, live_api):
     assert live_api.get(f"/events/{one['id']}").status_code == 404
 
 
+@pytest.mark.parametrize(("query", "code"), [
+    ({"limit": "null"}, "limit_invalid"), ({"limit": "0"}, "limit_invalid"), ({"limit": "101"}, "limit_invalid"),
+    ({"type": ""}, "type_invalid"), ({"created_gte": ""}, "created_gte_invalid"),
+    # RFC 3339 only, as the schema's date-time: no space for the T, no missing offset, no basic format
+    ({"created_gte": "2026-01-31 12:00:00+00:00"}, "created_gte_invalid"),
+    ({"created_lt": "2026-01-31T12:00:00"}, "created_lt_invalid"),
+    ({"created_lt": "20260131T120000Z"}, "created_lt_invalid"),
+    ({"created_lt": "2024-01-01T12:99:00Z"}, "created_lt_invalid"),
+])
+def test_an_events_query_the_schema_refuses_is_a_400(api, query, code):
+    response = api.get("/events", query)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+
+
+def test_times_at_the_edges_of_the_calendar_bound_nothing(api, merchant):
+    # given an event, and bounds whose UTC instant falls outside what a datetime holds
+    create_session(merchant)
+    # when the list is asked for everything from year 1 (+05:00) to year 9999 (-05:00)
+    listed = api.get("/events", {"created_gte": "0001-01-01T00:00:00+05:00",
+                                 "created_lt": "9999-12-31T23:59:59-05:00", "type": "session.created"})
+    # then it is the whole list, not a 500 or a 400
+    assert listed.status_code == 200
+    assert len(listed.json()["results"]) == 1
+    lowercase = api.get("/events", {"created_gte": "2000-01-01t00:00:00.5z"})
+    assert lowercase.status_code == 200 and len(lowercase.json()["results"]) == 1
+
+
+def test_an_endpoint_subscribes_to_refund_and_payment_link_events(api, receiver):
+    created = make_endpoint(api, receiver.url, ["refund.succeeded", "payment_link.created"])
+    assert created["event_types"] == ["payment_link.created", "refund.succeeded"]
+    response = api.patch(f"/webhook_endpoints/{created['id']}", {"enabled": "true"}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["field"] == "enabled"
+    response = api.patch(f"/webhook_endpoints/{created['id']}", {"secret": "whsec_x"}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["code"] == "parameter_unknown"
+
+
 def test_events_are_purged_after_the_retention(merchant):
     old = Event.objects.create(account=merchant, mode="test", type="session.created",
                                created_at=timezone.now() - timedelta(days=31))

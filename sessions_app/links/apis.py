@@ -12,14 +12,15 @@ from django.core.validators import validate_email
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import currencies
+from core.fields import JsonBooleanField
 from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import RETRY_AFTER, errors
+from core.pagination import LIMIT_SCHEMA, StrictCursorPagination
 from keys_app.models import PublishableKey
 from keys_app.publishable import origin_allowed_for
 from sessions_app.inputs import (
@@ -120,7 +121,7 @@ class LinkCreateSerializer(serializers.Serializer):
 
 
 class LinkUpdateSerializer(serializers.Serializer):
-    active = serializers.BooleanField(required=False, help_text="false: /pay/{slug} shows that the link is off.")
+    active = JsonBooleanField(required=False, help_text="false: /pay/{slug} shows that the link is off.")
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
     class Meta:
@@ -152,18 +153,16 @@ def _link_or_404(request, link_id: str):
     return link
 
 
-class LinkPagination(CursorPagination):
-    ordering = ("-created_at", "-id")
-    page_size = 20
-    page_size_query_param = "limit"
-    max_page_size = 100
+class LinkPagination(StrictCursorPagination):
+    pass
 
 
 class PaymentLinkListApi(APIView):
     @extend_schema(operation_id="list_payment_links", summary="List your payment links, newest first",
                    tags=["payment links"],
                    parameters=[OpenApiParameter("active", bool, description="Only active (true) or inactive links."),
-                               OpenApiParameter("limit", int, description="Page size, 1 to 100 (default 20)."),
+                               OpenApiParameter("limit", LIMIT_SCHEMA, description="Page size, 1 to 100 (default "
+                                                "20); anything else is `400 limit_invalid`."),
                                OpenApiParameter("cursor", str, description="The opaque cursor from next/previous."),
                                RETRY_AFTER],
                    responses={200: PaymentLinkPageSerializer, **errors(400, 401, 429)})

@@ -83,6 +83,34 @@ def test_the_price_never_changes_but_description_and_active_do(api):
         "Pro plan", False, "49.00")
 
 
+@pytest.mark.parametrize("limit", ["null", "0", "101", "1024", "2.5", "true"])
+def test_a_list_page_size_outside_1_to_100_is_refused(api, limit):
+    # given a limit the schema refuses (DRF alone would fall back to 20, or clamp to 100)
+    response = api.get("/payment_links", {"limit": limit})
+    # then it is refused, naming the field
+    assert response.status_code == 400
+    assert (response.json()["error"]["code"], response.json()["error"]["field"]) == ("limit_invalid", "limit")
+
+
+@pytest.mark.parametrize("active", ["true", 1, "yes", None])
+def test_active_is_a_json_boolean_only(api, active):
+    link = create_link(api)
+    response = api.patch(f"/payment_links/{link['id']}", {"active": active}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "active"
+    assert api.get(f"/payment_links/{link['id']}").json()["active"] is True
+
+
+def test_the_schema_says_what_a_link_body_may_hold(anon):
+    schemas = anon.get("/api/schema/", HTTP_ACCEPT="application/json").json()["components"]["schemas"]
+    create, update = schemas["PaymentLinkCreateRequest"], schemas["PatchedPaymentLinkUpdateRequest"]
+    # unknown fields are `400 parameter_unknown`, as above
+    assert create["additionalProperties"] is False and update["additionalProperties"] is False
+    props = create["properties"]
+    assert props["providers"]["minItems"] == 1 and "EUR" in props["currency"]["enum"]
+    assert props["metadata"]["type"] == "object"
+
+
 def test_links_are_the_merchants_own(api, other_merchant):
     link = create_link(api)
     other = APIClient()
@@ -98,6 +126,9 @@ def test_created_and_updated_events_are_recorded_with_the_change(api, merchant):
     events = list(Event.objects.filter(account=merchant, object_id=link["id"]).order_by("created_at"))
     assert [e.type for e in events] == ["payment_link.created", "payment_link.updated"]
     assert events[0].data["amount"] == "49.00" and events[0].mode == "test"
+    # and the events API lists them under their own type
+    listed = api.get("/events", {"type": "payment_link.updated"}).json()["results"]
+    assert [(e["type"], e["object_id"]) for e in listed] == [("payment_link.updated", link["id"])]
     assert events[1].data["active"] is False
     assert events[1].data["previous_attributes"] == {"active": True}
 
