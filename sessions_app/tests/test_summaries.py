@@ -226,7 +226,10 @@ def test_the_beat_task_refreshes_and_the_page_shows_the_lag(merchant, client):
     client.force_login(merchant_login_create(account=merchant).user)
     assert "has not been built yet" in client.get("/admin/?mode=test").content.decode()
 
-    sessions_summary_refresh.apply().get()
+    # The result is read, not waited for: a worker started in this process earlier (other tests)
+    # makes Celery refuse .get() here.
+    result = sessions_summary_refresh.apply()
+    assert result.successful(), result.traceback
 
     html = client.get("/admin/?mode=test").content.decode()
     assert 'data-testid="summary-lag"' in html and "Daily summary up to" in html
