@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from core import errors
+from core import errors, safe_json
 from sessions_app.events import ChainHint, PaymentEvent
 from sessions_app.models import PaymentSession
 
@@ -17,6 +17,19 @@ class WebhookRejected(errors.DomainError):
 
 class WebhookUnavailable(WebhookRejected, errors.Unavailable):
     """We cannot verify a webhook now (not configured, the chain not answering): the sender retries."""
+
+
+def json_object(body: bytes, *, what: str = "An event") -> dict[str, Any]:
+    """A verified body as a JSON object, by our parser (bounded depth, finite numbers only)."""
+    try:
+        payload = safe_json.loads(body)
+    except safe_json.JsonRefused as exc:
+        raise WebhookRejected(exc.code, exc.message) from None
+    except ValueError:
+        raise WebhookRejected("invalid_json", "The body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected("event_invalid", f"{what} is a JSON object.")
+    return payload
 
 
 class PaymentStartError(errors.DomainError):

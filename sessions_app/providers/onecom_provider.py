@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from core import currencies, safe_json
+from core import currencies
 from sessions_app.events import Action, PaymentEvent
 from sessions_app.providers.base import (
     PaymentStart,
@@ -29,6 +29,7 @@ from sessions_app.providers.base import (
     Provider,
     WebhookRejected,
     WebhookUnavailable,
+    json_object,
 )
 from sessions_app.services import session_set_provider_reference
 
@@ -84,15 +85,8 @@ def _verify_with(body: bytes, headers: Mapping[str, str], secret: str) -> dict[s
     except (ValueError, UnicodeError):
         # A malformed signature header (bad base64, non-ASCII) or a body that is not UTF-8.
         raise WebhookRejected("signature_malformed", "The webhook signature or body is malformed.") from None
-    try:
-        # Our parser, not the library's: bounded depth, finite numbers only.
-        payload = safe_json.loads(body)
-    except safe_json.JsonRefused as exc:
-        raise WebhookRejected(exc.code, exc.message) from None
-    except ValueError:
-        raise WebhookRejected("invalid_json", "The body is not valid JSON.") from None
-    if not isinstance(payload, dict):
-        raise WebhookRejected("event_invalid", "An event is a JSON object.")
+    # Our parser, not the library's: bounded depth, finite numbers only.
+    payload = json_object(body)
     return payload
 
 

@@ -24,6 +24,7 @@ from sessions_app.providers.base import (
     ProviderFailed,
     WebhookRejected,
     WebhookUnavailable,
+    json_object,
 )
 from sessions_app.services import session_set_provider_reference
 
@@ -153,13 +154,8 @@ def _service_minor(amount: int | None, currency: str | None) -> int | None:
 
 
 def parse(body: bytes) -> PaymentEvent:
-    try:
-        payload = safe_json.loads(body)
-    except safe_json.JsonRefused as exc:
-        raise WebhookRejected(exc.code, exc.message) from None
-    except ValueError:
-        raise WebhookRejected("invalid_json", "The body is not valid JSON.") from None
-    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+    payload = json_object(body)
+    if not isinstance(payload.get("type"), str):
         raise WebhookRejected("event_invalid", "An event is a JSON object with a string `type`.")
     event_type = payload["type"]
     obj = _obj(payload)

@@ -18,11 +18,10 @@ from collections.abc import Mapping
 from django.conf import settings
 from eth_utils import is_address
 
-from core import safe_json
 from sessions_app.crypto import services as crypto
 from sessions_app.crypto.chain import chain_id_for
 from sessions_app.events import ChainHint
-from sessions_app.providers.base import PaymentStart, Provider, WebhookRejected, WebhookUnavailable
+from sessions_app.providers.base import PaymentStart, Provider, WebhookRejected, WebhookUnavailable, json_object
 
 NAME = "web3"
 MAX_BODY_BYTES = 16 * 1024
@@ -92,14 +91,7 @@ class Web3Provider(Provider):
     def receive_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> ChainHint:
         """A signed address-activity notification: verified and parsed here; the chain decides."""
         verify(body, headers.get(SIGNATURE_HEADER))
-        try:
-            payload = safe_json.loads(body)
-        except safe_json.JsonRefused as exc:
-            raise WebhookRejected(exc.code, exc.message) from None
-        except ValueError:
-            raise WebhookRejected("invalid_json", "The body is not valid JSON.") from None
-        if not isinstance(payload, dict):
-            raise WebhookRejected("event_invalid", "A notification is a JSON object.")
+        payload = json_object(body, what="A notification")
         address, tx_hash = payload.get("address"), payload.get("tx_hash")
         # A chain of one of our modes; one whose node is not configured answers 503 when it is read.
         chains = sorted({c for c in (settings.WEB3_TEST_CHAIN_ID, settings.WEB3_LIVE_CHAIN_ID) if c})
