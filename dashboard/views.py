@@ -78,6 +78,14 @@ def _csv_response(stream: Iterator, name: str) -> StreamingHttpResponse:
     return response
 
 
+def _export_scope(request: HttpRequest) -> dict:
+    """An export's filters from the query: the viewer's account, `mode` (anything else: both) and
+    the UTC days `from`..`to`. A malformed day raises ValueError with the answer's text."""
+    mode = request.GET.get("mode")
+    return {"account_id": viewer_account_id(request), "mode": mode if mode in Mode.values else None,
+            "start": _day(request, "from"), "end": _day(request, "to")}
+
+
 def _day(request: HttpRequest, name: str) -> date | None:
     raw = request.GET.get(name, "").strip()
     if not raw:
@@ -89,13 +97,10 @@ def _day(request: HttpRequest, name: str) -> date | None:
 
 
 def paid_sessions_csv(request: HttpRequest) -> HttpResponse:
-    mode = request.GET.get("mode")
-    mode = mode if mode in Mode.values else None
     try:
-        start, end = _day(request, "from"), _day(request, "to")
+        scope = _export_scope(request)
     except ValueError as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain")
-    scope = {"account_id": viewer_account_id(request), "mode": mode, "start": start, "end": end}
     if connection.vendor == "postgresql":
         response = _csv_response(stream_copy(selectors.PAID_EXPORT_COLUMNS,
                                              *selectors.paid_sessions_export_sql(**scope)), "paid-sessions")
@@ -110,13 +115,11 @@ def paid_sessions_csv(request: HttpRequest) -> HttpResponse:
 
 
 def invoices_csv(request: HttpRequest) -> HttpResponse:
-    mode = request.GET.get("mode")
-    mode = mode if mode in Mode.values else None
     try:
-        start, end = _day(request, "from"), _day(request, "to")
+        scope = _export_scope(request)
     except ValueError as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain")
-    rows = invoices_for_export(account_id=viewer_account_id(request), mode=mode, start=start, end=end)
+    rows = invoices_for_export(**scope)
     # net (4), vat (6) and gross (7) in the currency (3) of the invoice
     rows = ((*r[:4], amount_text(r[4], r[3]), r[5], amount_text(r[6], r[3]), amount_text(r[7], r[3]), *r[8:]) for r in rows)
     return _csv_response(stream_csv(INVOICE_EXPORT_COLUMNS, rows), "invoices")

@@ -119,7 +119,7 @@ def invoices_for_export(*, account_id: int | None, mode: str | None = None, star
     through a server-side cursor in chunks."""
     qs = Invoice.objects.all() if account_id is None else Invoice.objects.filter(account_id=account_id)
     if mode:
-        qs = qs.filter(session__mode=mode)
+        qs = qs.filter(mode=mode)
     if start:
         qs = qs.filter(issue_date__gte=start)
     if end:
@@ -128,7 +128,7 @@ def invoices_for_export(*, account_id: int | None, mode: str | None = None, star
             .values_list("number", "issue_date", "status", "currency", "net", "vat_rate", "vat", "gross",
                          "buyer_email", "buyer_name", "buyer_address", "description", "seller_name",
                          "seller_vat_id", "payment_provider", "payment_reference", "paid_at", "refunded_at",
-                         "session_id", "account_id", "session__mode")
+                         "session_id", "account_id", "mode")
             .iterator(chunk_size=5000))
 
 
