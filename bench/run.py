@@ -212,6 +212,10 @@ def service_env(*, database_url: str, redis_url: str, data_dir: Path, web_port: 
         "PYTHONUNBUFFERED": "1",
         # The merchant webhook receiver of the bench listens on loopback.
         "MERCHANT_WEBHOOK_ALLOW_LOOPBACK": "1",
+        # The worker leaves the queue alone while the HTTP figures run (celery_consume), so the
+        # deliveries handed on meanwhile wait there. Handing them on again after the production
+        # minute is for a worker that died with them; here it would measure only the pause.
+        "MERCHANT_WEBHOOK_REQUEUE_SECONDS": "3600",
         # The abuse limits stay on (their Redis round trips are part of each request's cost),
         # with ceilings a loopback load never reaches.
         **{f"THROTTLE_{scope}": "10000000/min" for scope in (

@@ -1,4 +1,4 @@
-"""Delivering events: fan-out to endpoints, the deliveries due, one attempt, and endpoint health.
+"""Delivering events: the deliveries due, one attempt, and endpoint health (fan-out: events_app.fan_out).
 
 A delivery is sent by one worker at a time: the attempt holds a PostgreSQL advisory lock on the
 delivery for the length of its request, so a second task for it (a redelivered task, the sweep
@@ -34,30 +34,7 @@ DELIVERY_LOCK = 0x7768
 USER_AGENT = "payments-webhooks/1"
 
 
-# ---------------------------------------------------------------- fan-out and what is due
-
-
-def events_fan_out(*, event_ids: list[str] | None = None, limit: int = 500) -> int:
-    """Give new events their deliveries (one per enabled endpoint that wants the type). Returns the events done."""
-    now = timezone.now()
-    with transaction.atomic():
-        events = Event.objects.filter(fanned_out=False)
-        if event_ids is not None:
-            events = events.filter(pk__in=event_ids)
-        events = list(events.select_for_update(skip_locked=True).order_by("created_at")
-                      .only("pk", "account_id", "mode", "type", "created_at")[:limit])
-        if not events:
-            return 0
-        endpoints: dict[tuple[int, str], list[WebhookEndpoint]] = {}
-        for endpoint in WebhookEndpoint.objects.filter(enabled=True, account_id__in={e.account_id for e in events}) \
-                .only("pk", "account_id", "mode", "event_types", "created_at"):
-            endpoints.setdefault((endpoint.account_id, endpoint.mode), []).append(endpoint)
-        deliveries = [Delivery(endpoint_id=endpoint.pk, event_id=event.pk, next_attempt_at=now)
-                      for event in events for endpoint in endpoints.get((event.account_id, event.mode), ())
-                      if endpoint.wants(event.type) and endpoint.created_at <= event.created_at]
-        Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
-        Event.objects.filter(pk__in=[e.pk for e in events]).update(fanned_out=True)
-    return len(events)
+# ---------------------------------------------------------------- what is due
 
 
 def deliveries_take_due(*, limit: int = 200, now: datetime | None = None) -> list[tuple[str, list[int]]]:

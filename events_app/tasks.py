@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from events_app import delivery, dispatch, services
+from events_app import delivery, dispatch, fan_out, services
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -21,14 +21,15 @@ def deliveries_send(delivery_ids: list[int]) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def events_fan_out(event_id: str) -> None:
     """Without a dispatcher (SQLite, no broker): one event's deliveries, sent at once."""
-    delivery.events_fan_out(event_ids=[event_id])
-    for _endpoint_id, ids in delivery.deliveries_take_due():
+    _done, handed = fan_out.events_fan_out(event_ids=[event_id])
+    for _endpoint_id, ids in handed + delivery.deliveries_take_due():
         delivery.deliveries_send(ids)
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def deliveries_dispatch() -> int:
-    return dispatch.dispatch_once()
+    handed, _more = dispatch.dispatch_once()
+    return handed
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from events_app import delivery, services
+from events_app import delivery, fan_out, services
 from events_app.models import Delivery, DeliveryAttempt, Event, WebhookEndpoint
 from keys_app.services import merchant_login_create
 
@@ -25,7 +25,7 @@ def failed_delivery(merchant, receiver):
                                                 event_types=["*"], actor="test")
     receiver.secrets = [secret]
     event = Event.objects.create(account=merchant, mode="test", type="session.paid", data={"id": "s"})
-    delivery.events_fan_out()
+    fan_out.events_fan_out()
     receiver.then = 400
     one = Delivery.objects.get(event=event)
     delivery.delivery_send(delivery_id=one.pk)

@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
-from events_app import delivery, destinations, services
+from events_app import delivery, destinations, fan_out, services
 from events_app.models import Delivery, DeliveryAttempt, Event, WebhookEndpoint
 from invoices_app.tests.conftest import create_session
 from keys_app.services import key_issue
@@ -132,7 +132,7 @@ def test_disabling_skips_pending_deliveries(merchant, receiver, settings):
                                                 event_types=["*"], actor="test")
     receiver.secrets = [secret]
     first, second = (Event.objects.create(account=merchant, mode="test", type="session.created") for _ in range(2))
-    delivery.events_fan_out()
+    fan_out.events_fan_out()
     one, two = (Delivery.objects.get(event=e) for e in (first, second))
 
     delivery.delivery_send(delivery_id=one.pk)

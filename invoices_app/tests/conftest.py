@@ -4,6 +4,7 @@ broker, and real `celery worker` processes pointed at the pytest database."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import json
 import os
@@ -20,6 +21,7 @@ from email import policy
 from pathlib import Path
 
 import pytest
+import redis
 from aiosmtpd.controller import Controller
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -166,8 +168,6 @@ class Broker:
 def broker():
     """The shared Redis, with a queue of this test's own: parallel test processes share the
     Redis database, and a worker must never take another test's task."""
-    import redis
-
     queue = f"test-{uuid.uuid4().hex[:12]}"
     use_broker(REDIS_TEST_URL, queue)
     yield Broker(REDIS_TEST_URL, queue)
@@ -176,6 +176,20 @@ def broker():
     # The queue has one list per priority step (queue, queue\x06\x166, …).
     client.delete(*client.keys(f"{queue}*"), f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     client.close()
+
+
+def published(client: redis.Redis, queue: str) -> list[dict]:
+    """The Celery messages waiting in a queue, in the order a worker takes them: task name,
+    arguments and priority (kombu keeps one list per priority step; 0 is served first)."""
+    messages = []
+    for step in (0, 3, 6, 9):
+        key = queue if step == 0 else f"{queue}\x06\x16{step}"
+        for raw in reversed(client.lrange(key, 0, -1)):  # LPUSHed: the oldest is last
+            envelope = json.loads(raw)
+            args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+            messages.append({"task": envelope["headers"]["task"], "args": args,
+                             "priority": envelope["properties"].get("priority")})
+    return messages
 
 
 def database_url() -> str:
@@ -272,8 +286,6 @@ def own_redis(tmp_path):
                 ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
                  "--dir", str(tmp_path)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            import redis
-
             client = redis.Redis.from_url(self.url)
             wait_until(lambda: _ping(client), timeout=10, message="redis-server to answer")
             client.close()

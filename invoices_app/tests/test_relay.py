@@ -1,7 +1,5 @@
 """The relay: paid sessions announced by PostgreSQL leave for the workers in batches."""
 
-import base64
-import json
 from datetime import timedelta
 
 import pytest
@@ -11,26 +9,12 @@ from django.utils import timezone
 from core.logs import request_id_var
 from invoices_app import claims, relay, tasks
 from invoices_app.models import Fulfilment
-from invoices_app.tests.conftest import REDIS_TEST_URL, create_session, mark_paid, paid_event_body
+from invoices_app.tests.conftest import REDIS_TEST_URL, create_session, mark_paid, paid_event_body, published
 from sessions_app.lifecycle import payment_event_apply
 from sessions_app.providers import stripe_provider
 from sessions_app.services import session_expire, session_fulfil_anyway
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def _published(client: redis.Redis, queue: str) -> list[dict]:
-    """The Celery messages waiting in a queue, in the order a worker takes them: task name,
-    arguments and priority (kombu keeps one list per priority step; 0 is served first)."""
-    messages = []
-    for step in (0, 3, 6, 9):
-        key = queue if step == 0 else f"{queue}\x06\x16{step}"
-        for raw in reversed(client.lrange(key, 0, -1)):  # LPUSHed: the oldest is last
-            envelope = json.loads(raw)
-            args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
-            messages.append({"task": envelope["headers"]["task"], "args": args,
-                             "priority": envelope["properties"].get("priority")})
-    return messages
 
 
 @pytest.fixture
@@ -56,14 +40,14 @@ def test_paid_sessions_leave_as_one_task_with_their_request_ids(broker, merchant
         finally:
             request_id_var.reset(token)
     redis_client = redis.Redis.from_url(REDIS_TEST_URL)
-    assert _published(redis_client, broker.queue) == []  # the requests published nothing
+    assert published(redis_client, broker.queue) == []  # the requests published nothing
 
     # when the relay takes a round
     relayed = listener.relay_once(timeout=5)
 
     # then one task carries all five, in the order they were paid, each with its request id
     assert relayed == 5
-    [message] = _published(redis_client, broker.queue)
+    [message] = published(redis_client, broker.queue)
     assert message["task"] == "invoices_app.tasks.fulfil_sessions"
     assert message["args"][0] == [{"session_id": str(s.pk), "request_id": f"req-{i}"} for i, s in enumerate(sessions)]
 
@@ -76,7 +60,7 @@ def test_a_round_takes_at_most_one_batch(broker, merchant, listener, settings):
     counts = [listener.relay_once(timeout=1) for _ in range(4)]
 
     assert counts == [3, 3, 1, 0]
-    assert [len(m["args"][0]) for m in _published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)] == [3, 3, 1]
+    assert [len(m["args"][0]) for m in published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)] == [3, 3, 1]
 
 
 def test_one_relay_per_database(broker, listener):
@@ -143,10 +127,10 @@ def test_when_the_relaying_worker_stops_another_takes_over(broker, merchant):
         # then the second relays the sessions paid from then on
         def relayed() -> bool:
             mark_paid(create_session(merchant))
-            return bool(_published(redis_client, broker.queue))
+            return bool(published(redis_client, broker.queue))
 
         wait_until(relayed, timeout=15, interval=0.5, message="the second relay to take over")
-        assert _published(redis_client, broker.queue)[0]["task"] == "invoices_app.tasks.fulfil_sessions"
+        assert published(redis_client, broker.queue)[0]["task"] == "invoices_app.tasks.fulfil_sessions"
     finally:
         second.stop()
 
@@ -164,7 +148,7 @@ def test_a_relay_that_takes_over_hands_on_what_was_paid_while_nobody_listened(br
             assert relay.Listener.take(conn) is not None
 
     # then the unheld one is handed on, ahead of the queue; the held one is left to its run
-    [message] = _published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)
+    [message] = published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)
     assert message["args"][0] == [{"session_id": str(free.pk), "request_id": "relay-resume"}]
     assert message["priority"] == 0
 
@@ -184,7 +168,7 @@ def test_the_sweep_hands_on_a_run_whose_worker_died_once_per_rehand_window(broke
 
     # then the stopped run was handed on once, ahead of the queue, and marked as handed on
     assert (first, second) == (1, 0)
-    [message] = _published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)
+    [message] = published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)
     assert message["args"][0] == [{"session_id": str(session.pk), "request_id": "relay-resume"}]
     assert message["priority"] == 0
     assert Fulfilment.objects.get(pk=session.pk).queued_at is not None
@@ -201,7 +185,7 @@ def test_the_sweep_leaves_a_run_that_is_alive_or_that_failed(broker, merchant, l
 
     with claims.run_claim(alive.pk):
         assert listener.resume(look_back=False) == 0
-    assert _published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue) == []
+    assert published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue) == []
 
 
 def test_a_late_payment_fulfilled_anyway_while_nobody_listened_is_handed_on_by_the_next_relay(broker, merchant):
@@ -216,8 +200,8 @@ def test_a_late_payment_fulfilled_anyway_while_nobody_listened_is_handed_on_by_t
         assert relay.Listener.take(conn) is not None
 
     # then the session is handed on to be delivered (beside the merchant's late-payment email)
-    published = _published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)
-    [message] = [m for m in published if m["task"] == "invoices_app.tasks.fulfil_sessions"]
+    messages = published(redis.Redis.from_url(REDIS_TEST_URL), broker.queue)
+    [message] = [m for m in messages if m["task"] == "invoices_app.tasks.fulfil_sessions"]
     assert message["args"][0] == [{"session_id": str(session.pk), "request_id": "relay-resume"}]
-    assert [m["task"] for m in published if m is not message] == ["invoices_app.tasks.notify_late_payment"]
+    assert [m["task"] for m in messages if m is not message] == ["invoices_app.tasks.notify_late_payment"]
 
