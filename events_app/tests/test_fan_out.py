@@ -106,3 +106,42 @@ def test_the_dispatcher_queues_deliveries_behind_fulfilment(merchant, broker, wr
     sent = [pk for m in messages[1:] for pk in m["args"][0]]
     assert [Delivery.objects.get(pk=pk).event_id for pk in sent] == [e.pk for e in events]
     assert Delivery.objects.filter(endpoint=hooks).count() == len(events)
+
+
+class _Clock:
+    """The dispatcher's stop event, recording each wait; it stops the loop after a few."""
+
+    def __init__(self, looks: int) -> None:
+        self.waits: list[float] = []
+        self.looks = looks
+
+    def is_set(self) -> bool:
+        return self.looks <= 0
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        return False
+
+
+@pytest.mark.parametrize(("answers", "waits"), [
+    # a steady stream: every look found something, and every look is followed by the interval
+    ([(3, False), (1, False), (7, False)], [0.25, 0.25, 0.25]),
+    # a backlog (a full batch): it looks again at once until the backlog is gone
+    ([(200, True), (200, True), (40, False)], [0.25]),
+])
+def test_the_dispatcher_waits_its_interval_unless_a_backlog_remains(monkeypatch, settings, answers, waits):
+    settings.MERCHANT_WEBHOOK_DISPATCH_INTERVAL_MS = 250
+    dispatcher = dispatch.Dispatcher()
+    clock = _Clock(len(answers))
+    dispatcher._stop_event = clock
+    monkeypatch.setattr(dispatcher, "_take", lambda: True)
+    replies = iter(answers)
+
+    def look():
+        clock.looks -= 1
+        return next(replies)
+
+    monkeypatch.setattr(dispatch, "dispatch_once", look)
+    monkeypatch.setattr(dispatch.connection, "close", lambda: None)
+    dispatcher.run()
+    assert clock.waits == waits
