@@ -81,6 +81,12 @@ def _prepared_cursor():
     return connection.make_debug_cursor(raw)
 
 
+def tables(*models_: type[models.Model]) -> tuple[str, ...]:
+    """The quoted table names of `models_`, for the raw statements of the fast paths."""
+    quote = connection.ops.quote_name
+    return tuple(quote(model._meta.db_table) for model in models_)
+
+
 @functools.cache
 def insert_fields(model: type[models.Model]) -> tuple:
     """The fields an INSERT of `model` writes: every concrete field but an automatic primary key

@@ -198,9 +198,7 @@ class _Successes:
 
 @functools.cache
 def _successes_sql() -> str:
-    quote = connection.ops.quote_name
-    attempts, deliveries = quote(DeliveryAttempt._meta.db_table), quote(Delivery._meta.db_table)
-    endpoints = quote(WebhookEndpoint._meta.db_table)
+    attempts, deliveries, endpoints = db.tables(DeliveryAttempt, Delivery, WebhookEndpoint)
     return (
         f"WITH r AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS r(delivery_id bigint, "  # noqa: S608 - ours
         f"started_at timestamptz, status_code int, duration_ms int, response_body text, redelivery boolean, "

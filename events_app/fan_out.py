@@ -17,7 +17,7 @@ import functools
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from core import db
@@ -47,9 +47,7 @@ def _in_one_statement(*, event_ids: list[str] | None, limit: int) -> tuple[int, 
 
 @functools.cache
 def _statement() -> str:
-    quote = connection.ops.quote_name
-    events, deliveries = quote(Event._meta.db_table), quote(Delivery._meta.db_table)
-    endpoints = quote(WebhookEndpoint._meta.db_table)
+    events, deliveries, endpoints = db.tables(Event, Delivery, WebhookEndpoint)
     # The oldest new events not being fanned out by another look (SKIP LOCKED). An event that a
     # redelivery gave its delivery first keeps that one (ON CONFLICT), and it is not handed twice.
     return (

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db import connection
 from django.db.models import Q, QuerySet
 
+from core import db
 from core.formatting import money
 from invoices_app import claims
 from invoices_app.models import AccessLink, CreditNote, Fulfilment, Invoice, KeyReveal
@@ -168,8 +168,7 @@ def relay_look_back_sql() -> str:
     What the relay hands on when it takes over: what was announced while no relay listened
     (a deploy, a restart, a crash).
     """
-    quote = connection.ops.quote_name
-    sessions, fulfilments = quote(PaymentSession._meta.db_table), quote(Fulfilment._meta.db_table)
+    sessions, fulfilments = db.tables(PaymentSession, Fulfilment)
     return (f"SELECT s.id, s.paid_at FROM {sessions} AS s LEFT JOIN {fulfilments} AS f ON f.session_id = s.id "  # noqa: S608
             # The same condition as the partial index session_deliverable_idx, so that it is used.
             "WHERE (s.status = 'paid' OR s.fulfil_anyway_at IS NOT NULL) "
@@ -182,7 +181,7 @@ def relay_stalled_sql() -> str:
     """Runs that began `%s` seconds ago or more and stopped dead (no live claim, no error
     recorded), `%s` at most; each is marked handed on (queued_at), so that the next sweeps
     leave it to the workers for `%s` seconds before handing it on again."""
-    fulfilments = connection.ops.quote_name(Fulfilment._meta.db_table)
+    (fulfilments,) = db.tables(Fulfilment)
     return (f"WITH stalled AS (SELECT f.session_id FROM {fulfilments} AS f WHERE f.completed_at IS NULL "  # noqa: S608
             "AND f.started_at < now() - make_interval(secs => %s) AND f.last_error = '' "
             f"AND {claims.unclaimed_sql('f.session_id')} "
