@@ -431,11 +431,14 @@ class Bench:
 
         self.merchant, issued = merchant_create(name="Bench Merchant Ltd", email="billing@bench.test")
         self.api_key = issued.plaintext
-        # One enabled merchant webhook endpoint per merchant, as in production (bench_deliveries).
+        # One enabled merchant webhook endpoint per merchant, as in production (bench_deliveries);
+        # --no-merchant-endpoint measures the same paths without it, to see what it costs.
         from bench import bench_deliveries
 
-        self.hooks_receiver = bench_deliveries.Receiver()
-        self.webhook_endpoints = [bench_deliveries.endpoint_for(self.merchant.pk, self.hooks_receiver.url)]
+        self.webhook_endpoints = []
+        if not args.no_merchant_endpoint:
+            self.hooks_receiver = bench_deliveries.Receiver()
+            self.webhook_endpoints = [bench_deliveries.endpoint_for(self.merchant.pk, self.hooks_receiver.url)]
         self.make_request_files()
 
     def make_request_files(self) -> None:
@@ -676,7 +679,7 @@ class Bench:
         result: dict[str, Any] = {
             "date": started.isoformat(timespec="seconds"),
             "machine": machine(),
-            "config": {"workers": args.workers, "scale_workers": args.scale_workers, "runs": args.runs,
+            "config": {"merchant_endpoint": not args.no_merchant_endpoint, "workers": args.workers, "scale_workers": args.scale_workers, "runs": args.runs,
                        "duration_s": args.duration, "concurrency": args.concurrency,
                        "server": "gunicorn sync", "celery": "1 worker, prefork, concurrency 1",
                        "ratio": "median over runs of (hot path req/s / its baseline's req/s in the same round)"},
@@ -782,7 +785,8 @@ def fmt(value: float | None, digits: int = 1) -> str:
 def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
     figs = result["figures"]
     lines = [f"\nPerformance, {result['date']}, {result['machine']['nproc']} cores ({result['machine']['cpu']}), "
-             f"gunicorn sync x{args.workers}, medians of {args.runs} runs x {args.duration:g} s",
+             f"gunicorn sync x{args.workers}, medians of {args.runs} runs x {args.duration:g} s"
+             + (", no merchant webhook endpoint" if args.no_merchant_endpoint else ""),
              f"{'path':<16}{'c':>3}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}   {'baseline':<10}{'req/s':>10}"
              f"{'p99 ms':>9}{'ratio':>8}",
              "-" * 86]
@@ -852,6 +856,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "`deliveries` alone measures only the merchant webhook deliveries/s")
     parser.add_argument("--skip-fulfilment", action="store_true", help="skip paid->email and the PDF render")
     parser.add_argument("--skip-deliveries", action="store_true", help="skip the merchant webhook deliveries/s figure")
+    parser.add_argument("--no-merchant-endpoint", action="store_true",
+                        help="give the bench's merchant no webhook endpoint (what the endpoint costs the hot paths)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
