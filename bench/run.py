@@ -679,7 +679,8 @@ class Bench:
         result: dict[str, Any] = {
             "date": started.isoformat(timespec="seconds"),
             "machine": machine(),
-            "config": {"merchant_endpoint": not args.no_merchant_endpoint, "workers": args.workers, "scale_workers": args.scale_workers, "runs": args.runs,
+            "config": {"merchant_endpoint": not args.no_merchant_endpoint, "workers": args.workers,
+                       "scale_workers": args.scale_workers, "runs": args.runs,
                        "duration_s": args.duration, "concurrency": args.concurrency,
                        "server": "gunicorn sync", "celery": "1 worker, prefork, concurrency 1",
                        "ratio": "median over runs of (hot path req/s / its baseline's req/s in the same round)"},
