@@ -52,31 +52,36 @@ def session_create(
     mode = mode or api_key.mode
     if mode != api_key.mode:
         raise errors.DomainError("mode_mismatch", f"A {api_key.mode} key cannot create {mode} sessions.", field="mode")
-    if mode == Mode.LIVE:
-        ensure_live_allowed("sessions")
+    session = session_build(
+        account=account, amount=amount, currency=currency, mode=mode, description=description,
+        customer_email=customer_email, metadata=metadata or {}, entitlement=entitlement or {},
+        client_reference_id=client_reference_id, success_url=success_url, cancel_url=cancel_url,
+        expires_at=expires_at, providers=providers,
+    )
+    return session_start(session, actor=f"api_key:{api_key.pk}")
+
+
+def session_build(*, account: Account, expires_at=None, providers: list[str] | None = None,
+                  **fields: Any) -> PaymentSession:
+    """A new session in memory, with the defaults every way of starting one shares (expiry, providers)."""
     now = timezone.now()
-    session = PaymentSession(
-        account=account,
-        amount=amount,
-        currency=currency,
-        mode=mode,
-        description=description,
-        customer_email=customer_email,
-        metadata=metadata or {},
-        entitlement=entitlement or {},
-        client_reference_id=client_reference_id,
-        success_url=success_url,
-        cancel_url=cancel_url,
-        created_at=now,
+    return PaymentSession(
+        account=account, created_at=now,
         expires_at=expires_at or now + timedelta(seconds=settings.SESSION_DEFAULT_TTL_SECONDS),
-        providers=providers or list(account.enabled_providers or ["stripe"]),
+        providers=providers or list(account.enabled_providers or ["stripe"]), **fields,
     )
 
+
+def session_start(session: PaymentSession, *, actor: str, **audit_after: Any) -> PaymentSession:
+    """Write a new session with its audit link and its `session.created` event (create_session,
+    payment links). `audit_after` adds to what the audit link records of the session."""
+    if session.mode == Mode.LIVE:
+        ensure_live_allowed("sessions")
     prepared = [get_provider(name) for name in session.providers]
     link = audit_event(action="session.created", subject_type="payment_session", subject_id=session.pk,
-                       account_id=account.pk, actor=f"api_key:{api_key.pk}",
+                       account_id=session.account_id, actor=actor,
                        after={"status": session.status, "amount": session.amount, "currency": session.currency,
-                              "mode": session.mode})
+                              "mode": session.mode, **audit_after})
     if one_statement.enabled() and not any(p.prepares_sessions for p in prepared):
         one_statement.session_insert(session, link, session_event(session, "session.created"))
         return session

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +13,7 @@ from events_app.services import event_emit
 from keys_app.models import Account
 from sessions_app.links.selectors import link_data
 from sessions_app.models import PaymentLink, PaymentSession
-from sessions_app.providers import get_provider
+from sessions_app.services import session_build, session_start
 
 # What a buyer may bring along to a session (query parameters of /pay, or a publishable-key call).
 CLIENT_REFERENCE_MAX = 200
@@ -142,8 +141,7 @@ def link_session_amount(*, link: PaymentLink, amount: Decimal | None) -> Decimal
 
 def link_session_start(*, link: PaymentLink, actor: str, customer_email: str = "", client_reference_id: str = "",
                        amount: Decimal | None = None) -> PaymentSession:
-    """A new session at the link's price. Written on the ORM path: the secret-key fast path of
-    create_session stays as it is."""
+    """A new session at the link's price, written as create_session writes its sessions."""
     if not link.active:
         raise LinkInactive("payment_link_inactive", "This payment link is no longer active.", field="payment_link")
     if len(client_reference_id) > CLIENT_REFERENCE_MAX or not client_reference_id.isprintable():
@@ -151,22 +149,10 @@ def link_session_start(*, link: PaymentLink, actor: str, customer_email: str = "
                                  f"client_reference_id may be at most {CLIENT_REFERENCE_MAX} printable characters.",
                                  field="client_reference_id")
     price = link_session_amount(link=link, amount=amount)
-    account = link.account
-    now = timezone.now()
-    session = PaymentSession(
-        account=account, amount=price, currency=link.currency, mode=link.mode, description=link.description,
+    session = session_build(
+        account=link.account, amount=price, currency=link.currency, mode=link.mode, description=link.description,
         customer_email=customer_email, metadata=dict(link.metadata or {}), entitlement=dict(link.entitlement or {}),
         client_reference_id=client_reference_id, success_url=link.success_url, cancel_url=link.cancel_url,
-        created_at=now, expires_at=now + timedelta(seconds=settings.SESSION_DEFAULT_TTL_SECONDS),
-        providers=list(link.providers or account.enabled_providers or ["stripe"]), payment_link=link,
+        providers=list(link.providers or []), payment_link=link,
     )
-    with transaction.atomic():
-        session.save(force_insert=True)
-        for name in session.providers:
-            # A provider may attach what its checkout needs (Web3: an address and a quote).
-            get_provider(name).prepare_session(session=session)
-        audit_record(action="session.created", subject_type="payment_session", subject_id=session.pk,
-                     account_id=account.pk, actor=actor,
-                     after={"status": session.status, "amount": session.amount, "currency": session.currency,
-                            "mode": session.mode, "payment_link": link.pk})
-    return session
+    return session_start(session, actor=actor, payment_link=link.pk)

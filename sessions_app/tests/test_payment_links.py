@@ -7,8 +7,12 @@ from decimal import Decimal
 import pytest
 from rest_framework.test import APIClient
 
+from audit.models import AuditEvent
+from core import errors
 from events_app.models import Event
 from keys_app.publishable import publishable_key_ensure
+from keys_app.services import key_issue
+from sessions_app.links.services import link_create, link_session_start
 from sessions_app.models import PaymentLink, PaymentSession
 
 pytestmark = pytest.mark.django_db
@@ -355,3 +359,33 @@ def test_the_dashboard_refuses_a_custom_range_upside_down(client, merchant):
     assert response.status_code == 200
     assert "must not be below" in response.content.decode()
     assert PaymentLink.objects.count() == 0
+
+
+# ---------------------------------------------------------------- sessions from a link, as create_session's
+
+
+def test_a_link_session_is_written_with_its_event_and_audit_link(merchant, write_path):
+
+    link = link_create(account=merchant, mode="test", actor="test", amount=Decimal("12.00"), description="Pass")
+    session = link_session_start(link=link, actor="link:test", customer_email="buyer@example.com")
+
+    stored = PaymentSession.objects.get(pk=session.pk)
+    assert (stored.payment_link_id, stored.amount, stored.customer_email) == (link.pk, Decimal("12.00"),
+                                                                              "buyer@example.com")
+    event = Event.objects.get(object_id=str(session.pk), type="session.created")
+    assert (event.mode, event.data["amount"]) == ("test", "12.00")
+    audit = AuditEvent.objects.get(subject_id=str(session.pk), action="session.created")
+    assert audit.after["payment_link"] == link.pk and audit.actor == "link:test"
+
+
+def test_a_live_link_starts_no_session_on_a_development_server(merchant, settings):
+
+    key_issue(account=merchant, mode="live")
+    link = link_create(account=merchant, mode="live", actor="test", amount=Decimal("12.00"))
+    settings.LIVE_MODE_ALLOWED = False
+
+    with pytest.raises(errors.Forbidden) as refused:
+        link_session_start(link=link, actor="link:test")
+
+    assert refused.value.code == "live_mode_disabled"
+    assert not PaymentSession.objects.filter(payment_link=link).exists()
