@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 
 from core.http import ApiError
@@ -9,6 +11,11 @@ from core.http import ApiError
 MAX_PAGE_SIZE = 100
 # For the schema: what the server takes as `limit`, so the two agree.
 LIMIT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", LIMIT_SCHEMA, description="Page size, 1 to 100 (default 20); anything else is "
+                                                        "`400 limit_invalid`."),
+    OpenApiParameter("cursor", str, description="The opaque cursor from `next` or `previous`."),
+]
 
 
 class StrictCursorPagination(CursorPagination):
@@ -19,6 +26,13 @@ class StrictCursorPagination(CursorPagination):
     page_size = 20
     page_size_query_param = "limit"
     max_page_size = MAX_PAGE_SIZE
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except NotFound:
+            # DRF answers a bad cursor with 404; it is bad input, not a missing resource.
+            raise ApiError("cursor_invalid", "cursor is not a cursor this API returned.", field="cursor") from None
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)

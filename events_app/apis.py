@@ -9,7 +9,6 @@ from typing import Any
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -17,7 +16,7 @@ from core.fields import JsonBooleanField
 from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import RETRY_AFTER, errors
-from core.pagination import LIMIT_SCHEMA, StrictCursorPagination
+from core.pagination import PAGE_PARAMETERS, StrictCursorPagination
 from events_app import selectors, services
 from events_app.models import Delivery, Event, WebhookEndpoint
 
@@ -134,11 +133,7 @@ class EndpointUpdateSerializer(serializers.Serializer):
 
 def _page(view: APIView, request, queryset, payload) -> Response:
     paginator = StrictCursorPagination()
-    try:
-        page = paginator.paginate_queryset(queryset, request, view)
-    except NotFound:
-        # DRF answers a bad cursor with 404; it is bad input, not a missing resource.
-        raise ApiError("cursor_invalid", "cursor is not a cursor this API returned.", field="cursor") from None
+    page = paginator.paginate_queryset(queryset, request, view)
     return paginator.get_paginated_response([payload(item) for item in page])
 
 
@@ -150,11 +145,6 @@ def _body(request) -> dict:
 
 ENDPOINT_ID = OpenApiParameter("endpoint_id", str, OpenApiParameter.PATH, description="we_…")
 EVENT_ID = OpenApiParameter("event_id", str, OpenApiParameter.PATH, description="evt_…")
-PAGE_PARAMETERS = [
-    OpenApiParameter("limit", LIMIT_SCHEMA, description="Page size, 1 to 100 (default 20); anything else is "
-                                                        "`400 limit_invalid`."),
-    OpenApiParameter("cursor", str, description="The opaque cursor from `next` or `previous`."),
-]
 _TIME_SCHEMA = {"type": "string", "format": "date-time"}
 EVENT_LIST_PARAMETERS = [
     OpenApiParameter("type", {"type": "string", "enum": list(services.EVENT_TYPES)},

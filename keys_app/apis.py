@@ -7,7 +7,6 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -225,10 +224,6 @@ def _key_or_404(request, key_id: str) -> EntitlementKey:
     return key
 
 
-class KeyPagination(StrictCursorPagination):
-    pass
-
-
 class KeyListApi(APIView):
     @extend_schema(operation_id="list_keys", summary="List the entitlement keys issued to your buyers, newest first",
                    tags=["keys"], parameters=[*KEY_LIST_PARAMETERS, RETRY_AFTER],
@@ -244,14 +239,10 @@ class KeyListApi(APIView):
         if customer_email is not None and (len(customer_email) > 254 or "\x00" in customer_email):
             raise ApiError("customer_email_invalid", "customer_email is not an email address.",
                            field="customer_email")
-        paginator = KeyPagination()
+        paginator = StrictCursorPagination()
         keys = selectors.entitlement_keys_list(account_id=request.user.pk, session_id=session_id or None,
                                                customer_email=customer_email)
-        try:
-            page = paginator.paginate_queryset(keys, request, self)
-        except NotFound:
-            # DRF answers a bad cursor with 404; it is bad input, not a missing resource.
-            raise ApiError("cursor_invalid", "cursor is not a cursor this API returned.", field="cursor") from None
+        page = paginator.paginate_queryset(keys, request, self)
         return paginator.get_paginated_response([key_payload(k) for k in page])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
-from core.pagination import LIMIT_SCHEMA
+from core.pagination import PAGE_PARAMETERS
 from keys_app.models import EntitlementKey, Mode
 
 
@@ -78,7 +78,5 @@ KEY_LIST_PARAMETERS = [
     OpenApiParameter("session_id", str, description="Only the keys bought by this session (a UUID)."),
     OpenApiParameter("customer_email", {"type": "string", "maxLength": 254, "pattern": "^[^\\x00]*$"},
                      description="Only the keys of this customer (case-insensitive); at most 254 characters."),
-    OpenApiParameter("limit", LIMIT_SCHEMA, description="Page size, 1 to 100 (default 20); anything else is "
-                                                        "`400 limit_invalid`."),
-    OpenApiParameter("cursor", str, description="The opaque cursor from `next` or `previous`."),
+    *PAGE_PARAMETERS,
 ]

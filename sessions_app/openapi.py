@@ -8,7 +8,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from core import currencies
-from core.pagination import LIMIT_SCHEMA
+from core.pagination import PAGE_PARAMETERS
 from sessions_app.links.apis import PUBLISHABLE_SESSION_SCHEMA
 from sessions_app.models import Status, Web3Transfer
 
@@ -149,9 +149,7 @@ class Web3TxResultSerializer(serializers.Serializer):
 SESSION_ID = OpenApiParameter("session_id", str, OpenApiParameter.PATH, description="The session's id (a UUID).")
 LIST_PARAMETERS = [
     OpenApiParameter("status", str, enum=Status.values, description="Only sessions in this status."),
-    OpenApiParameter("limit", LIMIT_SCHEMA, description="Page size, 1 to 100 (default 20); anything else is "
-                                                        "`400 limit_invalid`."),
-    OpenApiParameter("cursor", str, description="The opaque cursor from `next` or `previous`."),
+    *PAGE_PARAMETERS,
 ]
 
 

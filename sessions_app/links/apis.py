@@ -11,7 +11,6 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import validate_email
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,7 +19,7 @@ from core.fields import JsonBooleanField
 from core.formatting import iso_utc
 from core.http import ApiError
 from core.openapi import RETRY_AFTER, errors
-from core.pagination import LIMIT_SCHEMA, StrictCursorPagination
+from core.pagination import PAGE_PARAMETERS, StrictCursorPagination
 from keys_app.models import PublishableKey
 from keys_app.publishable import origin_allowed_for
 from sessions_app.inputs import (
@@ -153,30 +152,20 @@ def _link_or_404(request, link_id: str):
     return link
 
 
-class LinkPagination(StrictCursorPagination):
-    pass
-
-
 class PaymentLinkListApi(APIView):
     @extend_schema(operation_id="list_payment_links", summary="List your payment links, newest first",
                    tags=["payment links"],
                    parameters=[OpenApiParameter("active", bool, description="Only active (true) or inactive links."),
-                               OpenApiParameter("limit", LIMIT_SCHEMA, description="Page size, 1 to 100 (default "
-                                                "20); anything else is `400 limit_invalid`."),
-                               OpenApiParameter("cursor", str, description="The opaque cursor from next/previous."),
-                               RETRY_AFTER],
+                               *PAGE_PARAMETERS, RETRY_AFTER],
                    responses={200: PaymentLinkPageSerializer, **errors(400, 401, 429)})
     def get(self, request):
         raw = request.query_params.get("active")
         if raw not in (None, "true", "false"):
             raise ApiError("active_invalid", "active must be true or false.", field="active")
-        paginator = LinkPagination()
+        paginator = StrictCursorPagination()
         links = selectors.links_list(account_id=request.user.pk, mode=request.auth.mode,
                                      active=None if raw is None else raw == "true")
-        try:
-            page = paginator.paginate_queryset(links, request, self)
-        except NotFound:
-            raise ApiError("cursor_invalid", "cursor is not a cursor this API returned.", field="cursor") from None
+        page = paginator.paginate_queryset(links, request, self)
         return paginator.get_paginated_response([selectors.link_data(link) for link in page])
 
     @extend_schema(operation_id="create_payment_link", summary="Create a payment link", tags=["payment links"],
