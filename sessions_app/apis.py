@@ -35,6 +35,7 @@ from sessions_app.inputs import (
     input_error,
     metadata_clean,
     plain_create_input,
+    unknown_parameters_reject,
 )
 from sessions_app.links.apis import publishable_create_session
 from sessions_app.models import PaymentSession, Status
@@ -171,11 +172,7 @@ class CreateSessionApi(APIView):
             return moment
 
         def validate(self, attrs):
-            unknown = sorted(set(self.initial_data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {unknown[0]: serializers.ErrorDetail(f"Unknown parameter {unknown[0]!r}.", code="parameter_unknown")}
-                )
+            unknown_parameters_reject(self)
             exp = currencies.exponent(attrs["currency"])
             # Compare with the amount rounded to the currency: normalize() turns 1e-999999999 into 0.
             if attrs["amount"] != attrs["amount"].quantize(Decimal(1).scaleb(-exp)):

@@ -27,6 +27,15 @@ def input_error(code: str, message: str) -> serializers.ValidationError:
     return serializers.ValidationError(serializers.ErrorDetail(message, code=code))
 
 
+def unknown_parameters_reject(serializer: serializers.Serializer) -> None:
+    """A misspelt optional field would otherwise be dropped in silence: the first one (sorted, so the
+    answer does not vary) is a 400."""
+    unknown = sorted(set(serializer.initial_data) - set(serializer.fields))
+    if unknown:
+        raise serializers.ValidationError(
+            {unknown[0]: serializers.ErrorDetail(f"Unknown parameter {unknown[0]!r}.", code="parameter_unknown")})
+
+
 def amount_clean(data: Any) -> Decimal:
     """A positive decimal amount, as a JSON number or a string; never a float."""
     if isinstance(data, bool) or not isinstance(data, (int, str, Decimal)):

@@ -30,6 +30,7 @@ from sessions_app.inputs import (
     entitlement_clean,
     input_error,
     metadata_clean,
+    unknown_parameters_reject,
 )
 from sessions_app.links import selectors, services
 
@@ -80,14 +81,6 @@ class PaymentLinkPageSerializer(serializers.Serializer):
         ref_name = "PaymentLinkPage"
 
 
-def _unknown(serializer: serializers.Serializer, attrs: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(serializer.initial_data) - set(serializer.fields))
-    if unknown:
-        raise serializers.ValidationError(
-            {unknown[0]: serializers.ErrorDetail(f"Unknown parameter {unknown[0]!r}.", code="parameter_unknown")})
-    return attrs
-
-
 class LinkCreateSerializer(serializers.Serializer):
     amount = AmountField(required=False, allow_null=True,
                          help_text="The fixed price. Leave it out (or null) for a custom_amount link.")
@@ -116,7 +109,8 @@ class LinkCreateSerializer(serializers.Serializer):
         return entitlement_clean(value)
 
     def validate(self, attrs):
-        return _unknown(self, attrs)
+        unknown_parameters_reject(self)
+        return attrs
 
 
 class LinkUpdateSerializer(serializers.Serializer):
@@ -132,7 +126,8 @@ class LinkUpdateSerializer(serializers.Serializer):
                 raise serializers.ValidationError({name: serializers.ErrorDetail(
                     "The price of a payment link never changes: create a new link instead.",
                     code="price_immutable")})
-        return _unknown(self, attrs)
+        unknown_parameters_reject(self)
+        return attrs
 
 
 def _body(request) -> dict[str, Any]:

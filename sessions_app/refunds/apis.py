@@ -14,7 +14,7 @@ from core.http import ApiError
 from core.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
 from sessions_app import selectors
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
-from sessions_app.inputs import AmountField
+from sessions_app.inputs import AmountField, unknown_parameters_reject
 from sessions_app.openapi import SESSION_ID
 from sessions_app.refunds import selectors as refund_selectors
 from sessions_app.refunds.models import Refund, RefundReason, RefundStatus
@@ -82,10 +82,7 @@ class SessionRefundsApi(APIView):
                                                         "`refund_revokes_key` (on by default) otherwise.")
 
         def validate(self, attrs):
-            unknown = sorted(set(self.initial_data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {unknown[0]: serializers.ErrorDetail(f"Unknown parameter {unknown[0]!r}.", code="parameter_unknown")})
+            unknown_parameters_reject(self)
             return attrs
 
     @extend_schema(operation_id="create_refund", summary="Refund a paid session, in full or in part",
