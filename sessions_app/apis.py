@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -99,6 +100,20 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
 
         payload["web3"] = web3_public(session=session)
     return payload
+
+
+def idempotent_response(request, *, scope: dict[str, Any],
+                        produce: Callable[[], tuple[int, dict[str, Any]]]) -> Response:
+    """`produce` once per Idempotency-Key; a repeat with the same body and `scope` gets the first answer."""
+    key = request.headers.get("Idempotency-Key")
+    # Only a request with a key is ever compared with another.
+    fingerprint = (request_fingerprint({**scope, "body": json.loads(json.dumps(request.data, default=str))})
+                   if key else "")
+    stored = idempotent(account=request.user, key=key, fingerprint=fingerprint, produce=produce)
+    response = Response(stored.body, status=stored.status_code)
+    if stored.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
 
 
 class CreateSessionApi(APIView):
@@ -208,21 +223,8 @@ class CreateSessionApi(APIView):
             session = session_create(account=account, api_key=api_key, **fields)
             return 201, session_payload(session, with_web3=True)
 
-        key = request.headers.get("Idempotency-Key")
-        stored = idempotent(
-            account=account,
-            key=key,
-            # Only a request with a key is ever compared with another. The key's mode is part of
-            # the request: a live key must never be handed a test session.
-            fingerprint=(request_fingerprint({"mode": api_key.mode,
-                                              "body": json.loads(json.dumps(request.data, default=str))})
-                         if key else ""),
-            produce=produce,
-        )
-        response = Response(stored.body, status=stored.status_code)
-        if stored.replayed:
-            response["Idempotent-Replayed"] = "true"
-        return response
+        # The key's mode is part of the request: a live key must never be handed a test session.
+        return idempotent_response(request, scope={"mode": api_key.mode}, produce=produce)
 
 
 class SessionListApi(APIView):

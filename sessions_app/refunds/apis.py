@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,6 +12,7 @@ from rest_framework.views import APIView
 from core.http import ApiError
 from core.openapi import IDEMPOTENCY_KEY, RETRY_AFTER, errors
 from sessions_app import selectors
+from sessions_app.apis import idempotent_response
 from sessions_app.crypto.chain import ChainMismatch, ChainUnavailable
 from sessions_app.inputs import AmountField, unknown_parameters_reject
 from sessions_app.openapi import SESSION_ID
@@ -21,7 +21,6 @@ from sessions_app.refunds.models import Refund, RefundReason, RefundStatus
 from sessions_app.refunds.services import refund_cancel_pending, refund_create
 from sessions_app.refunds.state import refund_data
 from sessions_app.refunds.web3 import refund_payout_submit
-from sessions_app.services import idempotent, request_fingerprint
 
 REFUND_ID = OpenApiParameter("refund_id", str, OpenApiParameter.PATH, description="The refund's id (a UUID).")
 
@@ -112,15 +111,7 @@ class SessionRefundsApi(APIView):
             refund.refresh_from_db()
             return 201, refund_data(refund)
 
-        key = request.headers.get("Idempotency-Key")
-        body = json.loads(json.dumps(request.data, default=str))
-        stored = idempotent(account=account, key=key,
-                            fingerprint=request_fingerprint({"refund_of": str(session.pk), "body": body}) if key else "",
-                            produce=produce)
-        response = Response(stored.body, status=stored.status_code)
-        if stored.replayed:
-            response["Idempotent-Replayed"] = "true"
-        return response
+        return idempotent_response(request, scope={"refund_of": str(session.pk)}, produce=produce)
 
     @extend_schema(operation_id="list_session_refunds", summary="The refunds of one of your sessions",
                    tags=["refunds"], parameters=[SESSION_ID, RETRY_AFTER],
