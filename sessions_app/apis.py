@@ -53,14 +53,12 @@ from sessions_app.services import idempotent, request_fingerprint, session_creat
 
 def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict[str, Any]:
     url = f"{settings.PUBLIC_BASE_URL}/checkout?session={session.pk}"
-    exp = currencies.exponent(session.currency)
-    amount = session.amount.quantize(Decimal(1).scaleb(-exp))
     payload = {
         "session_id": str(session.pk),
         "checkout_url": url,
         "url": url,
         "status": session.status,
-        "amount": str(amount),
+        "amount": str(currencies.in_minor_units(session.amount, session.currency)),
         "amount_minor": currencies.to_minor(session.amount, session.currency),
         "currency": session.currency,
         "mode": session.mode,
@@ -93,7 +91,7 @@ def session_payload(session: PaymentSession, *, with_web3: bool = False) -> dict
                           if session.late_payment_at else []),
         "fulfil_anyway": ({"at": iso_utc(session.fulfil_anyway_at), "by": session.fulfil_anyway_by}
                           if session.fulfil_anyway_at else None),
-        "amount_refunded": str(Decimal(session.amount_refunded).quantize(Decimal(1).scaleb(-exp))),
+        "amount_refunded": str(currencies.in_minor_units(Decimal(session.amount_refunded), session.currency)),
         "refund_status": session.refund_status,
     }
     if with_web3 and "web3" in session.providers:

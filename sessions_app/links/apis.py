@@ -250,9 +250,9 @@ def publishable_create_session(request) -> Response:
     session = services.link_session_start(link=link, actor=f"publishable_key:{key.pk}", customer_email=email,
                                           client_reference_id=reference, amount=_amount(data.get("amount")))
     url = f"{settings.PUBLIC_BASE_URL}/checkout?session={session.pk}"
-    exp = currencies.exponent(session.currency)
     return Response({"session_id": str(session.pk), "url": url, "checkout_url": url, "status": session.status,
-                     "amount": str(session.amount.quantize(Decimal(1).scaleb(-exp))), "currency": session.currency,
+                     "amount": str(currencies.in_minor_units(session.amount, session.currency)),
+                     "currency": session.currency,
                      "mode": session.mode, "payment_link": link.pk, "expires_at": iso_utc(session.expires_at)},
                     status=201)
 
