@@ -65,12 +65,14 @@ class WebhookEndpointAdmin(MerchantScopedAdmin):
     fields = readonly_fields  # never the sealed secrets
     actions = ("send_test_event", "reenable")
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.endpoints_with_last_delivery_summary(super().get_queryset(request))
+
     @admin.display(description="last delivery")
     def last_delivery(self, obj: WebhookEndpoint) -> str:
-        last = selectors.endpoint_last_delivery(endpoint_id=obj.pk)
-        if last is None:
+        if obj.last_delivery_status is None:
             return "-"
-        return f"{last.status} ({last.last_status_code or last.last_error[:40] or '-'})"
+        return f"{obj.last_delivery_status} ({obj.last_delivery_status_code or obj.last_delivery_error[:40] or '-'})"
 
     @admin.display(description="delivery log")
     def log(self, obj: WebhookEndpoint) -> str:

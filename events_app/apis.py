@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,8 +40,13 @@ def event_payload(event: Event) -> dict[str, Any]:
             "object_id": event.object_id or None, "data": event.data}
 
 
-def endpoint_payload(endpoint: WebhookEndpoint, *, secret: str | None = None) -> dict[str, Any]:
-    last = selectors.endpoint_last_delivery(endpoint_id=endpoint.pk)
+def endpoint_payload(endpoint: WebhookEndpoint, *, secret: str | None = None,
+                     deliveries: dict[int, Delivery] | None = None) -> dict[str, Any]:
+    """`deliveries`: those of an endpoints_list page by id (deliveries_by_id), else it is read here."""
+    if deliveries is None:
+        last = selectors.endpoint_last_delivery(endpoint_id=endpoint.pk)
+    else:
+        last = deliveries.get(endpoint.last_delivery_id)
     body = {"id": endpoint.pk, "url": endpoint.url, "description": endpoint.description,
             "event_types": endpoint.event_types, "enabled": endpoint.enabled,
             "disabled_reason": endpoint.disabled_reason or None, "livemode": endpoint.mode == "live",
@@ -131,10 +137,10 @@ class EndpointUpdateSerializer(serializers.Serializer):
         return _strict(self, attrs)
 
 
-def _page(view: APIView, request, queryset, payload) -> Response:
+def _page(view: APIView, request, queryset, payloads: Callable[[list], list[dict[str, Any]]]) -> Response:
     paginator = StrictCursorPagination()
     page = paginator.paginate_queryset(queryset, request, view)
-    return paginator.get_paginated_response([payload(item) for item in page])
+    return paginator.get_paginated_response(payloads(page))
 
 
 def _body(request) -> dict:
@@ -199,7 +205,7 @@ class EventListApi(APIView):
         events = selectors.events_list(account_id=request.user.pk, mode=request.auth.mode, type=type_,
                                        created_gte=_time(request, "created_gte"),
                                        created_lt=_time(request, "created_lt"))
-        return _page(self, request, events, event_payload)
+        return _page(self, request, events, lambda page: [event_payload(event) for event in page])
 
 
 class EventDetailApi(APIView):
@@ -217,8 +223,12 @@ class EndpointListApi(APIView):
                    tags=["webhook endpoints"], parameters=[*PAGE_PARAMETERS, RETRY_AFTER],
                    responses={200: EndpointPageSerializer, **errors(400, 401, 429)})
     def get(self, request):
+        def payloads(page: list[WebhookEndpoint]) -> list[dict[str, Any]]:
+            deliveries = selectors.deliveries_by_id(endpoint.last_delivery_id for endpoint in page)
+            return [endpoint_payload(endpoint, deliveries=deliveries) for endpoint in page]
+
         return _page(self, request, selectors.endpoints_list(account_id=request.user.pk, mode=request.auth.mode),
-                     endpoint_payload)
+                     payloads)
 
     @extend_schema(operation_id="create_webhook_endpoint", summary="Add a webhook endpoint",
                    description="Events of the key's mode are POSTed to `url`, signed per Standard Webhooks with "

@@ -10,6 +10,8 @@ import socket
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -150,6 +152,30 @@ def test_disabling_skips_pending_deliveries(merchant, receiver, settings):
     attempt = DeliveryAttempt.objects.get(delivery=two)
     assert attempt.redelivery and attempt.succeeded
     assert receiver.received[-1].headers["webhook-id"] == second.pk
+
+
+def test_the_endpoint_list_reads_the_last_deliveries_of_a_page_at_once(api, merchant):
+    def add_endpoint():
+        endpoint, _ = services.endpoint_create(account_id=merchant.pk, mode="test", url="http://127.0.0.1:9/hook",
+                                               event_types=["*"], actor="test")
+        for status, attempts, code in ((Delivery.Status.FAILED, 3, 500), (Delivery.Status.SUCCEEDED, 1, 200),
+                                       (Delivery.Status.PENDING, 0, None)):
+            event = Event.objects.create(account=merchant, mode="test", type="session.created")
+            Delivery.objects.create(endpoint=endpoint, event=event, status=status, attempts=attempts,
+                                    last_status_code=code)
+
+    add_endpoint()
+    api.get("/webhook_endpoints")  # the key and anything else cached on a first request
+    with CaptureQueriesContext(connection) as one:
+        assert len(api.get("/webhook_endpoints").json()["results"]) == 1
+    for _ in range(4):
+        add_endpoint()
+    with CaptureQueriesContext(connection) as five:
+        listed = api.get("/webhook_endpoints").json()["results"]
+    assert len(listed) == 5 and len(five) <= len(one)
+    # the newest delivery with an attempt, as the endpoint itself shows it
+    assert {e["last_delivery"]["status"] for e in listed} == {"succeeded"}
+    assert all(e["last_delivery"] == api.get(f"/webhook_endpoints/{e['id']}").json()["last_delivery"] for e in listed)
 
 
 def test_events_api_lists_filters_and_pages(api, merchant, live_api):
