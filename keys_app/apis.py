@@ -130,10 +130,6 @@ class AccountApi(APIView):
             help_text="Test mode mails customers only at your own email and at these addresses (at most "
                       f"{TEST_EMAIL_RECIPIENTS_MAX}); mail for anyone else is printed to the log instead.")
 
-        def validate_test_email_recipients(self, value):
-            # One entry per address, compared as mail servers mostly do: without regard to case.
-            return list(dict.fromkeys(address.strip().lower() for address in value))
-
         def validate_enabled_providers(self, value):
             return [name for name in PROVIDERS if name in value]
 
