@@ -11,7 +11,7 @@ from django.dispatch import receiver
 
 from keys_app.key_cache import account_keys_forget, entitlement_cache_forget, key_cache_forget
 from keys_app.keygen import looks_like_publishable_key
-from keys_app.models import Account, ApiKey, EntitlementKey
+from keys_app.models import Account, ApiKey, EntitlementKey, PublishableKey
 from keys_app.publishable import origin_allowed_anywhere, origin_allowed_for, publishable_key_lookup
 
 
@@ -48,6 +48,9 @@ def cors_origin_allowed(sender, request, **kwargs) -> bool:
         return False
     raw = (request.headers.get("X-API-Key") or "").strip()
     if looks_like_publishable_key(raw):
-        key = publishable_key_lookup(raw=raw)
+        # Called after the view: DRF has put the key it authenticated on the Django request too.
+        key = getattr(request, "auth", None)
+        if not isinstance(key, PublishableKey) or key.key != raw:
+            key = publishable_key_lookup(raw=raw)
         return key is not None and origin_allowed_for(account=key.account, origin=origin)
     return origin_allowed_anywhere(origin=origin)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from keys_app import receivers
 from keys_app.keygen import parse_publishable_key
 from keys_app.models import PublishableKey
 from keys_app.publishable import publishable_key_ensure
@@ -115,6 +116,19 @@ def test_cors_for_a_publishable_key_follows_its_own_merchants_origins(api, merch
                                   HTTP_ORIGIN="https://other.example")
     assert response.status_code == 403
     assert "Access-Control-Allow-Origin" not in response
+
+
+def test_cors_reuses_the_key_the_view_authenticated(api, merchant, monkeypatch):
+    api.patch("/account", {"allowed_origins": [ORIGIN]}, format="json")
+    link = api.post("/payment_links", {"amount": "5.00"}, format="json").json()
+    key = publishable_key_ensure(account=merchant, mode="test").key
+    seen = []
+    monkeypatch.setattr(receivers, "publishable_key_lookup", lambda *, raw: seen.append(raw))
+    response = with_key(key).post("/create_session", {"payment_link": link["id"]}, format="json",
+                                  HTTP_ORIGIN=ORIGIN)
+    assert response.status_code == 201
+    assert response["Access-Control-Allow-Origin"] == ORIGIN
+    assert seen == []
 
 
 def test_the_dashboard_shows_the_publishable_key_edits_origins_and_replaces_the_key(client, merchant):
