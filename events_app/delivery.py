@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import random
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -49,9 +50,14 @@ def deliveries_take_due(*, limit: int = 200, now: datetime | None = None) -> lis
             return []
         Delivery.objects.filter(pk__in=[pk for pk, _ in due]).update(
             queued_until=now + timedelta(seconds=settings.MERCHANT_WEBHOOK_REQUEUE_SECONDS))
+    return by_endpoint((endpoint_id, pk) for pk, endpoint_id in due)
+
+
+def by_endpoint(pairs: Iterable[tuple[str, int]]) -> list[tuple[str, list[int]]]:
+    """(endpoint_id, delivery_id) pairs as one list of delivery ids per endpoint, both in their order."""
     groups: dict[str, list[int]] = {}
-    for pk, endpoint_id in due:
-        groups.setdefault(endpoint_id, []).append(pk)
+    for endpoint_id, delivery_id in pairs:
+        groups.setdefault(endpoint_id, []).append(delivery_id)
     return list(groups.items())
 
 
@@ -255,7 +261,7 @@ def _endpoint_health(delivery: Delivery, *, succeeded: bool, now: datetime) -> N
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
     if succeeded:
         if endpoint.consecutive_failures:
-            endpoint.consecutive_failures, endpoint.failing_since, endpoint.warned_at = 0, None, None
+            endpoint_failures_reset(endpoint)
             endpoint.save(update_fields=["consecutive_failures", "failing_since", "warned_at", "updated_at"])
         return
     endpoint.consecutive_failures += 1
@@ -265,13 +271,22 @@ def _endpoint_health(delivery: Delivery, *, succeeded: bool, now: datetime) -> N
             now - endpoint.failing_since >= timedelta(seconds=settings.MERCHANT_WEBHOOK_DISABLE_AFTER_SECONDS):
         endpoint.enabled, endpoint.disabled_at = False, now
         endpoint.disabled_reason = f"{endpoint.consecutive_failures} events in a row failed"
-        Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING).update(
-            status=Delivery.Status.SKIPPED, last_error="endpoint disabled", finished_at=now)
+        deliveries_skip_pending(endpoint=endpoint, reason="endpoint disabled", now=now)
         transaction.on_commit(partial(_email, endpoint.pk, disabled=True))
     elif endpoint.enabled and endpoint.warned_at is None and endpoint.consecutive_failures >= warn_at():
         endpoint.warned_at = now
         transaction.on_commit(partial(_email, endpoint.pk, disabled=False))
     endpoint.save()
+
+
+def endpoint_failures_reset(endpoint: WebhookEndpoint) -> None:
+    """Forget the endpoint's run of failures (in memory: the caller saves)."""
+    endpoint.consecutive_failures, endpoint.failing_since, endpoint.warned_at = 0, None, None
+
+
+def deliveries_skip_pending(*, endpoint: WebhookEndpoint, reason: str, now: datetime) -> int:
+    return Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.SKIPPED, last_error=reason, finished_at=now)
 
 
 def _email(endpoint_id: str, *, disabled: bool) -> None:

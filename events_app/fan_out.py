@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core import db
+from events_app.delivery import by_endpoint
 from events_app.models import Delivery, Event, WebhookEndpoint
 
 # Deliveries handed on, grouped by endpoint, in event order: [(endpoint_id, [delivery_id, ...])].
@@ -39,10 +40,7 @@ def _in_one_statement(*, event_ids: list[str] | None, limit: int) -> tuple[int, 
     until = now + timedelta(seconds=settings.MERCHANT_WEBHOOK_REQUEUE_SECONDS)
     done, handed = db.fetchone(_statement(), [event_ids, event_ids, limit, Delivery.Status.PENDING.value,
                                               now, until, now])
-    groups: dict[str, list[int]] = {}
-    for endpoint_id, delivery_id in handed:
-        groups.setdefault(endpoint_id, []).append(delivery_id)
-    return done, list(groups.items())
+    return done, by_endpoint(handed)
 
 
 @functools.cache

@@ -17,6 +17,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from core import errors
 from events_app import destinations, handoff, secrets_box
+from events_app.delivery import deliveries_skip_pending, endpoint_failures_reset
 from events_app.models import Delivery, Event, WebhookEndpoint
 
 # The types an endpoint may ask for (refund.* come with refunds); "*" asks for all.
@@ -139,7 +140,7 @@ def endpoint_update(*, endpoint: WebhookEndpoint, actor: str, url: str | None = 
             _reenable(endpoint)
         elif enabled is False and endpoint.enabled:
             endpoint.enabled, endpoint.disabled_at, endpoint.disabled_reason = False, timezone.now(), "by the merchant"
-            _skip_pending(endpoint, reason="endpoint disabled")
+            deliveries_skip_pending(endpoint=endpoint, reason="endpoint disabled", now=timezone.now())
         endpoint.save()
         audit_record(action="webhook_endpoint.updated", subject_type="webhook_endpoint", subject_id=endpoint.pk,
                      account_id=endpoint.account_id, actor=actor, before=before,
@@ -149,12 +150,7 @@ def endpoint_update(*, endpoint: WebhookEndpoint, actor: str, url: str | None = 
 
 def _reenable(endpoint: WebhookEndpoint) -> None:
     endpoint.enabled, endpoint.disabled_at, endpoint.disabled_reason = True, None, ""
-    endpoint.consecutive_failures, endpoint.failing_since, endpoint.warned_at = 0, None, None
-
-
-def _skip_pending(endpoint: WebhookEndpoint, *, reason: str) -> int:
-    return Delivery.objects.filter(endpoint=endpoint, status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.SKIPPED, last_error=reason, finished_at=timezone.now())
+    endpoint_failures_reset(endpoint)
 
 
 def endpoint_reenable(*, endpoint: WebhookEndpoint, actor: str) -> WebhookEndpoint:
