@@ -30,10 +30,6 @@ class Answer:
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
-    @property
-    def retryable(self) -> bool:
-        return retryable(self.status_code)
-
 
 def retryable(code: int | None) -> bool:
     """Only where trying again can help: no answer, 408, 429 or 5xx."""
