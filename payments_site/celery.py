@@ -11,47 +11,48 @@ app.autodiscover_tasks()
 app.autodiscover_tasks(["sessions_app.crypto"])
 
 
-class FulfilmentRelay(bootsteps.StartStopStep):
-    """Paid sessions announced by PostgreSQL become fulfilment tasks (invoices_app/relay.py)."""
+class _ThreadStep(bootsteps.StartStopStep):
+    """A thread of the worker's own, started with it when wanted and stopped with it."""
 
     def __init__(self, worker, **kwargs) -> None:
         super().__init__(worker, **kwargs)
-        self.relay = None
+        self.thread = None
+
+    def load(self):
+        """The thread to run, or None when it is not wanted."""
+        raise NotImplementedError
 
     def start(self, worker) -> None:
+        self.thread = self.load()
+        if self.thread is not None:
+            self.thread.start()
+
+    def stop(self, worker) -> None:
+        if self.thread is not None:
+            self.thread.stop()
+
+
+class FulfilmentRelay(_ThreadStep):
+    """Paid sessions announced by PostgreSQL become fulfilment tasks (invoices_app/relay.py)."""
+
+    def load(self):
         # Imported when the worker starts: this module loads before Django is set up.
         from invoices_app.relay import Relay, relay_active
 
-        if relay_active():
-            self.relay = Relay()
-            self.relay.start()
-
-    def stop(self, worker) -> None:
-        if self.relay is not None:
-            self.relay.stop()
+        return Relay() if relay_active() else None
 
 
 app.steps["worker"].add(FulfilmentRelay)
 
 
-class MerchantWebhookDispatcher(bootsteps.StartStopStep):
+class MerchantWebhookDispatcher(_ThreadStep):
     """New events become deliveries, and deliveries due become tasks (events_app/dispatch.py)."""
 
-    def __init__(self, worker, **kwargs) -> None:
-        super().__init__(worker, **kwargs)
-        self.dispatcher = None
-
-    def start(self, worker) -> None:
+    def load(self):
         # Imported when the worker starts: this module loads before Django is set up.
         from events_app.dispatch import Dispatcher
 
-        if Dispatcher.wanted():
-            self.dispatcher = Dispatcher()
-            self.dispatcher.start()
-
-    def stop(self, worker) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.stop()
+        return Dispatcher() if Dispatcher.wanted() else None
 
 
 app.steps["worker"].add(MerchantWebhookDispatcher)
