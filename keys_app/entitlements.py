@@ -98,9 +98,11 @@ def entitlement_key_revoke(*, key: EntitlementKey, actor: str) -> EntitlementKey
 ENTITLEMENT_ROTATION_OVERLAP = timedelta(hours=24)
 
 
-def _supersede(key: EntitlementKey, *, mode: str, overlap: timedelta, action: str, actor: str) -> IssuedEntitlementKey:
+def _supersede(key: EntitlementKey, *, mode: str, overlap: timedelta, action: str, actor: str,
+               event: str | None = None) -> IssuedEntitlementKey:
     """A successor of `key` in `mode`, carrying what was bought (session, email, metadata, expiry);
-    `key` itself keeps verifying for `overlap` and then answers `expired`."""
+    `key` itself keeps verifying for `overlap` and then answers `expired`. `event`: the merchant's
+    event to emit, if any."""
     key = _locked_entitlement(key)
     now = timezone.now()
     if key.status == EntitlementKey.Status.REVOKED:
@@ -123,8 +125,8 @@ def _supersede(key: EntitlementKey, *, mode: str, overlap: timedelta, action: st
     audit_record(action=action, subject_type="entitlement_key", subject_id=key.pk, account_id=key.account_id,
                  actor=actor, before=before, after={**_entitlement_summary(key),
                                                     "successor": _entitlement_summary(issued.key)})
-    if action == "entitlement_key.rotated":
-        _key_emit(key, "key.rotated", successor=_entitlement_summary(issued.key))
+    if event is not None:
+        _key_emit(key, event, successor=_entitlement_summary(issued.key))
     return issued
 
 
@@ -132,7 +134,8 @@ def _supersede(key: EntitlementKey, *, mode: str, overlap: timedelta, action: st
 def entitlement_key_rotate(*, key: EntitlementKey, actor: str,
                            overlap: timedelta = ENTITLEMENT_ROTATION_OVERLAP) -> IssuedEntitlementKey:
     """A new key of the same mode; the old one keeps verifying for `overlap` (0: it stops now)."""
-    return _supersede(key, mode=key.mode, overlap=overlap, action="entitlement_key.rotated", actor=actor)
+    return _supersede(key, mode=key.mode, overlap=overlap, action="entitlement_key.rotated", actor=actor,
+                      event="key.rotated")
 
 
 @transaction.atomic
