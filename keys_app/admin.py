@@ -14,7 +14,7 @@ from django.utils.html import format_html
 
 from core import errors
 from core.admin_scoping import MerchantScopedAdmin, is_staff_user
-from keys_app import entitlements, publishable, services
+from keys_app import entitlements, publishable, selectors, services
 from keys_app.apis import AccountApi
 from keys_app.models import Account, ApiKey, EntitlementKey, Mode
 
@@ -64,7 +64,7 @@ class AccountAdmin(MerchantScopedAdmin):
 
     @admin.display(description="Publishable keys (for web pages, with payment links only)")
     def publishable_keys(self, obj: Account) -> str:
-        live = ApiKey.objects.filter(account=obj, mode=Mode.LIVE).exists()
+        live = selectors.account_has_live_key(account_id=obj.pk)
         keys = [publishable.publishable_key_ensure(account=obj, mode=mode).key
                 for mode in (Mode.TEST, Mode.LIVE) if mode == Mode.TEST or live]
         return format_html("<br>".join(["<code>{}</code>"] * len(keys)), *keys)

@@ -6,7 +6,7 @@ import uuid
 from django.core.cache import cache
 from django.db.models import QuerySet
 
-from keys_app.models import ApiKey, EntitlementKey
+from keys_app.models import ApiKey, EntitlementKey, Mode
 
 logger = logging.getLogger(__name__)
 
@@ -93,3 +93,8 @@ def test_mail_allowed(*, account, mode: str, address: str) -> bool:
     address = address.strip().lower()
     allowed = {account.email.strip().lower(), *(a.strip().lower() for a in account.test_email_recipients or [])}
     return bool(address) and address in allowed
+
+
+def account_has_live_key(*, account_id: int) -> bool:
+    """Whether the merchant was ever issued a live API key (a revoked one counts too)."""
+    return ApiKey.objects.filter(account_id=account_id, mode=Mode.LIVE).exists()

@@ -12,7 +12,8 @@ from core import currencies
 from core import errors as domain_errors
 from core.admin_scoping import MerchantScopedAdmin, can_use_dashboard, merchant_account
 from core.formatting import money
-from keys_app.models import ApiKey, Mode
+from keys_app.models import Mode
+from keys_app.selectors import account_has_live_key
 from sessions_app.links import selectors, services
 from sessions_app.models import PaymentLink
 
@@ -29,7 +30,7 @@ class PaymentLinkAddForm(forms.ModelForm):
     def __init__(self, *args, account=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.account = account
-        live = account is not None and ApiKey.objects.filter(account=account, mode=Mode.LIVE).exists()
+        live = account is not None and account_has_live_key(account_id=account.pk)
         self.fields["mode"].choices = [c for c in Mode.choices if live or c[0] == Mode.TEST]
         for name in ("success_url", "cancel_url"):
             self.fields[name] = forms.URLField(max_length=2000, required=False, assume_scheme="https")
