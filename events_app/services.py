@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import audit_record
-from core import errors
+from core import db, errors
 from events_app import destinations, handoff, secrets_box
 from events_app.delivery import deliveries_skip_pending, endpoint_failures_reset
 from events_app.models import Delivery, Event, WebhookEndpoint
@@ -87,7 +87,7 @@ def _event_columns() -> tuple[tuple[str, str], ...]:
 @functools.cache
 def _event_cte(only_if: str) -> str:
     quote = connection.ops.quote_name
-    table = quote(Event._meta.db_table)
+    (table,) = db.tables(Event)
     # r.* has the table's columns in the table's order, as an INSERT without a column list takes them.
     return (f"merchant_event AS (INSERT INTO {table} SELECT r.* FROM {quote(only_if)}, "  # noqa: S608 - names are ours
             f"jsonb_populate_record(NULL::{table}, %s::jsonb) AS r RETURNING 1)")
