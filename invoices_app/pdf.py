@@ -46,18 +46,18 @@ def invoice_html(html: str) -> HTML:
     return HTML(string=html, base_url=STATIC_DIR.as_uri() + "/", url_fetcher=BundledStaticFetcher())
 
 
-def render_invoice_pdf(data: InvoiceDocument) -> bytes:
-    html = render_to_string("invoices/invoice_pdf.html", {"invoice": data})
-    document = invoice_html(html).render(font_config=_FONT_CONFIG)
-    # The creation date comes from the invoice (a <meta> in the template) and the file
-    # identifier from its number, so the same invoice always gives the same bytes.
-    identifier = hashlib.sha256(f"{data.session_id}:{data.number}".encode()).hexdigest()[:32].encode()
+def _render_pdf(template: str, context: dict, *, identity: str) -> bytes:
+    document = invoice_html(render_to_string(template, context)).render(font_config=_FONT_CONFIG)
+    # The creation date comes from the document (a <meta> in the template) and the file
+    # identifier from `identity`, so the same document always gives the same bytes.
+    identifier = hashlib.sha256(identity.encode()).hexdigest()[:32].encode()
     return document.write_pdf(pdf_identifier=identifier)
+
+
+def render_invoice_pdf(data: InvoiceDocument) -> bytes:
+    return _render_pdf("invoices/invoice_pdf.html", {"invoice": data}, identity=f"{data.session_id}:{data.number}")
 
 
 def render_credit_note_pdf(data) -> bytes:
     """A credit note (invoices_app.services.credit_notes.CreditNoteDocument), as the invoice."""
-    html = render_to_string("invoices/credit_note_pdf.html", {"note": data})
-    document = HTML(string=html, base_url=str(settings.BASE_DIR)).render(font_config=_FONT_CONFIG)
-    identifier = hashlib.sha256(f"{data.refund_id}:{data.number}".encode()).hexdigest()[:32].encode()
-    return document.write_pdf(pdf_identifier=identifier)
+    return _render_pdf("invoices/credit_note_pdf.html", {"note": data}, identity=f"{data.refund_id}:{data.number}")
