@@ -4,12 +4,11 @@ publish in the web request), queued on commit otherwise (SQLite, the embedded de
 from __future__ import annotations
 
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from celery import Task, current_app
 from django.conf import settings
-from django.db import connection
+
+from core.background import run_in_background, workers_listen
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +20,7 @@ def _task(name: str) -> Task:
 
 def dispatcher_active() -> bool:
     """Whether a worker's dispatcher (events_app.dispatch) finds new events by itself."""
-    conf = current_app.conf
-    return connection.vendor == "postgresql" and not conf.task_always_eager and conf.broker_url.startswith("redis://")
+    return workers_listen()
 
 
 # The dispatcher's batches are served after everything else on Redis (kombu's priority steps 0, 3,
@@ -30,26 +28,15 @@ def dispatcher_active() -> bool:
 # a buyer's receipt. A merchant's own test or redelivery goes at the default.
 _PRIORITIES = {"deliveries_send": 9}
 
-_inline_pool: ThreadPoolExecutor | None = None
-_inline_lock = threading.Lock()
-
-
-def _run_inline(name: str, args: list, kwargs: dict) -> None:
-    try:
-        _task(name).apply(args=args, kwargs=kwargs)
-    finally:
-        connection.close()
+def _apply(name: str, args: list, kwargs: dict) -> None:
+    _task(name).apply(args=args, kwargs=kwargs)
 
 
 def queue(name: str, *args, **kwargs) -> bool:
     """Queue a task of events_app; a broker failure is logged, and the dispatcher's sweep retries."""
-    global _inline_pool
     if current_app.conf.task_always_eager and settings.FULFILMENT_EAGER_BACKGROUND:
         # No broker (the embedded default): as for fulfilment, keep the HTTP requests to merchants out of the web request, on a background thread.
-        with _inline_lock:
-            if _inline_pool is None:
-                _inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="merchant-webhooks")
-        _inline_pool.submit(_run_inline, name, list(args), kwargs)
+        run_in_background("merchant-webhooks", _apply, name, list(args), kwargs)
         return True
     try:
         options = {"priority": _PRIORITIES[name]} if name in _PRIORITIES else {}

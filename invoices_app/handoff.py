@@ -8,18 +8,16 @@ receivers queue here. Whatever is lost on the way is found by the safety net bel
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from celery import Task, current_app
 from django.conf import settings
-from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import audit_record
+from core.background import run_in_background
 from invoices_app.models import CreditNote, Fulfilment, KeyReveal
 from invoices_app.selectors import sessions_needing_fulfilment
 from sessions_app.models import PaymentSession
@@ -32,34 +30,28 @@ def _task(name: str) -> Task:
     return current_app.tasks[f"invoices_app.tasks.{name}"]
 
 
-_inline_pool: ThreadPoolExecutor | None = None
-_inline_lock = threading.Lock()
+def _apply(name: str, arg) -> None:
+    _task(name).apply(args=[arg])
 
 
-def _run_inline(session_id: str) -> None:
+def _queue(name: str, arg, failure: str) -> bool:
+    """Queue a task of one argument; a broker failure is logged (`failure`) and swallowed."""
+    if current_app.conf.task_always_eager and settings.FULFILMENT_EAGER_BACKGROUND:
+        # No broker (the embedded default): still keep PDF rendering and SMTP out of the web
+        # request, on one background thread of this process.
+        run_in_background("fulfilment", _apply, name, arg)
+        return True
     try:
-        _task("fulfil_session").apply(args=[session_id])
-    finally:
-        connection.close()
+        _task(name).delay(arg)
+    except Exception:
+        logger.exception(failure, arg)
+        return False
+    return True
 
 
 def fulfilment_queue(*, session_id: uuid.UUID | str) -> bool:
     """Queue fulfil_session. A broker failure is logged and swallowed: the safety net re-queues."""
-    global _inline_pool
-    if current_app.conf.task_always_eager and settings.FULFILMENT_EAGER_BACKGROUND:
-        # No broker (the embedded default): still keep PDF rendering and SMTP out of the web
-        # request, on one background thread of this process.
-        with _inline_lock:
-            if _inline_pool is None:
-                _inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fulfilment")
-        _inline_pool.submit(_run_inline, str(session_id))
-        return True
-    try:
-        _task("fulfil_session").delay(str(session_id))
-    except Exception:
-        logger.exception("could not queue fulfilment of session %s; the safety net will retry", session_id)
-        return False
-    return True
+    return _queue("fulfil_session", str(session_id), "could not queue fulfilment of session %s; the safety net will retry")
 
 
 def late_payment_queue(*, late_payment_id: int) -> bool:
@@ -72,29 +64,9 @@ def late_payment_queue(*, late_payment_id: int) -> bool:
     return True
 
 
-def _run_task_inline(name: str, arg) -> None:
-    try:
-        _task(name).apply(args=[arg])
-    finally:
-        connection.close()
-
-
 def credit_note_queue(*, credit_note_id: int) -> bool:
     """Queue a credit note's PDF and email (in-process without a broker, like fulfilment)."""
-    global _inline_pool
-    if current_app.conf.task_always_eager and settings.FULFILMENT_EAGER_BACKGROUND:
-        # No broker: keep PDF rendering and SMTP out of the web request, as fulfilment does.
-        with _inline_lock:
-            if _inline_pool is None:
-                _inline_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fulfilment")
-        _inline_pool.submit(_run_task_inline, "deliver_credit_note", credit_note_id)
-        return True
-    try:
-        _task("deliver_credit_note").delay(credit_note_id)
-    except Exception:
-        logger.exception("could not queue credit note %s; the safety net will retry", credit_note_id)
-        return False
-    return True
+    return _queue("deliver_credit_note", credit_note_id, "could not queue credit note %s; the safety net will retry")
 
 
 def refund_claim_queue(*, refund_id) -> bool:

@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import connection
 from psycopg import sql
 
+from core.background import workers_listen
 from invoices_app.selectors import relay_look_back_sql, relay_stalled_sql
 from invoices_app.tasks import fulfil_sessions
 from sessions_app.signals import SESSION_PAID_CHANNEL
@@ -45,8 +46,7 @@ RELAY_LOCK = 0x7061795F72656C61  # "pay_rela"
 
 def relay_active() -> bool:
     """Whether paid sessions announced through PostgreSQL reach the workers by the relay."""
-    conf = fulfil_sessions.app.conf
-    return connection.vendor == "postgresql" and not conf.task_always_eager and conf.broker_url.startswith("redis://")
+    return workers_listen()
 
 
 def connect() -> psycopg.Connection:
