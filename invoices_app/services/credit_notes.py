@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
@@ -19,6 +17,7 @@ from core.formatting import money
 from invoices_app.models import AccessLink, CreditNote, EmailRecord
 from invoices_app.services.access import access_url
 from invoices_app.services.delivery import _email_once, _mail_domain, _one_line
+from invoices_app.services.documents import pdf_read, pdf_save
 from invoices_app.services.steps import ACTOR
 
 
@@ -65,33 +64,21 @@ def credit_note_pdf_filename(note: CreditNote) -> str:
 
 
 def credit_note_pdf_store(*, note: CreditNote) -> str:
-    """Render and store the PDF once; a second call finds it stored."""
-    note = CreditNote.objects.get(pk=note.pk)
+    """Render and store the PDF once; a second call finds it stored. Sets note.pdf_name and pdf_sha256."""
     if note.pdf_name and default_storage.exists(note.pdf_name):
         return note.pdf_name
     # Imported here: weasyprint is heavy, and web processes never render.
     from invoices_app.pdf import render_credit_note_pdf
 
     pdf = render_credit_note_pdf(credit_note_document(note=note))
-    name = f"credit_notes/{note.account_id}/{credit_note_pdf_filename(note)}"
-    if default_storage.exists(name):
-        default_storage.delete(name)
-    saved = default_storage.save(name, ContentFile(pdf))
-    digest = hashlib.sha256(pdf).hexdigest()
-    CreditNote.objects.filter(pk=note.pk).update(pdf_name=saved, pdf_sha256=digest)
+    saved, digest = pdf_save(note, f"credit_notes/{note.account_id}/{credit_note_pdf_filename(note)}", pdf)
     audit_record(action="credit_note.pdf_stored", subject_type="credit_note", subject_id=note.pk,
                  account_id=note.account_id, actor=ACTOR, data={"name": saved, "sha256": digest, "bytes": len(pdf)})
     return saved
 
 
 def credit_note_pdf_bytes(*, note: CreditNote) -> bytes | None:
-    if not note.pdf_name:
-        return None
-    try:
-        with default_storage.open(note.pdf_name, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
+    return pdf_read(note.pdf_name)
 
 
 def credit_note_email(*, note: CreditNote) -> EmailRecord | None:
@@ -130,6 +117,5 @@ def credit_note_deliver(*, credit_note_id: int) -> CreditNote | None:
     if note is None:
         return None
     credit_note_pdf_store(note=note)
-    note.refresh_from_db()
     credit_note_email(note=note)
     return note

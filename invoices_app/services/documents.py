@@ -10,7 +10,7 @@ from django.core.files.storage import default_storage
 from django.utils.text import get_valid_filename
 
 from audit.services import audit_record
-from invoices_app.models import Invoice
+from invoices_app.models import CreditNote, Invoice
 from invoices_app.selectors import invoice_document
 from invoices_app.services.steps import ACTOR, step_once
 
@@ -41,24 +41,35 @@ def _pdf_render_and_store(invoice: Invoice) -> str:
     from invoices_app.pdf import render_invoice_pdf
 
     pdf = render_invoice_pdf(invoice_document(invoice=invoice))
-    name = invoice_pdf_name(invoice)
-    # A file left by an attempt that died before recording it is replaced, not renamed.
-    if default_storage.exists(name):
-        default_storage.delete(name)
-    saved = default_storage.save(name, ContentFile(pdf))
-    digest = hashlib.sha256(pdf).hexdigest()
-    Invoice.objects.filter(pk=invoice.pk).update(pdf_name=saved, pdf_sha256=digest)
+    saved, digest = pdf_save(invoice, invoice_pdf_name(invoice), pdf)
     audit_record(action="invoice.pdf_stored", subject_type="invoice", subject_id=invoice.pk,
                  account_id=invoice.account_id, actor=ACTOR,
                  data={"name": saved, "sha256": digest, "bytes": len(pdf)})
     return saved
 
 
-def invoice_pdf_bytes(*, invoice: Invoice) -> bytes | None:
-    if not invoice.pdf_name:
+def pdf_save(document: Invoice | CreditNote, name: str, pdf: bytes) -> tuple[str, str]:
+    """Store a rendered PDF under `name` and record it on the document's row (and the instance)."""
+    # A file left by an attempt that died before recording it is replaced, not renamed.
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    saved = default_storage.save(name, ContentFile(pdf))
+    digest = hashlib.sha256(pdf).hexdigest()
+    type(document).objects.filter(pk=document.pk).update(pdf_name=saved, pdf_sha256=digest)
+    document.pdf_name, document.pdf_sha256 = saved, digest
+    return saved, digest
+
+
+def pdf_read(name: str) -> bytes | None:
+    """A stored PDF's bytes; None when none was recorded or its file is gone."""
+    if not name:
         return None
     try:
-        with default_storage.open(invoice.pdf_name, "rb") as handle:
+        with default_storage.open(name, "rb") as handle:
             return handle.read()
     except FileNotFoundError:
         return None
+
+
+def invoice_pdf_bytes(*, invoice: Invoice) -> bytes | None:
+    return pdf_read(invoice.pdf_name)
