@@ -18,7 +18,7 @@ from core.formatting import money
 from sessions_app.models import PaymentSession
 from sessions_app.refunds.models import Refund, RefundReason
 from sessions_app.refunds.services import refund_create
-from sessions_app.refunds.state import refundable, refundable_amount
+from sessions_app.refunds.state import refundable, refundable_amount, revokes_key
 
 
 @admin.register(Refund)
@@ -53,12 +53,16 @@ class RefundForm(forms.Form):
                                    choices=[("", "The account's default"), ("yes", "Yes"), ("no", "No")])
 
 
+# The form's choice; absent when the account's default applies.
+_REVOKE_KEY = {"yes": True, "no": False}
+
+
 def _plan(session: PaymentSession, data: dict) -> dict:
     """What the refund will do, said before it is done."""
     left = refundable_amount(session)
     amount = data.get("amount") or left
     full = amount + session.amount_refunded >= session.amount
-    revoke = {"yes": True, "no": False}.get(data.get("revoke_key") or "", session.account.refund_revokes_key)
+    revoke = revokes_key(_REVOKE_KEY.get(data.get("revoke_key") or ""), session)
     how = {"stripe": "Stripe returns the money to the customer's card.",
            "onecom": "It stays pending until One.com confirms the refund by its signed callback.",
            "web3": "The customer is emailed a link to name a receiving address; you then pay out from your own "
@@ -84,7 +88,7 @@ def refund_session(modeladmin, request: HttpRequest, queryset):
     if form.is_bound and form.is_valid():
         context["plan"] = _plan(session, form.cleaned_data)
         if request.POST.get("confirm") == "yes" and context["plan"]["fits"]:
-            revoke = {"yes": True, "no": False}.get(form.cleaned_data.get("revoke_key") or "")
+            revoke = _REVOKE_KEY.get(form.cleaned_data.get("revoke_key") or "")
             try:
                 refund = refund_create(account=session.account, session_id=session.pk,
                                        amount=form.cleaned_data.get("amount"), reason=form.cleaned_data["reason"],

@@ -50,14 +50,19 @@ def refunded_with_key_revoked(session_id) -> bool:
     if session is None or session.refund_status != SessionRefundStatus.REFUNDED:
         return False
     flags = Refund.objects.filter(session=session, status=RefundStatus.SUCCEEDED).values_list("revoke_key", flat=True)
-    return any(session.account.refund_revokes_key if flag is None else flag for flag in flags)
+    return any(revokes_key(flag, session) for flag in flags)
+
+
+def revokes_key(flag: bool | None, session: PaymentSession) -> bool:
+    """A refund's revoke_key, or the merchant's default when it names none."""
+    return session.account.refund_revokes_key if flag is None else flag
 
 
 def refund_data(refund: Refund) -> dict[str, Any]:
     """The refund as the API, the events and the audit trail show it."""
     return {
         "id": str(refund.pk), "object": "refund", "session_id": str(refund.session_id),
-        "amount": str(Decimal(refund.amount).quantize(Decimal(1).scaleb(-currencies.exponent(refund.currency)))),
+        "amount": str(currencies.in_minor_units(Decimal(refund.amount), refund.currency)),
         "currency": refund.currency, "reason": refund.reason, "status": refund.status, "mode": refund.mode,
         "provider": refund.provider, "provider_reference": refund.provider_reference,
         "failure_reason": refund.failure_reason, "origin": refund.origin, "actor": refund.actor,
@@ -100,7 +105,7 @@ def refund_succeed(*, session: PaymentSession, refund: Refund, actor: str, provi
     refund.mark_succeeded(provider_reference=provider_reference)
     refund.save()
     full = _session_totals_update(session, actor=actor)
-    revoke = refund.revoke_key if refund.revoke_key is not None else session.account.refund_revokes_key
+    revoke = revokes_key(refund.revoke_key, session)
     if full and revoke:
         # What the money bought stops verifying as valid; the access link stays (the credit note).
         entitlement_keys_mark_refunded(session_id=session.pk, actor=actor)
