@@ -17,8 +17,6 @@ from sessions_app.refunds.state import (
     refund_fail,
     refund_record,
     refund_succeed,
-    refundable,
-    refundable_amount,
     session_lock,
 )
 
@@ -47,19 +45,10 @@ def refund_create(*, account: Account, session_id: uuid.UUID, amount: Decimal | 
     if reason not in RefundReason.values:
         raise errors.DomainError("reason_invalid", f"reason must be one of {', '.join(RefundReason.values)}.",
                                  field="reason")
-    session = PaymentSession.objects.filter(pk=session_id, account=account).values_list("pk", flat=True).first()
+    session = PaymentSession.objects.select_for_update().filter(pk=session_id, account=account).first()
     if session is None:
         raise errors.NotFound("session_not_found", "No such session.")
-    session = session_lock(session_id)
     amount = refund_amount_clean(amount, session=session)
-    if not refundable(session):
-        raise errors.Conflict("session_not_refundable", f"A {session.status} session has nothing to refund.")
-    if amount is None:
-        amount = refundable_amount(session)
-        if amount <= 0 and session.amount_refunded >= session.amount:
-            raise errors.Conflict("refund_already_processed", "This session is already refunded in full.")
-        if amount <= 0:
-            raise errors.Conflict("refund_exceeds_available", "Nothing of this session is left to refund.")
     refund = refund_record(session=session, amount=amount, reason=reason, actor=actor, origin=origin,
                            provider=session.provider, revoke_key=revoke_key)
     started = gateways.refund_start(refund=refund, session=session)

@@ -72,15 +72,22 @@ def refund_data(refund: Refund) -> dict[str, Any]:
     }
 
 
-def refund_record(*, session: PaymentSession, amount: Decimal, reason: str, actor: str, origin: str,
+def refund_record(*, session: PaymentSession, amount: Decimal | None, reason: str, actor: str, origin: str,
                   provider: str, provider_reference: str = "", revoke_key: bool | None = None) -> Refund:
-    """A new pending refund of a locked session: refused beyond what is left to refund."""
+    """A new pending refund of a locked session: refused beyond what is left to refund.
+
+    A missing amount is what is left to refund.
+    """
     if not refundable(session):
         raise errors.Conflict("session_not_refundable", f"A {session.status} session has nothing to refund.")
     available = refundable_amount(session)
     if available <= 0 and session.amount_refunded >= session.amount:
         raise errors.Conflict("refund_already_processed", "This session is already refunded in full.")
-    if amount > available:
+    if amount is None:
+        if available <= 0:
+            raise errors.Conflict("refund_exceeds_available", "Nothing of this session is left to refund.")
+        amount = available
+    elif amount > available:
         raise errors.Conflict("refund_exceeds_available",
                               f"At most {available} {session.currency} of this session can still be refunded.")
     refund = Refund.objects.create(
