@@ -10,9 +10,8 @@ from django.db import transaction
 from invoices_app import handoff
 from invoices_app.models import AccessLink
 from invoices_app.relay import relay_active
-from invoices_app.services.access import access_url
+from invoices_app.services.access import access_url, mail_allowed
 from invoices_app.services.numbering import credit_note_issue, invoice_mark_refunded
-from keys_app.selectors import test_mail_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +50,6 @@ def on_test_session_delivery_shown(sender, session, **kwargs) -> dict:
     link = AccessLink.objects.filter(session_id=session.pk, revoked_at__isnull=True).first()
     if link is None or not session.customer_email:
         return {}
-    if test_mail_allowed(account=session.account, mode=session.mode, address=session.customer_email):
+    if mail_allowed(session, session.customer_email):
         return {}
     return {"test_receipt_logged": True, "test_access_url": access_url(link)}

@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 ACCESS_LINKS_MAX = 20
 
 
+def mail_allowed(session: PaymentSession, to: str) -> bool:
+    """Whether `to` may be mailed about this session (in test mode, only inboxes its merchant lists)."""
+    return test_mail_allowed(account=session.account, mode=session.mode, address=to)
+
+
 def access_link_create(*, session: PaymentSession, invoice: Invoice) -> AccessLink:
     return step_once(session_id=session.pk, mark="link_created_at",
                      find=lambda: AccessLink.objects.filter(session=session).first(),
@@ -97,8 +102,7 @@ def access_links_send(*, email: str) -> int:
                          after={"expires_at": expires_at})
     # Test mode never mails an inbox its merchant did not list: those links go to the log.
     to = links[0].session.customer_email
-    sendable = [link for link in links
-                if test_mail_allowed(account=link.session.account, mode=link.session.mode, address=to)]
+    sendable = [link for link in links if mail_allowed(link.session, to)]
     held = [link for link in links if link not in sendable]
     for group, send in ((sendable, True), (held, False)):
         if not group:

@@ -21,11 +21,11 @@ from core.formatting import money
 from core.logs import redact
 from invoices_app import claims
 from invoices_app.models import AccessLink, EmailRecord, Invoice
-from invoices_app.services.access import access_url
+from invoices_app.services.access import access_url, mail_allowed
 from invoices_app.services.documents import invoice_pdf_bytes, invoice_pdf_filename
 from invoices_app.services.keys import key_mark_emailed, key_plaintext_for_receipt
 from invoices_app.services.steps import ACTOR, session_lock, step_mark
-from keys_app.selectors import entitlement_key_current_for_session, test_mail_allowed
+from keys_app.selectors import entitlement_key_current_for_session
 from sessions_app.models import LatePayment, PaymentSession
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,6 @@ def mail_print_instead(message: EmailMultiAlternatives, *, session: PaymentSessi
         "printed here instead.\nTo: %s\nSubject: %s\nAttachments: %s\n\n%s",
         kind, ", ".join(message.to), ", ".join(message.to), message.subject, attachments,
         redact(message.body), extra={"session_id": str(session.pk), "mode": session.mode})
-
-
-def mail_allowed(session: PaymentSession, to: str) -> bool:
-    return test_mail_allowed(account=session.account, mode=session.mode, address=to)
 
 
 class EmailInFlight(Exception):
