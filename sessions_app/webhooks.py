@@ -7,7 +7,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 
-from core import errors, safe_json
+from core import errors
 from sessions_app.crypto import polling
 from sessions_app.events import ChainHint, WebhookResult
 from sessions_app.lifecycle import payment_event_apply, webhook_event_reprocess
@@ -25,9 +25,6 @@ def webhook_receive(*, provider: str, body: bytes, headers: Mapping[str, str], a
         raise WebhookRejected("provider_unknown", f"No provider called {provider!r}.", 404) from None
     if len(body) > handler.max_body_bytes:
         raise errors.TooLarge("body_too_large", f"The body is larger than {handler.max_body_bytes // 1024} KiB.")
-    if safe_json.json_depth(body) > safe_json.MAX_JSON_DEPTH:
-        # Before any provider (or its library) parses it.
-        raise WebhookRejected("json_too_deep", f"The body is nested deeper than {safe_json.MAX_JSON_DEPTH} levels.")
     # Header names are case-insensitive; providers read them in lower case.
     parsed = handler.receive_webhook(body=body, headers={k.lower(): v for k, v in headers.items()})
     if isinstance(parsed, ChainHint):
