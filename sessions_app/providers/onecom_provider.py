@@ -90,21 +90,13 @@ def _verify_with(body: bytes, headers: Mapping[str, str], secret: str) -> dict[s
     return payload
 
 
-def verify(body: bytes, headers: Mapping[str, str], *, secret: str | None = None) -> dict[str, Any]:
-    payload, _ = verify_with_mode(body, headers, secret=secret)
-    return payload
-
-
-def verify_with_mode(body: bytes, headers: Mapping[str, str], *,
-                     secret: str | None = None) -> tuple[dict[str, Any], bool | None]:
+def verify_with_mode(body: bytes, headers: Mapping[str, str]) -> tuple[dict[str, Any], bool | None]:
     """Verify a callback and tell its mode: the mode whose secret verifies it (None if both would).
 
     One.com's callbacks carry no mode and come to one URL, so the secret decides: a callback
     signed with the test secret can only ever move a test session. With one secret for both
     modes (ONECOM_WEBHOOK_SECRET alone) the mode cannot be told and the session's own stands.
     """
-    if secret is not None:
-        return _verify_with(body, headers, secret), None
     test, live = settings.ONECOM_TEST_WEBHOOK_SECRET, settings.ONECOM_LIVE_WEBHOOK_SECRET
     if not (test or live):
         raise WebhookUnavailable("webhook_not_configured", "ONECOM_TEST_WEBHOOK_SECRET is not configured.")
