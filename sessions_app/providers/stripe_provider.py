@@ -86,8 +86,7 @@ def _stated_mode(body: bytes) -> str:
     return "live" if isinstance(payload, dict) and payload.get("livemode") is True else "test"
 
 
-def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None,
-           now: float | None = None) -> set[str]:
+def verify(body: bytes, header: str | None, *, now: float | None = None) -> set[str]:
     """Accept the body if a current secret signed it within the tolerance, in either direction.
 
     Answers the modes whose secrets verify it ({"test"}, {"live"}, both when the two share a
@@ -106,7 +105,7 @@ def verify(body: bytes, header: str | None, *, secrets_: list[str] | None = None
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
         raise WebhookRejected("body_not_utf8", "The body is not UTF-8.") from None
-    by_mode = {"given": secrets_} if secrets_ is not None else {mode: webhook_secrets(mode) for mode in ("test", "live")}
+    by_mode = {mode: webhook_secrets(mode) for mode in ("test", "live")}
     if not any(by_mode.values()):
         raise WebhookUnavailable("webhook_not_configured", "STRIPE_TEST_WEBHOOK_SECRET is not configured.")
     verified = set()
@@ -265,8 +264,8 @@ def test_event(
             "created": int(time.time()), "livemode": livemode, "data": {"object": obj}}
 
 
-def sign(body: str, secret: str | None = None, timestamp: int | None = None, *, mode: str | None = None) -> str:
-    secret = secret or webhook_secrets(mode or _stated_mode(body.encode()))[0]
+def sign(body: str, secret: str | None = None, timestamp: int | None = None) -> str:
+    secret = secret or webhook_secrets(_stated_mode(body.encode()))[0]
     return stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp)
 
 
