@@ -19,7 +19,6 @@ from django.conf import settings
 from eth_utils import is_address
 
 from sessions_app.crypto import services as crypto
-from sessions_app.crypto.chain import chain_id_for
 from sessions_app.events import ChainHint
 from sessions_app.providers.base import PaymentStart, Provider, WebhookRejected, WebhookUnavailable, json_object
 
@@ -73,9 +72,6 @@ class Web3Provider(Provider):
     name = NAME
     label = "Crypto (wallet)"
     max_body_bytes = MAX_BODY_BYTES
-
-    def is_configured(self, mode: str = "test") -> bool:
-        return bool(getattr(settings, f"WEB3_{mode.upper()}_PROVIDER_URL") and chain_id_for(mode))
 
     prepares_sessions = True
     needs_email_to_start = False
