@@ -84,10 +84,8 @@ def failure_figures(sessions: QuerySet[PaymentSession]) -> QuerySet:
 
 @dataclass(frozen=True)
 class SummaryRun:
-    first_day: date | None
     paid_until: datetime
     created_until: datetime
-    days: int
     rows: int
 
 
@@ -100,7 +98,7 @@ def summary_refresh(*, now: datetime | None = None) -> SummaryRun:
         mark, _ = SummaryWatermark.objects.select_for_update().get_or_create(
             pk=WATERMARK_PK, defaults={"paid_until": NEVER, "created_until": NEVER, "refreshed_at": NEVER})
         if mark.paid_until >= paid_until:
-            return SummaryRun(None, mark.paid_until, mark.created_until, 0, 0)  # a later run got here first
+            return SummaryRun(mark.paid_until, mark.created_until, 0)  # a later run got here first
         first_day = _first_day_to_recompute(mark)
         start = day_start(first_day) if first_day else None
         if start is None:
@@ -112,8 +110,7 @@ def summary_refresh(*, now: datetime | None = None) -> SummaryRun:
         rows = _write_days(start=start, paid_until=paid_until, created_until=created_until)
         mark.paid_until, mark.created_until, mark.refreshed_at = paid_until, created_until, now
         mark.save(update_fields=["paid_until", "created_until", "refreshed_at"])
-    days = (paid_until.date() - first_day).days + 1 if first_day else 0
-    return SummaryRun(first_day, paid_until, created_until, days, rows)
+    return SummaryRun(paid_until, created_until, rows)
 
 
 def summary_rebuild(*, now: datetime | None = None) -> SummaryRun:
