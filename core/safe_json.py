@@ -78,11 +78,11 @@ def _finite_decimal(text: str) -> Decimal:
     return value
 
 
-def loads(raw: bytes | str, *, decimals: bool = False, max_depth: int = MAX_JSON_DEPTH) -> Any:
+def loads(raw: bytes | str, *, decimals: bool = False) -> Any:
     """json.loads for bodies from the network. Raises JsonRefused (a ValueError) for too deep or
     non-finite input and ValueError for anything that is not JSON."""
-    if json_depth(raw, stop_above=max_depth) > max_depth:
-        raise JsonRefused("json_too_deep", f"The body is nested deeper than {max_depth} levels.")
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise JsonRefused("json_too_deep", f"The body is nested deeper than {MAX_JSON_DEPTH} levels.")
     try:
         return json.loads(raw, parse_constant=_refuse_constant,
                           parse_float=_finite_decimal if decimals else _finite_float)
