@@ -17,7 +17,6 @@ from sessions_app.links import admin as link_admin  # noqa: F401 - registers the
 from sessions_app.models import PaymentSession, WebhookEvent
 from sessions_app.refunds.admin import refund_session
 from sessions_app.services import FulfilAnywayRefused, session_fulfil_anyway
-from sessions_app.signals import test_session_delivery_shown
 from sessions_app.webhooks import webhook_event_reprocess_stored
 
 # The providers the product speaks: a fixed list, so the filter costs no scan of the table.
@@ -68,13 +67,6 @@ class EventTypeFilter(ScopedValuesFilter):
     title = "event type"
     parameter_name = "event_type"
     field = "event_type"
-
-
-def _test_delivery(session: PaymentSession) -> dict:
-    shown: dict = {}
-    for _, answer in test_session_delivery_shown.send(sender=None, session=session):
-        shown.update(answer or {})
-    return shown
 
 
 def _pretty_json(value) -> str:
@@ -140,7 +132,7 @@ class PaymentSessionAdmin(MerchantScopedAdmin):
             "buyer_key": entitlement_key_current_for_session(session_id=session.pk),
             "late_payments": list(selectors.late_payments_of(session=session)),
             "refunds": list(session.refunds.order_by("created_at")),
-            **(_test_delivery(session) if session.mode == "test" else {}),
+            **(selectors.test_delivery_shown(session=session) if session.mode == "test" else {}),
         }
 
     @admin.action(description="Fulfil anyway: deliver the selected sessions that were paid after expiry")

@@ -12,6 +12,7 @@ from core import currencies, db
 from keys_app.models import Account
 from sessions_app import summaries
 from sessions_app.models import DailySummary, LatePayment, PaymentSession, Status
+from sessions_app.signals import test_session_delivery_shown
 
 
 def parse_uuid(value: str | None) -> uuid.UUID | None:
@@ -26,6 +27,14 @@ def session_list(*, account: Account, status: str | None = None) -> QuerySet[Pay
     if status:
         qs = qs.filter(status=status)
     return qs.order_by("-created_at", "-id")
+
+
+def test_delivery_shown(*, session: PaymentSession) -> dict:
+    """What a test session's receipt would have shown when it went to the log instead (fulfilment answers)."""
+    shown: dict = {}
+    for _, answer in test_session_delivery_shown.send(sender=None, session=session):
+        shown.update(answer or {})
+    return shown
 
 
 def session_get_for_account(*, account: Account, session_id: str) -> PaymentSession | None:

@@ -21,7 +21,6 @@ from sessions_app.crypto import services as crypto
 from sessions_app.inputs import CheckoutCustomerInput
 from sessions_app.lifecycle import session_set_customer
 from sessions_app.providers import PaymentStartError, get_provider, onecom_provider, stripe_provider
-from sessions_app.signals import test_session_delivery_shown
 from sessions_app.webhook_guard import webhook_guard
 from sessions_app.webhooks import stripe_webhook_receive, webhook_receive
 
@@ -99,16 +98,8 @@ def _checkout_context(session) -> dict:
     if "web3" in session.providers:
         context["web3"] = _web3_context(session)
     if session.mode == "test" and session.status == "paid":
-        context.update(_test_delivery(session))
+        context.update(selectors.test_delivery_shown(session=session))
     return context
-
-
-def _test_delivery(session) -> dict:
-    """What a test session's receipt would have shown when it went to the log instead (fulfilment answers)."""
-    shown: dict = {}
-    for _, answer in test_session_delivery_shown.send(sender=None, session=session):
-        shown.update(answer or {})
-    return shown
 
 
 def _web3_context(session) -> dict:
