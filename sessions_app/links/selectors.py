@@ -14,7 +14,7 @@ from sessions_app.models import PaymentLink, PaymentSession, Status
 def _money(value: Decimal | None, currency: str) -> str | None:
     if value is None:
         return None
-    return str(value.quantize(Decimal(1).scaleb(-currencies.exponent(currency))))
+    return str(currencies.in_minor_units(value, currency))
 
 
 def link_url(link: PaymentLink) -> str:
