@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gunicorn.glogging import Logger
 
-from core.logs import redact
+from core.logs import RedactTokensFilter, redact
 
 # r: request line, U: path, q: query, f: Referer (the access page links to its own PDF).
 _ATOMS = ("r", "U", "q", "f", "{referer}i")
@@ -22,28 +22,10 @@ class RedactingLogger(Logger):
                 atoms[key] = redact(atoms[key])
         return atoms
 
-    def _redacted(self, msg, args) -> str:
-        # Formatted here, then passed on without args (logging formats a message only when it has args).
-        try:
-            text = str(msg) % args if args else str(msg)
-        except (TypeError, ValueError):
-            text = " ".join([str(msg), *map(str, args)])
-        return redact(text)
-
-    def error(self, msg, *args, **kwargs):
-        super().error(self._redacted(msg, args), **kwargs)
-
-    def warning(self, msg, *args, **kwargs):
-        super().warning(self._redacted(msg, args), **kwargs)
-
-    def info(self, msg, *args, **kwargs):
-        super().info(self._redacted(msg, args), **kwargs)
-
-    def exception(self, msg, *args, **kwargs):
-        super().exception(self._redacted(msg, args), **kwargs)
-
-    def critical(self, msg, *args, **kwargs):
-        super().critical(self._redacted(msg, args), **kwargs)
-
-    def debug(self, msg, *args, **kwargs):
-        super().debug(self._redacted(msg, args), **kwargs)
+    def setup(self, cfg):
+        super().setup(cfg)
+        # On the logger, not a handler: gunicorn's error log does not propagate, and a log config
+        # may replace its handlers. Every method (error, exception, log, ...) passes through it.
+        # setup runs again on a config reload, hence once only.
+        if not any(isinstance(f, RedactTokensFilter) for f in self.error_log.filters):
+            self.error_log.addFilter(RedactTokensFilter())
