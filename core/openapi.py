@@ -236,7 +236,7 @@ WEBHOOK_PATHS: dict[str, dict[str, Any]] = {
             _header("webhook-signature", "`v1,<base64 HMAC-SHA256(secret, \"{id}.{timestamp}.{body}\")>`; several, "
                                          "space-separated, during a secret rotation."),
         ],
-        body={},  # onecom_event_schema(), filled in when the schema is built
+        body=onecom_event_schema(),
         bad_request="Unsigned, badly signed, stale, or not a well-formed event (`amount_invalid`, "
                     "`currency_invalid`, `event_invalid`). Nothing is stored.",
     ),
@@ -266,9 +266,6 @@ def add_webhook_paths(result: dict[str, Any], generator, request, public) -> dic
     })
     for path, item in WEBHOOK_PATHS.items():
         result["paths"].setdefault(path, copy.deepcopy(item))
-    onecom = result["paths"]["/webhooks/onecom"]["post"]
-    if not onecom["requestBody"]["content"]["application/json"]["schema"]:
-        onecom["requestBody"]["content"]["application/json"]["schema"] = onecom_event_schema()
     _web3_chain_id(result)
     _drop_blank_format_defaults(result)
     _blank_alternatives_any_of(result)
