@@ -726,8 +726,13 @@ class Bench:
             for name in ("paid_to_email_p50_s", "paid_to_email_p99_s", "pdf_median_ms"):
                 targets.append({"target": name, "value": None, "ok": None, "note": "not yet measurable"})
         if deliveries:
-            targets.append({"target": "merchant webhook deliveries/s >= 0.25x no-op Celery tasks/s (1 worker)",
-                            "value": deliveries["ratio"], "ok": deliveries["complete"] and deliveries["ratio"] >= 0.25,
+            # sys.path holds the repository only once main() runs.
+            from bench.bench_deliveries import TARGET_RATIO
+
+            targets.append({"target": f"merchant webhook deliveries/s >= {TARGET_RATIO:g}x no-op Celery tasks/s "
+                                      "(1 worker)",
+                            "value": deliveries["ratio"],
+                            "ok": deliveries["complete"] and deliveries["ratio"] >= TARGET_RATIO,
                             "note": f"{deliveries['deliveries_per_s']} deliveries/s, "
                                     f"{deliveries['noop_tasks_per_s']} no-op tasks/s"})
         targets.append({"target": f"web worker RSS <= {WEB_RSS_MB:g} MB", "value": web_rss,
