@@ -170,7 +170,7 @@ def paid_sessions_export_sql(*, account_id: int | None, mode: str | None = None,
     qs = _paid_for_export(account_id=account_id, mode=mode, start=start, end=end).values("id")
     inner_sql, params = qs.query.sql_with_params()
     where = inner_sql[inner_sql.index(" WHERE "):inner_sql.index(" ORDER BY ")]
-    table = connection.ops.quote_name(PaymentSession._meta.db_table)
+    (table,) = db.tables(PaymentSession)
     # Amounts are positive and stored at their currency's precision (create_session refuses
     # more decimals), so round() to the exponent writes what Decimal.quantize writes.
     amount = f"round({table}.amount, {_exponent_case(f'{table}.currency')})::text"
